@@ -1,0 +1,27 @@
+"""Wire contracts shared by every stage; stages only meet through these and Kafka topics."""
+
+from schemas.alert import AlertRecord, alert_id
+from schemas.camera_event import CameraEvent
+from schemas.dead_letter import DeadLetter, dead_letter_headers, original_headers, parse_dead_letter
+from schemas.detections import DetectionArrays, DetectionsRecord, FrameRef, ModelRef, Timing
+from schemas.errors import ContractError
+from schemas.frame import FrameMeta, parse_frame_headers, validate_frame_record
+
+__all__ = [
+    "AlertRecord",
+    "CameraEvent",
+    "ContractError",
+    "DeadLetter",
+    "DetectionArrays",
+    "DetectionsRecord",
+    "FrameMeta",
+    "FrameRef",
+    "ModelRef",
+    "Timing",
+    "alert_id",
+    "dead_letter_headers",
+    "original_headers",
+    "parse_dead_letter",
+    "parse_frame_headers",
+    "validate_frame_record",
+]

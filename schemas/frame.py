@@ -1,0 +1,106 @@
+"""Frame records: a language-neutral contract any Kafka producer can speak.
+
+The image travels as the raw record value and the metadata in headers, so a producer in
+any language (or `kcat`) can publish frames without a serialisation library.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+from jsonschema import Draft202012Validator
+
+from schemas.errors import ContractError
+from schemas.headers import Headers, dict_to_headers, headers_to_dict
+
+FRAME_SCHEMA_VERSION = "1"
+SUPPORTED_VERSIONS = frozenset({FRAME_SCHEMA_VERSION})
+SCHEMA_FILE = Path(__file__).with_name("frame.headers.schema.json")
+MAGIC = {"jpeg": b"\xff\xd8\xff", "png": b"\x89PNG\r\n\x1a\n"}
+
+
+@dataclass(frozen=True, slots=True)
+class FrameMeta:
+    camera_id: str
+    seq: int
+    capture_ns: int
+    width: int
+    height: int
+    encoding: str = "jpeg"
+    stream_ts: float | None = None
+    claim_check: str | None = None
+
+    def headers(self) -> list[tuple[str, bytes]]:
+        return dict_to_headers(
+            {
+                "schema-version": FRAME_SCHEMA_VERSION,
+                "camera-id": self.camera_id,
+                "seq": self.seq,
+                "capture-ns": self.capture_ns,
+                "stream-ts": None if self.stream_ts is None else f"{self.stream_ts:.6f}",
+                "width": self.width,
+                "height": self.height,
+                "encoding": self.encoding,
+                "claim-check": self.claim_check,
+            }
+        )
+
+
+@cache
+def _validator() -> Draft202012Validator:
+    return Draft202012Validator(json.loads(SCHEMA_FILE.read_text()))
+
+
+def parse_frame_headers(key: bytes | str | None, headers: Headers | None) -> FrameMeta:
+    """Validate a frame record's key and headers against the published JSON Schema."""
+    values = headers_to_dict(headers)
+    version = values.get("schema-version")
+    if version is None:
+        raise ContractError("missing header 'schema-version'")
+    if version not in SUPPORTED_VERSIONS:
+        raise ContractError(f"unsupported frame schema-version {version!r} (supported: 1)")
+    error = next(iter(sorted(_validator().iter_errors(values), key=lambda e: e.path)), None)
+    if error is not None:
+        field = error.path[0] if error.path else None
+        what = f"header {field!r}" if field else "headers"
+        raise ContractError(f"{what}: {error.message}")
+    key_text = key.decode("utf-8", "replace") if isinstance(key, bytes) else key
+    if key_text != values["camera-id"]:
+        raise ContractError(f"record key {key_text!r} does not match camera-id {values['camera-id']!r}")
+    stream_ts = values.get("stream-ts")
+    return FrameMeta(
+        camera_id=values["camera-id"],
+        seq=int(values["seq"]),
+        capture_ns=int(values["capture-ns"]),
+        width=int(values["width"]),
+        height=int(values["height"]),
+        encoding=values["encoding"],
+        stream_ts=float(stream_ts) if stream_ts is not None else None,
+        claim_check=values.get("claim-check"),
+    )
+
+
+def check_image_bytes(meta: FrameMeta, payload: bytes, max_bytes: int) -> None:
+    """Cheap checks that catch most bad payloads before a decoder sees them."""
+    if len(payload) > max_bytes:
+        raise ContractError(f"oversized frame: {len(payload)} bytes > limit {max_bytes}")
+    if not payload:
+        raise ContractError("empty frame payload")
+    if not payload.startswith(MAGIC[meta.encoding]):
+        raise ContractError(f"payload is not a {meta.encoding} image (bad magic bytes)")
+
+
+def validate_frame_record(
+    key: bytes | str | None, value: bytes | None, headers: Headers | None, max_bytes: int = 16 << 20
+) -> FrameMeta:
+    """Full validation of an inline frame record, as the inference workers apply it."""
+    meta = parse_frame_headers(key, headers)
+    if meta.claim_check is not None:
+        if value:
+            raise ContractError("a claim-check frame must have an empty value")
+        return meta
+    check_image_bytes(meta, value or b"", max_bytes)
+    return meta

@@ -1,0 +1,157 @@
+"""One YAML file describes the whole deployment; environment variables override it.
+
+Errors name the YAML line they come from, because a config file is written by hand and
+"cameras.2.url: invalid" is much less helpful than "line 14".
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from sightline.config.alerts import AlertsSettings
+from sightline.config.cameras import CameraSettings
+from sightline.config.inference import InferenceSettings
+from sightline.config.infra import (
+    DevSettings,
+    FramesSettings,
+    KafkaSettings,
+    RedisSettings,
+    TopicsSettings,
+)
+from sightline.config.service import ApiSettings, MetricsSettings
+
+__all__ = [
+    "ApiSettings",
+    "AlertsSettings",
+    "CameraSettings",
+    "ConfigError",
+    "DevSettings",
+    "FramesSettings",
+    "InferenceSettings",
+    "KafkaSettings",
+    "MetricsSettings",
+    "RedisSettings",
+    "SightlineConfig",
+    "TopicsSettings",
+    "load_config",
+]
+
+ENV_CONFIG_PATH = "SIGHTLINE_CONFIG"
+
+
+class ConfigError(ValueError):
+    """A configuration problem, phrased for the person editing the file."""
+
+
+class SightlineConfig(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="SIGHTLINE_", env_nested_delimiter="__", extra="forbid", validate_default=True
+    )
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    topics: TopicsSettings = Field(default_factory=TopicsSettings)
+    frames: FramesSettings = Field(default_factory=FramesSettings)
+    dev: DevSettings = Field(default_factory=DevSettings)
+    cameras: list[CameraSettings] = Field(default_factory=list)
+    inference: InferenceSettings = Field(default_factory=InferenceSettings)
+    alerts: AlertsSettings = Field(default_factory=AlertsSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment beats the YAML file (passed as init kwargs), as in twelve-factor apps.
+        return (env_settings, init_settings)
+
+    def camera(self, camera_id: str) -> CameraSettings:
+        for cam in self.cameras:
+            if cam.id == camera_id:
+                return cam
+        raise KeyError(camera_id)
+
+
+def _line_index(text: str) -> dict[tuple[str, ...], int]:
+    """Map every YAML path (keys and list indexes as strings) to its 1-based line."""
+    index: dict[tuple[str, ...], int] = {}
+
+    def walk(node: yaml.Node, path: tuple[str, ...]) -> None:
+        index.setdefault(path, node.start_mark.line + 1)
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                child = (*path, str(key.value))
+                index[child] = key.start_mark.line + 1
+                walk(value, child)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                walk(item, (*path, str(i)))
+
+    root = yaml.compose(text)
+    if root is not None:
+        walk(root, ())
+    return index
+
+
+def _describe(error: ValidationError, lines: dict[tuple[str, ...], int], source: str) -> str:
+    messages = []
+    for item in error.errors():
+        loc = tuple(str(part) for part in item["loc"])
+        line = None
+        for depth in range(len(loc), -1, -1):
+            if loc[:depth] in lines:
+                line = lines[loc[:depth]]
+                break
+        where = f"{source}:{line}" if line else source
+        dotted = ".".join(loc) or "(root)"
+        reason = "unknown key" if item["type"] == "extra_forbidden" else item["msg"]
+        messages.append(f"{where}: {dotted}: {reason}")
+    return "invalid configuration:\n  " + "\n  ".join(messages)
+
+
+def _check_unique_cameras(config: SightlineConfig, lines: dict[tuple[str, ...], int], source: str) -> None:
+    seen: dict[str, int] = {}
+    for i, cam in enumerate(config.cameras):
+        if cam.id in seen:
+            line = lines.get(("cameras", str(i), "id"))
+            where = f"{source}:{line}" if line else source
+            raise ConfigError(f"invalid configuration:\n  {where}: cameras.{i}.id: duplicate camera id {cam.id!r}")
+        seen[cam.id] = i
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> SightlineConfig:
+    """Load YAML from `path` (or $SIGHTLINE_CONFIG), apply env overrides, validate."""
+    path = path or os.environ.get(ENV_CONFIG_PATH)
+    text, source = "", "<defaults>"
+    if path:
+        file = Path(path)
+        if not file.is_file():
+            raise ConfigError(f"configuration file {file} does not exist")
+        text, source = file.read_text(), str(file)
+    try:
+        data: Any = yaml.safe_load(text) if text else {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: not valid YAML: {exc}") from exc
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping of sections")
+    lines = _line_index(text) if text else {}
+    try:
+        config = SightlineConfig(**data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, lines, source)) from None
+    _check_unique_cameras(config, lines, source)
+    return config

@@ -1,0 +1,53 @@
+"""Camera settings: where frames come from and how they are sampled."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlparse
+
+from pydantic import Field, field_validator
+
+from sightline.config.infra import Section
+
+LIVE_SCHEMES = {"rtsp", "rtsps", "http", "https", "rtmp", "udp", "tcp", "srt"}
+
+
+class CameraSettings(Section):
+    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+    url: str
+    loop: bool = False
+    fps: float | None = Field(None, gt=0, description="Target sampling rate; None keeps every frame.")
+    resize: tuple[int, int] | None = Field(None, description="Output (width, height); None keeps size.")
+    jpeg_quality: int = Field(85, ge=1, le=100)
+    keyframes_only: bool = False
+    rtsp_transport: Literal["udp", "tcp"] = "tcp"
+    # A live source that sends nothing for this long is treated as disconnected.
+    stall_timeout_s: float = Field(10.0, gt=0)
+    reconnect_initial_s: float = Field(0.5, gt=0)
+    reconnect_max_s: float = Field(30.0, gt=0)
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        parsed = urlparse(value)
+        if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*//", value):
+            raise ValueError(f"{value!r} looks like a URL with the ':' after its scheme missing")
+        if parsed.scheme in ("", "file"):
+            return value
+        if parsed.scheme not in LIVE_SCHEMES:
+            raise ValueError(f"unsupported URL scheme {parsed.scheme!r} in {value!r}")
+        if not parsed.hostname:
+            raise ValueError(f"URL {value!r} has no host")
+        return value
+
+    @property
+    def is_live(self) -> bool:
+        return urlparse(self.url).scheme in LIVE_SCHEMES
+
+    @property
+    def path(self) -> Path:
+        """The local file for file sources."""
+        parsed = urlparse(self.url)
+        return Path(parsed.path if parsed.scheme == "file" else self.url)

@@ -1,0 +1,31 @@
+"""Inference worker settings, modelled on Triton's batching knobs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from sightline.config.infra import Section
+
+
+class InferenceSettings(Section):
+    model: str = "nanodet-m"
+    # Empty means "follow the promoted version in the registry".
+    model_version: str | None = None
+    registry_dir: Path = Path(".sightline/models")
+    engine: Literal["onnxruntime", "tensorrt"] = "onnxruntime"
+    provider: Literal["cpu", "cuda", "tensorrt"] = "cpu"
+    threads: int = Field(2, ge=1, description="ONNX Runtime intra-op threads.")
+    # A batch closes at `max_batch` frames or `max_wait_ms` after its first frame.
+    max_batch: int = Field(4, ge=1, le=256)
+    max_wait_ms: float = Field(20.0, ge=0)
+    score_threshold: float | None = Field(None, ge=0, le=1, description="None uses the model manifest's.")
+    nms_iou: float | None = Field(None, gt=0, le=1)
+    tracking: bool = True
+    group_id: str = "sightline-inference"
+    delivery: Literal["at-least-once", "exactly-once"] = "at-least-once"
+    # Frames from cameras not listed under `cameras:` go to the dead-letter topic when true.
+    reject_unknown_cameras: bool = False
+    model_poll_s: float = Field(2.0, gt=0, description="How often workers check for a promoted model.")

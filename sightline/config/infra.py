@@ -1,0 +1,75 @@
+"""Settings for the shared infrastructure: Kafka, Redis, topics and the local dev stack."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Section(BaseModel):
+    """Base for every config section: unknown keys are errors, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class KafkaSettings(Section):
+    bootstrap_servers: str = "127.0.0.1:9092"
+    client_id: str = "sightline"
+    # Kafka's default broker limit is ~1 MB; producers stay under it and frames above
+    # `frames.inline_max_bytes` go through the Redis claim check instead.
+    message_max_bytes: int = Field(1_000_000, ge=1024)
+    # Extra librdkafka properties passed through verbatim (e.g. security settings).
+    extra: dict[str, str | int | bool] = Field(default_factory=dict)
+
+
+class RedisSettings(Section):
+    url: str = Field("redis://127.0.0.1:6379/0", pattern=r"^rediss?://")
+
+
+class TopicSettings(Section):
+    name: str = Field(pattern=r"^[A-Za-z0-9._-]{1,249}$")
+    partitions: int = Field(6, ge=1)
+    retention_ms: int = Field(24 * 3600 * 1000, ge=-1)
+
+
+def _topic(name: str, partitions: int, retention_ms: int) -> TopicSettings:
+    return TopicSettings(name=name, partitions=partitions, retention_ms=retention_ms)
+
+
+class TopicsSettings(Section):
+    frames: TopicSettings = Field(default_factory=lambda: _topic("sightline.frames", 6, 3600 * 1000))
+    detections: TopicSettings = Field(default_factory=lambda: _topic("sightline.detections", 6, 7 * 86400_000))
+    alerts: TopicSettings = Field(default_factory=lambda: _topic("sightline.alerts", 3, 30 * 86400_000))
+    camera_events: TopicSettings = Field(
+        default_factory=lambda: _topic("sightline.camera-events", 1, 30 * 86400_000)
+    )
+    dead_letter: TopicSettings = Field(
+        default_factory=lambda: _topic("sightline.dead-letter", 1, 30 * 86400_000)
+    )
+    pos_events: TopicSettings = Field(default_factory=lambda: _topic("sightline.pos-events", 3, 7 * 86400_000))
+
+    def all(self) -> list[TopicSettings]:
+        return [getattr(self, name) for name in type(self).model_fields]
+
+
+class FramesSettings(Section):
+    """How frame records are carried on Kafka."""
+
+    # Well under Kafka's 1 MB default so a record with headers always fits.
+    inline_max_bytes: int = Field(512 * 1024, ge=1024)
+    claim_check_ttl_s: int = Field(600, ge=1)
+    # A consumer rejects (dead-letters) frames bigger than this, inline or claimed.
+    max_frame_bytes: int = Field(16 * 1024 * 1024, ge=1024)
+
+
+class DevSettings(Section):
+    """The single-node Kafka and Redis that `sightline dev up` runs on loopback."""
+
+    kafka_port: int = Field(9092, ge=1, le=65535)
+    kafka_controller_port: int = Field(9093, ge=1, le=65535)
+    redis_port: int = Field(6379, ge=1, le=65535)
+    data_dir: Path = Path(".sightline/dev")
+    kafka_version: str = "4.1.1"
+    log4j_version: str = "2.24.3"
+    kafka_heap: str = "512m"
