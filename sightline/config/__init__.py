@@ -22,6 +22,7 @@ from sightline.config.infra import (
     FramesSettings,
     KafkaSettings,
     RedisSettings,
+    TopicSettings,
     TopicsSettings,
 )
 from sightline.config.service import ApiSettings, MetricsSettings
@@ -38,6 +39,7 @@ __all__ = [
     "MetricsSettings",
     "RedisSettings",
     "SightlineConfig",
+    "TopicSettings",
     "TopicsSettings",
     "load_config",
 ]

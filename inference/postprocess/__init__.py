@@ -1,0 +1,42 @@
+"""Raw model outputs for a batch -> ``list[sv.Detections]`` in original-frame pixels, dispatched by format."""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+import numpy as np
+import supervision as sv
+
+from inference.manifest import ModelManifest
+from inference.postprocess import nanodet, ssd_tf, yolo_nms, yolov5, yolov8
+from inference.postprocess.common import Candidates, finalize
+from inference.preprocess import BatchTransform
+
+DECODERS: dict[str, ModuleType] = {
+    "nanodet": nanodet,
+    "yolov5": yolov5,
+    "yolov8": yolov8,
+    "yolo_nms": yolo_nms,
+    "ssd_tf": ssd_tf,
+}
+
+__all__ = ["DECODERS", "Candidates", "postprocess"]
+
+
+def postprocess(
+    outputs: list[np.ndarray],
+    manifest: ModelManifest,
+    transform: BatchTransform,
+    score_threshold: float | None = None,
+    nms_iou: float | None = None,
+    max_detections: int = 300,
+) -> list[sv.Detections]:
+    """Decode ``outputs`` of one batch; thresholds default to the manifest's.
+
+    NMS runs only for formats without NMS inside the graph.
+    """
+    decoder = DECODERS[manifest.format]
+    threshold = manifest.score_threshold if score_threshold is None else score_threshold
+    candidates = decoder.decode(outputs, manifest, threshold)
+    iou = (manifest.nms_iou if nms_iou is None else nms_iou) if decoder.NEEDS_NMS else None
+    return finalize(candidates, transform, manifest.labels, iou, max_detections)

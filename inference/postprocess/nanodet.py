@@ -1,0 +1,58 @@
+"""NanoDet (GFL head): per stride a class-score tensor ``[B, N, nc]`` (already sigmoided) and a box tensor
+``[B, N, 4 * bins]`` of distribution logits for left/top/right/bottom distances. No NMS inside."""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import numpy as np
+
+from inference.manifest import ModelManifest
+from inference.postprocess.common import Candidates
+
+NEEDS_NMS = True
+
+
+@lru_cache(maxsize=16)
+def _anchors(size: tuple[int, int], cells: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Cell centres ``(N, 2)`` and strides ``(N,)`` for levels with ``cells`` cells each (cached per model)."""
+    w, h = size
+    centres, strides = [], []
+    for n in cells:
+        stride = round(math.sqrt(w * h / n))
+        gw, gh = math.ceil(w / stride), math.ceil(h / stride)
+        if gw * gh != n:
+            raise ValueError(f"cannot place {n} cells on a {w}x{h} input")
+        i = np.arange(n)
+        centres.append(np.stack([(i % gw + 0.5) * stride, (i // gw + 0.5) * stride], axis=1))
+        strides.append(np.full(n, stride, np.float32))
+    return np.concatenate(centres).astype(np.float32), np.concatenate(strides)
+
+
+def _split_levels(outputs: list[np.ndarray], num_classes: int) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:
+    """Pair score/box tensors by cell count, finest level first, and concatenate along cells."""
+    scores = sorted((o for o in outputs if o.shape[2] == num_classes), key=lambda o: -o.shape[1])
+    boxes = sorted((o for o in outputs if o.shape[2] != num_classes), key=lambda o: -o.shape[1])
+    if len(scores) != len(boxes) or [s.shape[1] for s in scores] != [b.shape[1] for b in boxes]:
+        raise ValueError(f"cannot pair NanoDet outputs {[o.shape for o in outputs]} for {num_classes} classes")
+    cells = tuple(s.shape[1] for s in scores)
+    return np.concatenate(scores, axis=1), np.concatenate(boxes, axis=1), cells
+
+
+def decode(outputs: list[np.ndarray], manifest: ModelManifest, score_threshold: float) -> Candidates:
+    """Threshold first, then decode distributions only for the surviving cells."""
+    scores, dist, cells = _split_levels(outputs, len(manifest.labels))
+    centres, strides = _anchors(tuple(manifest.input_size), cells)
+    best = scores.max(axis=-1)
+    b, a = np.nonzero(best > score_threshold)
+    cls = scores[b, a].argmax(axis=-1)
+
+    logits = dist[b, a].reshape(len(a), 4, -1)
+    logits = logits - logits.max(axis=-1, keepdims=True)  # stable softmax over bins
+    prob = np.exp(logits)
+    prob /= prob.sum(axis=-1, keepdims=True)
+    ltrb = (prob @ np.arange(prob.shape[-1], dtype=np.float32)) * strides[a, None]
+    c = centres[a]
+    xyxy = np.concatenate([c - ltrb[:, :2], c + ltrb[:, 2:]], axis=1).astype(np.float32)
+    return Candidates(b, xyxy, best[b, a], cls - manifest.class_offset)

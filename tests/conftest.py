@@ -1,0 +1,69 @@
+"""Session fixtures: a real Kafka broker and Redis, started through `streams.devinfra`."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from sightline.assets import media_path
+from sightline.config import DevSettings, SightlineConfig
+from streams.devinfra import DevStack, free_port
+from streams.topics import ensure_topics
+
+
+@dataclass
+class Stack:
+    dev: DevStack
+    config: SightlineConfig
+
+    def fresh_config(self, prefix: str = "t", partitions: int | None = None) -> SightlineConfig:
+        """A config whose topics are new and unique, so tests never see each other's records."""
+        tag = f"{prefix}-{uuid.uuid4().hex[:8]}"
+        topics = {}
+        for name, topic in self.config.topics:
+            topics[name] = topic.model_copy(
+                update={"name": f"{tag}.{name}", "partitions": partitions or topic.partitions}
+            )
+        config = self.config.model_copy(
+            update={"topics": self.config.topics.model_copy(update=topics)}, deep=True
+        )
+        ensure_topics(config)
+        return config
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    data_dir = Path(os.environ.get("SIGHTLINE_TEST_DATA", tmp_path_factory.mktemp("devstack")))
+    dev_settings = DevSettings(
+        kafka_port=free_port(),
+        kafka_controller_port=free_port(),
+        redis_port=free_port(),
+        data_dir=data_dir,
+    )
+    dev = DevStack(dev_settings)
+    dev.up()
+    config = SightlineConfig(
+        kafka={"bootstrap_servers": dev.bootstrap_servers},
+        redis={"url": dev.redis_url},
+        dev=dev_settings.model_dump(),
+    )
+    ensure_topics(config)
+    try:
+        yield Stack(dev=dev, config=config)
+    finally:
+        dev.down()
+
+
+@pytest.fixture(scope="session")
+def vtest_path() -> Path:
+    return media_path("vtest.avi")
+
+
+@pytest.fixture(scope="session")
+def bus_jpg() -> Path:
+    return media_path("bus.jpg")
