@@ -107,3 +107,15 @@ def probe_output_shapes(path: str | Path, input_shape: tuple[int, ...], dtype: s
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     feed = {session.get_inputs()[0].name: np.zeros(input_shape, dtype=dtype)}
     return [tuple(int(d) for d in out.shape) for out in session.run(None, feed)]
+
+
+def first_input(path: str | Path) -> TensorInfo:
+    """The first real graph input (initializers excluded) from the ONNX proto, without a session."""
+    graph = onnx.load(str(path), load_external_data=False).graph
+    initializers = {i.name for i in graph.initializer}
+    inp = next(i for i in graph.input if i.name not in initializers)
+    dims = tuple(
+        d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in inp.type.tensor_type.shape.dim
+    )
+    dtype = onnx.helper.tensor_dtype_to_np_dtype(inp.type.tensor_type.elem_type).name
+    return TensorInfo(inp.name, dims, dtype)

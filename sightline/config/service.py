@@ -8,6 +8,8 @@ from sightline.config.infra import Section
 
 
 class MetricsSettings(Section):
+    # 0.0.0.0 in containers so Prometheus can scrape across the network.
+    host: str = "127.0.0.1"
     # Each long-running command serves /metrics here; 0 disables it.
     decoder_port: int = Field(9101, ge=0, le=65535)
     inference_port: int = Field(9102, ge=0, le=65535)

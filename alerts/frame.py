@@ -1,0 +1,56 @@
+"""A DetectionsRecord as numpy arrays, built once per record and shared by every rule."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from schemas.detections import DetectionsRecord
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    camera_id: str
+    seq: int
+    capture_ns: int
+    frame_ref: dict[str, Any]
+    xyxy: NDArray[np.float64]
+    confidence: NDArray[np.float64]
+    class_name: NDArray[np.str_]
+    # -1 where the record has no tracker id.
+    tracker_id: NDArray[np.int64]
+
+    @classmethod
+    def from_record(cls, record: DetectionsRecord) -> Frame:
+        det = record.detections
+        n = len(det.xyxy)
+        xyxy = np.asarray(det.xyxy, dtype=np.float64).reshape(n, 4)
+        tids = np.fromiter((-1 if t is None else t for t in det.tracker_id), dtype=np.int64, count=n)
+        return cls(
+            camera_id=record.camera_id,
+            seq=record.seq,
+            capture_ns=record.capture_ns,
+            frame_ref=record.frame.model_dump(),
+            xyxy=xyxy,
+            confidence=np.asarray(det.confidence, dtype=np.float64),
+            class_name=np.asarray(det.class_name, dtype=np.str_) if n else np.empty(0, dtype=np.str_),
+            tracker_id=tids,
+        )
+
+    def __len__(self) -> int:
+        return len(self.confidence)
+
+    def select(self, classes: list[str] | None, min_confidence: float = 0.0) -> NDArray[np.bool_]:
+        """Mask of boxes whose class is listed (all when empty/None) and confident enough."""
+        mask = self.confidence >= min_confidence
+        if classes:
+            mask &= np.isin(self.class_name, classes)
+        return mask
+
+    def frame_key(self) -> str:
+        """Claim-check key when the frame had one, else topic:partition:offset."""
+        ref = self.frame_ref
+        return ref.get("claim_check") or f"{ref['topic']}:{ref['partition']}:{ref['offset']}"

@@ -1,0 +1,186 @@
+"""One camera: open, decode, sample, encode, publish; reconnect live sources on failure."""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from dataclasses import dataclass
+
+import av
+
+from decoders import metrics
+from decoders.encode import encode_jpeg
+from decoders.errors import SourceError, StreamStalled
+from decoders.publisher import FramePublisher, LiveQueue
+from decoders.sampler import FpsSampler
+from decoders.source import open_source
+from schemas.camera_event import CameraEvent
+from schemas.frame import FrameMeta
+from sightline.config import CameraSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CameraStats:
+    decoded: int = 0
+    sent: int = 0  # handed to the producer; acknowledgements are counted in metrics
+    reconnects: int = 0
+    error: str | None = None
+
+
+def backoff_delays(initial: float, maximum: float, rng: random.Random | None = None):  # noqa: ANN201
+    """Exponential backoff with full jitter (AWS architecture blog), capped at `maximum`."""
+    rng = rng or random.Random()
+    attempt = 0
+    while True:
+        yield rng.uniform(initial / 2, min(maximum, initial * 2**attempt))
+        attempt += 1
+
+
+class CameraRunner:
+    def __init__(
+        self,
+        camera: CameraSettings,
+        publisher: FramePublisher,
+        stop: threading.Event,
+        *,
+        max_frames: int | None = None,
+        realtime: bool = False,
+    ) -> None:
+        self.camera = camera
+        self.publisher = publisher
+        self.stop = stop
+        self.max_frames = max_frames
+        self.realtime = realtime
+        self.stats = CameraStats()
+        self.seq = 0
+        self._live_queue = LiveQueue(publisher, camera.id) if camera.is_live else None
+        self._labels = camera.id
+
+    # -- events ----------------------------------------------------------------------
+    def _event(self, kind: str, reason: str | None = None, attempt: int = 0) -> None:
+        metrics.CAMERA_ONLINE.labels(self._labels).set(1 if kind == "online" else 0)
+        self.publisher.publish_event(
+            CameraEvent(
+                camera_id=self.camera.id,
+                event=kind,  # type: ignore[arg-type]
+                at_ns=time.time_ns(),
+                source=self.camera.url,
+                reason=reason,
+                attempt=attempt,
+            )
+        )
+
+    # -- main loop -------------------------------------------------------------------
+    def run(self) -> CameraStats:
+        """Never raises: a failing camera reports its error and leaves the others alone."""
+        try:
+            if self.camera.is_live:
+                self._run_live()
+            else:
+                self._run_file()
+        except SourceError as exc:
+            self.stats.error = str(exc)
+            log.error("%s", exc)
+            self._event("error", str(exc))
+        except Exception as exc:  # noqa: BLE001 - isolate cameras from each other's bugs
+            self.stats.error = f"camera {self.camera.id}: unexpected error: {exc!r}"
+            log.exception("camera %s failed", self.camera.id)
+            self._event("error", self.stats.error)
+        return self.stats
+
+    def _done(self) -> bool:
+        return self.stop.is_set() or (self.max_frames is not None and self.stats.sent >= self.max_frames)
+
+    def _run_file(self) -> None:
+        base_ns = time.time_ns()
+        offset_s = 0.0
+        while not self._done():
+            container, stream = open_source(self.camera)
+            self._event("online")
+            try:
+                last_t = self._pump(container, stream, base_ns, offset_s, live=False)
+            finally:
+                container.close()
+            if not self.camera.loop:
+                break
+            offset_s += last_t + (1.0 / float(stream.average_rate or 25))
+        self._event("offline", "end of file" if not self.stop.is_set() else "stopped")
+
+    def _run_live(self) -> None:
+        delays = backoff_delays(self.camera.reconnect_initial_s, self.camera.reconnect_max_s)
+        attempt = 0
+        while not self._done():
+            try:
+                container, stream = open_source(self.camera)
+            except SourceError as exc:
+                self._wait_reconnect(exc, attempt, next(delays))
+                attempt += 1
+                continue
+            try:
+                self._event("online", attempt=attempt)
+                self._pump(container, stream, 0, 0.0, live=True)
+                if not self._done():
+                    raise StreamStalled(f"camera {self.camera.id}: stream ended")
+            except (SourceError, av.error.FFmpegError) as exc:
+                self._wait_reconnect(exc, attempt, next(delays))
+                attempt += 1
+                continue
+            finally:
+                container.close()
+            if self.stats.decoded:
+                delays = backoff_delays(self.camera.reconnect_initial_s, self.camera.reconnect_max_s)
+                attempt = 0
+        self._event("offline", "stopped")
+
+    def _wait_reconnect(self, exc: Exception, attempt: int, delay: float) -> None:
+        if self.stop.is_set():
+            return
+        log.warning("camera %s: %s; reconnecting in %.2fs", self.camera.id, exc, delay)
+        self._event("offline", str(exc), attempt=attempt)
+        metrics.RECONNECTS.labels(self._labels).inc()
+        self.stats.reconnects += 1
+        self.stop.wait(delay)
+
+    def _pump(
+        self, container: av.container.InputContainer, stream: av.video.stream.VideoStream,
+        base_ns: int, offset_s: float, *, live: bool,
+    ) -> float:  # fmt: skip
+        """Decode until the source ends or we stop; returns the last frame's stream time."""
+        sampler = FpsSampler(self.camera.fps)
+        started = time.monotonic()
+        last_t = 0.0
+        cam = self.camera
+        decode_start = time.perf_counter()
+        try:
+            for frame in container.decode(stream):
+                if self._done():
+                    break
+                metrics.FRAMES_DECODED.labels(self._labels).inc()
+                self.stats.decoded += 1
+                t = float(frame.time) if frame.time is not None else last_t
+                last_t = t
+                if not sampler.keep(t):
+                    decode_start = time.perf_counter()
+                    continue
+                if self.realtime and not live:
+                    time.sleep(max(0.0, started + t - time.monotonic()))
+                jpeg, width, height = encode_jpeg(frame, cam.jpeg_quality, cam.resize)
+                capture_ns = time.time_ns() if live else base_ns + int((offset_s + t) * 1e9)
+                meta = FrameMeta(cam.id, self.seq, capture_ns, width, height, "jpeg", offset_s + t)
+                metrics.DECODE_SECONDS.labels(self._labels).observe(time.perf_counter() - decode_start)
+                if self._live_queue is not None:
+                    self._live_queue.publish(meta, jpeg)
+                else:
+                    self.publisher.publish_blocking(meta, jpeg)
+                self.seq += 1
+                self.stats.sent += 1
+                decode_start = time.perf_counter()
+        except av.error.FFmpegError as exc:
+            if not live:
+                raise SourceError(f"camera {cam.id}: decoding {cam.url} failed: {exc}") from exc
+            raise StreamStalled(f"camera {cam.id}: {exc}") from exc
+        return last_t

@@ -1,0 +1,68 @@
+"""Runs several cameras in one process: a thread each, one shared producer, clean shutdown."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from prometheus_client import start_http_server
+
+from decoders.camera import CameraRunner, CameraStats
+from decoders.publisher import FramePublisher
+from sightline.config import CameraSettings, SightlineConfig
+
+log = logging.getLogger(__name__)
+
+
+@contextmanager
+def stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """Ctrl-C or SIGTERM sets `stop`; the cameras finish their frame and the producer flushes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def handler(signum: int, _frame: object) -> None:
+        log.info("received %s, stopping", signal.Signals(signum).name)
+        stop.set()
+
+    for sig in previous:
+        signal.signal(sig, handler)
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def run_cameras(
+    config: SightlineConfig,
+    cameras: list[CameraSettings],
+    stop: threading.Event | None = None,
+    *,
+    max_frames: int | None = None,
+    realtime: bool = False,
+    metrics_port: int | None = None,
+) -> dict[str, CameraStats]:
+    """Decode every camera until its source ends (files) or `stop` is set; returns stats."""
+    stop = stop or threading.Event()
+    port = config.metrics.decoder_port if metrics_port is None else metrics_port
+    if port:
+        start_http_server(port, addr=config.metrics.host)
+    publisher = FramePublisher.create(config)
+    runners = [CameraRunner(cam, publisher, stop, max_frames=max_frames, realtime=realtime) for cam in cameras]
+    threads = [threading.Thread(target=r.run, name=f"camera-{r.camera.id}", daemon=True) for r in runners]
+    with stop_on_signals(stop):
+        for thread in threads:
+            thread.start()
+        while any(t.is_alive() for t in threads):
+            publisher.producer.poll(0.1)
+    for thread in threads:
+        thread.join()
+    publisher.close()
+    if publisher.failed:
+        log.error("%d frame records failed delivery", publisher.failed)
+    return {r.camera.id: r.stats for r in runners}

@@ -1,0 +1,129 @@
+"""ONNX Runtime engine: CPU by default, CUDA or TensorRT execution providers on GPU hosts."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from inference.engines.base import run_in_chunks
+from inference.inspect_onnx import first_input
+
+Provider = Literal["cpu", "cuda", "tensorrt"]
+_PROVIDER_NAMES = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+}
+
+
+def _shape_spec(name: str, shape: tuple[int, ...]) -> str:
+    return f"{name}:{'x'.join(str(d) for d in shape)}"
+
+
+class OrtEngine:
+    """``onnxruntime.InferenceSession`` behind the ``Engine`` protocol.
+
+    ``input_shape`` (without batch) fixes symbolic H/W and lets the TensorRT EP build one dynamic-batch
+    profile up front instead of rebuilding for every new batch size; its engines land in ``cache_dir``.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        provider: Provider = "cpu",
+        *,
+        threads: int | None = None,
+        max_batch: int = 16,
+        device_id: int = 0,
+        cache_dir: str | Path | None = None,
+        fp16: bool = False,
+        input_shape: tuple[int, ...] | None = None,
+    ) -> None:
+        import onnxruntime as ort  # local: importing the package should not load ORT's native libs
+
+        available = ort.get_available_providers()
+        if _PROVIDER_NAMES[provider] not in available:
+            raise RuntimeError(
+                f"onnxruntime provider {_PROVIDER_NAMES[provider]!r} is not available here ({available}); "
+                "install onnxruntime-gpu (extra 'gpu') on a CUDA host or use provider='cpu'"
+            )
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.inter_op_num_threads = 1
+        if threads:
+            options.intra_op_num_threads = threads
+        options.log_severity_level = 3
+
+        first = first_input(path)
+        self._fixed = isinstance(first.shape[0], int) and first.shape[0] > 0
+        self._max_batch = int(first.shape[0]) if self._fixed else max_batch  # type: ignore[arg-type]
+        feature_shape = input_shape or tuple(d if isinstance(d, int) else -1 for d in first.shape[1:])
+
+        providers = self._providers(provider, device_id, cache_dir, fp16, first.name, feature_shape)
+        self._session = ort.InferenceSession(str(path), options, providers=providers)
+        self._inputs = [i.name for i in self._session.get_inputs()]
+        self._outputs = [o.name for o in self._session.get_outputs()]
+
+    def _providers(
+        self,
+        provider: Provider,
+        device_id: int,
+        cache_dir: str | Path | None,
+        fp16: bool,
+        input_name: str,
+        feature_shape: tuple[int, ...],
+    ) -> list[Any]:
+        cpu = "CPUExecutionProvider"
+        cuda = ("CUDAExecutionProvider", {"device_id": device_id})
+        if provider == "cpu":
+            return [cpu]
+        if provider == "cuda":
+            return [cuda, cpu]
+        cache = Path(cache_dir or os.environ.get("SIGHTLINE_TRT_CACHE", ".cache/trt"))
+        cache.mkdir(parents=True, exist_ok=True)
+        trt_options: dict[str, Any] = {
+            "device_id": device_id,
+            "trt_fp16_enable": fp16,
+            "trt_engine_cache_enable": True,
+            "trt_engine_cache_path": str(cache),
+            "trt_timing_cache_enable": True,
+            "trt_timing_cache_path": str(cache),
+        }
+        if all(d > 0 for d in feature_shape) and not self._fixed:
+            trt_options |= {
+                "trt_profile_min_shapes": _shape_spec(input_name, (1, *feature_shape)),
+                "trt_profile_opt_shapes": _shape_spec(input_name, (self._max_batch, *feature_shape)),
+                "trt_profile_max_shapes": _shape_spec(input_name, (self._max_batch, *feature_shape)),
+            }
+        return [("TensorrtExecutionProvider", trt_options), cuda, cpu]
+
+    @property
+    def input_names(self) -> list[str]:
+        return self._inputs
+
+    @property
+    def output_names(self) -> list[str]:
+        return self._outputs
+
+    @property
+    def max_batch(self) -> int:
+        return self._max_batch
+
+    @property
+    def providers(self) -> list[str]:
+        """Providers the session actually uses (ORT silently drops ones that failed to initialise)."""
+        return list(self._session.get_providers())
+
+    def _run_once(self, batch: np.ndarray) -> list[np.ndarray]:
+        return self._session.run(self._outputs, {self._inputs[0]: batch})
+
+    def run(self, batch: np.ndarray) -> list[np.ndarray]:
+        """Outputs for ``batch`` in ``output_names`` order; any batch size (split to ``max_batch``)."""
+        return run_in_chunks(self._run_once, batch, self._max_batch, self._fixed)
+
+    def close(self) -> None:
+        self._session = None  # type: ignore[assignment]

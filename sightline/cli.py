@@ -1,0 +1,32 @@
+"""The `sightline` command: a thin layer over the stages, one sub-command per job."""
+
+from __future__ import annotations
+
+import typer
+
+from sightline.commands import assets, bench, common, dev
+from sightline.commands.decode import decode, frames_app
+
+app = typer.Typer(help="Sightline: streaming video analytics over Apache Kafka.", no_args_is_help=True)
+
+
+@app.callback()
+def main(
+    config_path: str | None = typer.Option(
+        None, "--config", "-c", envvar="SIGHTLINE_CONFIG", help="YAML configuration file."
+    ),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    common.set_config_path(config_path)
+    common.setup_logging(verbose)
+
+
+app.add_typer(dev.app, name="dev")
+app.add_typer(assets.app, name="assets")
+app.add_typer(frames_app, name="frames")
+app.add_typer(bench.app, name="bench")
+app.command()(decode)
+
+
+if __name__ == "__main__":
+    app()

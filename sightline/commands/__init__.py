@@ -1,0 +1,1 @@
+"""Typer sub-commands of the `sightline` CLI, one module per area."""

@@ -1,0 +1,44 @@
+"""Shared CLI plumbing: the loaded config and error reporting."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from typing import Any, NoReturn
+
+import typer
+
+from sightline.config import ConfigError, SightlineConfig, load_config
+
+_state: dict[str, Any] = {"config_path": None}
+
+
+def set_config_path(path: str | None) -> None:
+    _state["config_path"] = path
+
+
+def config() -> SightlineConfig:
+    try:
+        return load_config(_state["config_path"])
+    except ConfigError as exc:
+        fail(str(exc))
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+def print_json_line(data: dict[str, Any]) -> None:
+    """Benchmarks end with one JSON object on the last stdout line, for machines to read."""
+    sys.stdout.write(json.dumps(data, sort_keys=True) + "\n")
+    sys.stdout.flush()
+
+
+def setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )

@@ -1,0 +1,92 @@
+"""`sightline decode` and `sightline frames`: cameras onto Kafka, and a look at what arrived."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import typer
+from confluent_kafka import TopicPartition
+
+from decoders.runner import run_cameras
+from schemas.errors import ContractError
+from schemas.frame import validate_frame_record
+from sightline.commands.common import config, fail
+from sightline.config import CameraSettings, SightlineConfig
+from streams.kafka import make_consumer
+from streams.topics import ensure_topics
+
+
+def decode(
+    source: str | None = typer.Option(None, "--source", help="One source URL or file instead of the config's."),
+    camera: str | None = typer.Option(None, "--camera", help="Camera id for --source, or one camera of the config."),
+    fps: float | None = typer.Option(None, help="Target fps for --source."),
+    loop: bool = typer.Option(False, help="Loop a file --source."),
+    rtsp_transport: str = typer.Option("tcp", help="udp or tcp, for an RTSP --source."),
+    max_frames: int | None = typer.Option(None, help="Stop each camera after this many frames."),
+    realtime: bool = typer.Option(False, help="Pace file sources at their frame rate, like a live camera."),
+) -> None:
+    """Decode cameras with PyAV and publish JPEG frame records to the frames topic."""
+    cfg = config()
+    cameras = _select_cameras(cfg, source, camera, fps, loop, rtsp_transport)
+    ensure_topics(cfg)
+    stats = run_cameras(cfg, cameras, max_frames=max_frames, realtime=realtime)
+    for cam_id, s in stats.items():
+        line = f"{cam_id}: decoded={s.decoded} sent={s.sent} reconnects={s.reconnects}"
+        typer.echo(line + (f" error={s.error}" if s.error else ""), err=True)
+    if all(s.error for s in stats.values()):
+        raise typer.Exit(1)
+
+
+def _select_cameras(
+    cfg: SightlineConfig, source: str | None, camera: str | None, fps: float | None, loop: bool, transport: str
+) -> list[CameraSettings]:
+    if source:
+        if not camera:
+            fail("--source needs --camera ID")
+        try:
+            return [CameraSettings(id=camera, url=source, fps=fps, loop=loop, rtsp_transport=transport)]
+        except ValueError as exc:
+            fail(f"bad --source/--camera: {exc}")
+    if camera:
+        try:
+            return [cfg.camera(camera)]
+        except KeyError:
+            fail(f"camera {camera!r} is not in the configuration")
+    if not cfg.cameras:
+        fail("no cameras configured; pass --source URL --camera ID or add `cameras:` to the config")
+    return cfg.cameras
+
+
+frames_app = typer.Typer(help="Inspect frame records on Kafka.", no_args_is_help=True)
+
+
+@frames_app.command("tail")
+def tail(
+    limit: int = typer.Option(20, help="Show at most this many records."),
+    timeout: float = typer.Option(5.0, help="Stop after this many seconds without a record."),
+) -> None:
+    """Read the frames topic from the start, validate each record and print a summary line."""
+    cfg = config()
+    consumer = make_consumer(cfg.kafka, f"sightline-frames-tail-{time.time_ns()}")
+    topic = cfg.topics.frames.name
+    metadata = consumer.list_topics(topic, timeout=10).topics[topic]
+    consumer.assign([TopicPartition(topic, p, 0) for p in metadata.partitions])
+    seen, idle_since = 0, time.monotonic()
+    try:
+        while seen < limit and time.monotonic() - idle_since < timeout:
+            msg = consumer.poll(0.5)
+            if msg is None or msg.error():
+                continue
+            idle_since = time.monotonic()
+            seen += 1
+            try:
+                meta = validate_frame_record(msg.key(), msg.value(), msg.headers(), cfg.frames.max_frame_bytes)
+                summary = {"camera": meta.camera_id, "seq": meta.seq, "size": f"{meta.width}x{meta.height}",
+                           "bytes": len(msg.value() or b""), "claim_check": meta.claim_check}  # fmt: skip
+            except ContractError as exc:
+                summary = {"invalid": exc.reason}
+            typer.echo(json.dumps({"partition": msg.partition(), "offset": msg.offset(), **summary}))
+    finally:
+        consumer.close()
+    typer.echo(f"{seen} frame records shown", err=True)
