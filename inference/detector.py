@@ -90,8 +90,9 @@ class Detector:
             if self._order is not None:
                 outputs = [outputs[i] for i in self._order]
             t2 = time.perf_counter()
-            results += postprocess(outputs, self.manifest, transform, self.score_threshold, self.nms_iou,
-                                   self.max_detections)
+            results += postprocess(
+                outputs, self.manifest, transform, self.score_threshold, self.nms_iou, self.max_detections
+            )
             t3 = time.perf_counter()
             pre_ms, infer_ms, post_ms = pre_ms + t1 - t0, infer_ms + t2 - t1, post_ms + t3 - t2
         return results, Timings(pre_ms * 1e3, infer_ms * 1e3, post_ms * 1e3, len(frames))

@@ -115,7 +115,8 @@ def first_input(path: str | Path) -> TensorInfo:
     initializers = {i.name for i in graph.initializer}
     inp = next(i for i in graph.input if i.name not in initializers)
     dims = tuple(
-        d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in inp.type.tensor_type.shape.dim
+        d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
+        for d in inp.type.tensor_type.shape.dim
     )
     dtype = onnx.helper.tensor_dtype_to_np_dtype(inp.type.tensor_type.elem_type).name
     return TensorInfo(inp.name, dims, dtype)

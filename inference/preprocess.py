@@ -71,8 +71,10 @@ def preprocess(frames: list[np.ndarray], manifest: ModelManifest) -> tuple[np.nd
     # One cv2.resize per frame is unavoidable: frames may differ in size. Everything after is batched.
     for i, frame in enumerate(frames):
         (nw, nh), (ox, oy) = new[i], offset[i]
-        resized = frame if (frame.shape[1], frame.shape[0]) == (nw, nh) else cv2.resize(
-            frame, (int(nw), int(nh)), interpolation=cv2.INTER_LINEAR
+        resized = (
+            frame
+            if (frame.shape[1], frame.shape[0]) == (nw, nh)
+            else cv2.resize(frame, (int(nw), int(nh)), interpolation=cv2.INTER_LINEAR)
         )
         canvas[i, oy : oy + nh, ox : ox + nw] = resized
 

@@ -46,7 +46,9 @@ class CameraTrackers:
         self._trackers: dict[str, ByteTrackTracker] = {}
         self._last_used: dict[str, float] = {}
 
-    def update(self, camera_id: str, detections: sv.Detections, timestamp: float | None = None) -> sv.Detections:
+    def update(
+        self, camera_id: str, detections: sv.Detections, timestamp: float | None = None
+    ) -> sv.Detections:
         """Assign ``tracker_id`` to one frame's detections; ``timestamp`` (seconds) copes with uneven fps."""
         if not self.enabled:
             return detections

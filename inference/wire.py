@@ -26,11 +26,15 @@ def to_wire(detections: sv.Detections, xyxy_decimals: int = 1, conf_decimals: in
             else [None] * n
         ),
         "class_id": (
-            np.asarray(detections.class_id, np.int64).tolist() if detections.class_id is not None else [None] * n
+            np.asarray(detections.class_id, np.int64).tolist()
+            if detections.class_id is not None
+            else [None] * n
         ),
         "class_name": np.asarray(names).astype(str).tolist() if names is not None else [None] * n,
         "tracker_id": (
-            np.asarray(detections.tracker_id, np.int64).tolist() if detections.tracker_id is not None else None
+            np.asarray(detections.tracker_id, np.int64).tolist()
+            if detections.tracker_id is not None
+            else None
         ),
     }
 

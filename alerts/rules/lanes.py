@@ -102,8 +102,14 @@ class LaneEvaluator(Evaluator):
             session["items"] += 1
             session["last"] = max(session["last"], t)
         if self.cfg.scan_gap is not None and (self.scan_classes is None or cls in self.scan_classes):
-            item = {"tid": tid, "t": t, "cls": cls, "seq": frame.seq, "box": box_list(frame.xyxy, i),
-                    "frame": frame.frame_key()}  # fmt: skip
+            item = {
+                "tid": tid,
+                "t": t,
+                "cls": cls,
+                "seq": frame.seq,
+                "box": box_list(frame.xyxy, i),
+                "frame": frame.frame_key(),
+            }
             if not self._match_item(item):
                 st["pending"].append(item)
 
@@ -117,8 +123,17 @@ class LaneEvaluator(Evaluator):
         return None
 
     def _open_session(self, sid: str, t: int, by: str) -> dict[str, Any]:
-        session = {"id": sid, "start": t, "end": None, "last": t, "opened_by": by, "closed_by": None,
-                   "counts": {}, "items": 0, "scans": 0}  # fmt: skip
+        session = {
+            "id": sid,
+            "start": t,
+            "end": None,
+            "last": t,
+            "opened_by": by,
+            "closed_by": None,
+            "counts": {},
+            "items": 0,
+            "scans": 0,
+        }
         self.state["sessions"].append(session)
         return session
 
@@ -135,10 +150,18 @@ class LaneEvaluator(Evaluator):
             rule=self.name,
             start_ns=s["start"],
             end_ns=s["end"],
-            summary=f"{self.name}: session closed with {s['items']} item(s) ({listing}), {s['scans']} scan(s)",
-            evidence={"kind": "session", "lane": self.name, "session_id": s["id"], "counts": counts,
-                      "items": s["items"], "scans": s["scans"], "opened_by": s["opened_by"],
-                      "closed_by": s["closed_by"], "register": self.cfg.pos_register},  # fmt: skip
+            summary=f"{self.name}: session closed, {s['items']} item(s) ({listing}), {s['scans']} scan(s)",
+            evidence={
+                "kind": "session",
+                "lane": self.name,
+                "session_id": s["id"],
+                "counts": counts,
+                "items": s["items"],
+                "scans": s["scans"],
+                "opened_by": s["opened_by"],
+                "closed_by": s["closed_by"],
+                "register": self.cfg.pos_register,
+            },
             id_parts=("session", self.name, s["id"]),
         )
 
@@ -208,9 +231,17 @@ class LaneEvaluator(Evaluator):
             end_ns=item["t"] + self.tol_ns,
             summary=f"{self.name}: {item['cls']} (track {item['tid']}) counted with no POS scan "
             f"within {gap.tolerance_s:g}s",
-            evidence={"kind": "scan_gap", "lane": self.name, "register": self.cfg.pos_register,
-                      "track_id": int(item["tid"]), "class_name": item["cls"], "counted_ns": item["t"],
-                      "seq": item["seq"], "box": item["box"], "frame": item["frame"]},  # fmt: skip
+            evidence={
+                "kind": "scan_gap",
+                "lane": self.name,
+                "register": self.cfg.pos_register,
+                "track_id": int(item["tid"]),
+                "class_name": item["cls"],
+                "counted_ns": item["t"],
+                "seq": item["seq"],
+                "box": item["box"],
+                "frame": item["frame"],
+            },
             id_parts=("scan_gap", self.name, item["tid"], item["t"]),
         )
 
@@ -257,8 +288,13 @@ class LaneEvaluator(Evaluator):
                         start_ns=start,
                         end_ns=end,
                         summary=f"{self.name}: {total} counted in {self.cfg.window_s:g}s window ({listing})",
-                        evidence={"kind": "window", "lane": self.name, "counts": counts, "total": total,
-                                  "window_s": self.cfg.window_s},  # fmt: skip
+                        evidence={
+                            "kind": "window",
+                            "lane": self.name,
+                            "counts": counts,
+                            "total": total,
+                            "window_s": self.cfg.window_s,
+                        },
                         id_parts=("window", self.name, start),
                     )
                 )

@@ -11,8 +11,15 @@ from inference.engines.tensorrt import TensorRTEngine, TensorRTUnavailable
 
 EngineKind = Literal["ort", "cpu", "cuda", "ort-tensorrt", "tensorrt"]
 
-__all__ = ["Engine", "EngineKind", "OrtEngine", "TensorRTEngine", "TensorRTUnavailable", "make_engine",
-           "run_in_chunks"]
+__all__ = [
+    "Engine",
+    "EngineKind",
+    "OrtEngine",
+    "TensorRTEngine",
+    "TensorRTUnavailable",
+    "make_engine",
+    "run_in_chunks",
+]
 
 
 def make_engine(kind: EngineKind, path: str | Path, **options: Any) -> Engine:

@@ -79,8 +79,9 @@ class TensorRTEngine:
         self._feature = tuple(int(d) for d in feature)  # type: ignore[arg-type]
 
         self._logger = trt.Logger(trt.Logger.WARNING)
-        plan = self._load_or_build(Path(path), device_id, opt_batch or self._max_batch, fp16, workspace_gib,
-                                   cache_dir, first.name)
+        plan = self._load_or_build(
+            Path(path), device_id, opt_batch or self._max_batch, fp16, workspace_gib, cache_dir, first.name
+        )
         self._runtime = trt.Runtime(self._logger)
         self._engine = self._runtime.deserialize_cuda_engine(plan)
         if self._engine is None:
@@ -98,13 +99,27 @@ class TensorRTEngine:
     def _cache_key(self, path: Path, device_id: int, opt: int, fp16: bool) -> str:
         props = _check(self._cudart.cudaGetDeviceProperties(device_id))
         gpu = f"{props.name.decode(errors='ignore') if isinstance(props.name, bytes) else props.name}"
-        parts = [sha256_file(path), self._trt.__version__, gpu, f"{props.major}.{props.minor}",
-                 str(self._max_batch), str(opt), str(self._feature), str(fp16)]
+        parts = [
+            sha256_file(path),
+            self._trt.__version__,
+            gpu,
+            f"{props.major}.{props.minor}",
+            str(self._max_batch),
+            str(opt),
+            str(self._feature),
+            str(fp16),
+        ]
         return hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]
 
     def _load_or_build(
-        self, path: Path, device_id: int, opt: int, fp16: bool, workspace_gib: float,
-        cache_dir: str | Path | None, input_name: str,
+        self,
+        path: Path,
+        device_id: int,
+        opt: int,
+        fp16: bool,
+        workspace_gib: float,
+        cache_dir: str | Path | None,
+        input_name: str,
     ) -> bytes:
         cache = Path(cache_dir or os.environ.get("SIGHTLINE_TRT_CACHE", ".cache/trt"))
         plan_path = cache / f"{path.stem}-{self._cache_key(path, device_id, opt, fp16)}.plan"
@@ -133,8 +148,12 @@ class TensorRTEngine:
             config.set_flag(trt.BuilderFlag.FP16)
         if not self._fixed:
             profile = builder.create_optimization_profile()
-            profile.set_shape(input_name, (1, *self._feature), (min(opt, self._max_batch), *self._feature),
-                              (self._max_batch, *self._feature))
+            profile.set_shape(
+                input_name,
+                (1, *self._feature),
+                (min(opt, self._max_batch), *self._feature),
+                (self._max_batch, *self._feature),
+            )
             config.add_optimization_profile(profile)
         serialized = builder.build_serialized_network(network, config)
         if serialized is None:
@@ -160,15 +179,21 @@ class TensorRTEngine:
         host_in = np.ascontiguousarray(batch, dtype=self._dtypes[name])
         self._context.set_input_shape(name, host_in.shape)
         h2d, d2h = cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
-        _check(cudart.cudaMemcpyAsync(self._buffers[name][0], host_in.ctypes.data, host_in.nbytes, h2d,
-                                      self._stream))
+        _check(
+            cudart.cudaMemcpyAsync(
+                self._buffers[name][0], host_in.ctypes.data, host_in.nbytes, h2d, self._stream
+            )
+        )
         if not self._context.execute_async_v3(int(self._stream)):
             raise RuntimeError("TensorRT execution failed")
         outputs = []
         for out in self._outputs:
             host = np.empty(tuple(self._context.get_tensor_shape(out)), self._dtypes[out])
-            _check(cudart.cudaMemcpyAsync(host.ctypes.data, self._buffers[out][0], host.nbytes, d2h,
-                                          self._stream))
+            _check(
+                cudart.cudaMemcpyAsync(
+                    host.ctypes.data, self._buffers[out][0], host.nbytes, d2h, self._stream
+                )
+            )
             outputs.append(host)
         _check(cudart.cudaStreamSynchronize(self._stream))
         return outputs

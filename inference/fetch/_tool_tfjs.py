@@ -27,7 +27,7 @@ _REGISTRY_NAME = {"FusedDepthwiseConv2dNative": "_FusedDepthwiseConv2dNative"}
 
 
 def fill_missing_attrs(node: dict) -> list[str]:
-    """Add registry defaults (and ``TArgs`` = ``[T] * num_args``) missing from one tfjs node; returns names."""
+    """Add registry defaults (and ``TArgs = [T] * num_args``) missing from a tfjs node; returns names."""
     op_def = op_def_registry.get(_REGISTRY_NAME.get(node["op"], node["op"]))
     if op_def is None or node["op"] == "Const":
         return []

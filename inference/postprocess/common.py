@@ -25,8 +25,12 @@ class Candidates:
 
     @classmethod
     def empty(cls) -> Candidates:
-        return cls(np.empty(0, np.int64), np.empty((0, 4), np.float32), np.empty(0, np.float32),
-                   np.empty(0, np.int64))
+        return cls(
+            np.empty(0, np.int64),
+            np.empty((0, 4), np.float32),
+            np.empty(0, np.float32),
+            np.empty(0, np.int64),
+        )
 
     def take(self, idx: np.ndarray) -> Candidates:
         return Candidates(self.image[idx], self.xyxy[idx], self.score[idx], self.class_id[idx])
@@ -80,8 +84,14 @@ def finalize(
     out = []
     for i in range(len(transform)):  # one slice per image, not per box
         s = slice(bounds[i], bounds[i + 1])
-        out.append(sv.Detections(xyxy=xyxy[s], confidence=c.score[s].astype(np.float32),
-                                 class_id=class_id[s], data={"class_name": class_name[s]}))
+        out.append(
+            sv.Detections(
+                xyxy=xyxy[s],
+                confidence=c.score[s].astype(np.float32),
+                class_id=class_id[s],
+                data={"class_name": class_name[s]},
+            )
+        )
     return out
 
 

@@ -16,7 +16,7 @@ NEEDS_NMS = True
 
 @lru_cache(maxsize=16)
 def _anchors(size: tuple[int, int], cells: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
-    """Cell centres ``(N, 2)`` and strides ``(N,)`` for levels with ``cells`` cells each (cached per model)."""
+    """Cell centres ``(N, 2)`` and strides ``(N,)`` for levels of ``cells`` cells each (cached per model)."""
     w, h = size
     centres, strides = [], []
     for n in cells:
@@ -30,12 +30,16 @@ def _anchors(size: tuple[int, int], cells: tuple[int, ...]) -> tuple[np.ndarray,
     return np.concatenate(centres).astype(np.float32), np.concatenate(strides)
 
 
-def _split_levels(outputs: list[np.ndarray], num_classes: int) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:
+def _split_levels(
+    outputs: list[np.ndarray], num_classes: int
+) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:
     """Pair score/box tensors by cell count, finest level first, and concatenate along cells."""
     scores = sorted((o for o in outputs if o.shape[2] == num_classes), key=lambda o: -o.shape[1])
     boxes = sorted((o for o in outputs if o.shape[2] != num_classes), key=lambda o: -o.shape[1])
     if len(scores) != len(boxes) or [s.shape[1] for s in scores] != [b.shape[1] for b in boxes]:
-        raise ValueError(f"cannot pair NanoDet outputs {[o.shape for o in outputs]} for {num_classes} classes")
+        raise ValueError(
+            f"cannot pair NanoDet outputs {[o.shape for o in outputs]} for {num_classes} classes"
+        )
     cells = tuple(s.shape[1] for s in scores)
     return np.concatenate(scores, axis=1), np.concatenate(boxes, axis=1), cells
 

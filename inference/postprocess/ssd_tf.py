@@ -17,7 +17,9 @@ _ROLES = ("num", "boxes", "scores", "classes")
 def _by_role(outputs: list[np.ndarray], names: list[str]) -> dict[str, np.ndarray]:
     """Match outputs to roles by name; falls back to the TF OD API's own order."""
     if len(names) == len(outputs):
-        found = {role: out for role in _ROLES for name, out in zip(names, outputs, strict=True) if role in name}
+        found = {
+            role: out for role in _ROLES for name, out in zip(names, outputs, strict=True) if role in name
+        }
         if len(found) == len(_ROLES):
             return found
     return dict(zip(_ROLES, outputs, strict=True))

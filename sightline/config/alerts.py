@@ -84,7 +84,6 @@ class LaneSettings(Section):
     session: SessionSettings | None = None
     scan_gap: ScanGapSettings | None = None
 
-
     @model_validator(mode="after")
     def _consistent(self) -> Self:
         if self.line is None and self.zone is None:
@@ -105,7 +104,6 @@ class DefectRule(Section):
     n: int = Field(5, ge=1)
     severity: Severity = "warning"
     critical_confidence: float | None = Field(None, ge=0, le=1, description="Escalate to critical at/above.")
-
 
     @model_validator(mode="after")
     def _k_le_n(self) -> Self:
@@ -128,7 +126,6 @@ class AnomalyRule(Section):
     min_std: float = Field(0.5, gt=0, description="Floor for the standard deviation (quiet scenes).")
     alerts: list[Literal["spike", "drop"]] = Field(default_factory=lambda: ["spike", "drop"], min_length=1)
     severity: Severity = "warning"
-
 
 
 class ActiveWindow(Section):
@@ -162,7 +159,6 @@ class ThresholdRule(Section):
     active: list[ActiveWindow] = Field(default_factory=list, description="Empty = always active.")
     timezone: str = "UTC"
     severity: Severity = "warning"
-
 
     @field_validator("timezone")
     @classmethod

@@ -1,0 +1,1 @@
+"""Webhook delivery: signing, retries with backoff, circuit breaking, dedup and dead letters."""

@@ -1,0 +1,83 @@
+"""Fan-out of one alert to every endpoint that wants it, each on its own clock.
+
+`dispatch` resolves when every target has either acknowledged the alert or had it
+dead-lettered; only then may the caller commit the alert's offset.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import httpx
+from redis.asyncio import Redis
+
+from alerts import metrics
+from alerts.webhooks.dead_letters import DeadLetterSink, Source
+from alerts.webhooks.dedup import DeliveryLedger
+from alerts.webhooks.delivery import Endpoint, Outcome
+from schemas.alert import AlertRecord
+from sightline.config.alerts import AlertsSettings
+
+log = logging.getLogger(__name__)
+
+
+class Dispatcher:
+    def __init__(self, endpoints: list[Endpoint], dead_letters: DeadLetterSink) -> None:
+        self.endpoints = endpoints
+        self.dead_letters = dead_letters
+
+    @classmethod
+    def build(
+        cls,
+        settings: AlertsSettings,
+        redis: Redis,
+        dead_letters: DeadLetterSink,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> Dispatcher:
+        ledger = DeliveryLedger(redis, settings.redis_prefix, settings.dedup_ttl_s)
+        endpoints = [Endpoint(w, ledger, transport=transport) for w in settings.webhooks]
+        return cls(endpoints, dead_letters)
+
+    async def dispatch(
+        self,
+        alert: AlertRecord,
+        body: bytes | None = None,
+        source: Source | None = None,
+        only: str | None = None,
+    ) -> dict[str, Outcome]:
+        payload = body if body is not None else alert.encode()
+        targets = [e for e in self.endpoints if e.wants(alert) and (only is None or e.name == only)]
+        outcomes = await asyncio.gather(*(self._one(e, alert, payload, source) for e in targets))
+        return {e.name: o for e, o in zip(targets, outcomes, strict=True)}
+
+    async def _one(
+        self, endpoint: Endpoint, alert: AlertRecord, body: bytes, source: Source | None
+    ) -> Outcome:
+        if endpoint.pending >= endpoint.settings.max_pending:
+            outcome = Outcome("dead", 0, f"backlog of {endpoint.pending} exceeds max_pending")
+        else:
+            outcome = await endpoint.deliver(alert, body)
+        if outcome.status == "dead":
+            log.warning("alert %s to %s dead-lettered: %s", alert.alert_id, endpoint.name, outcome.reason)
+            await self._dead_letter(endpoint.name, alert, body, outcome.reason, source)
+            metrics.DEAD.labels(endpoint.name).inc()
+        return outcome
+
+    async def _dead_letter(
+        self, endpoint: str, alert: AlertRecord, body: bytes, reason: str, src: Source | None
+    ) -> None:
+        """Retried until it sticks: an alert is either delivered or parked, never dropped."""
+        delay = 0.5
+        while True:
+            try:
+                await self.dead_letters.send(alert, body, endpoint, reason, src)
+                return
+            except Exception:
+                log.exception("dead-lettering alert %s failed; retrying in %.1fs", alert.alert_id, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+
+    async def aclose(self) -> None:
+        for endpoint in self.endpoints:
+            await endpoint.aclose()

@@ -1,0 +1,206 @@
+"""Webhook delivery against a real local HTTP receiver and a real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+import pytest
+from redis.asyncio import Redis
+
+from alerts.webhooks.breaker import CircuitBreaker
+from alerts.webhooks.dead_letters import Source
+from alerts.webhooks.delivery import retry_after_seconds
+from alerts.webhooks.dispatcher import Dispatcher
+from alerts.webhooks.receiver import Receiver, Reply
+from alerts.webhooks.signing import sign_headers, signature, verify
+from schemas.alert import AlertRecord, TimeWindow, alert_id
+from sightline.config.alerts import AlertsSettings
+from tests.conftest import Stack
+
+SECRET = "s3cret"
+
+
+def make_alert(i: int, type: str = "defect", severity: str = "warning") -> AlertRecord:
+    now = time.time_ns()
+    return AlertRecord(
+        alert_id=alert_id("test", uuid.uuid4().hex, i),
+        type=type,
+        severity=severity,
+        camera_id="cam",
+        rule="r",
+        window=TimeWindow(start_ns=now, end_ns=now),
+        capture_ns=now,
+        created_ns=now,
+        summary=f"alert {i}",
+    )
+
+
+class ListSink:
+    def __init__(self) -> None:
+        self.items: list[tuple[str, str, str]] = []
+
+    async def send(
+        self, alert: AlertRecord, body: bytes, endpoint: str, reason: str, source: Source | None
+    ) -> None:
+        self.items.append((alert.alert_id, endpoint, reason))
+
+
+def settings(*hooks: dict) -> AlertsSettings:
+    base = {
+        "secret": SECRET,
+        "timeout_s": 0.5,
+        "max_attempts": 12,
+        "backoff_initial_s": 0.05,
+        "backoff_max_s": 0.3,
+        "breaker_failures": 3,
+        "breaker_reset_s": 0.3,
+    }
+    return AlertsSettings(webhooks=[{**base, **h} for h in hooks], redis_prefix=f"t-{uuid.uuid4().hex[:8]}")
+
+
+async def dispatch_all(stack: Stack, cfg: AlertsSettings, alerts: list[AlertRecord]) -> tuple[list, ListSink]:
+    redis = Redis.from_url(stack.config.redis.url)
+    sink = ListSink()
+    dispatcher = Dispatcher.build(cfg, redis, sink)
+    try:
+        results = await asyncio.gather(*(dispatcher.dispatch(a) for a in alerts))
+    finally:
+        await dispatcher.aclose()
+        await redis.aclose()
+    return results, sink
+
+
+def test_signature_round_trip_and_rejections() -> None:
+    body = b'{"a":1}'
+    headers = sign_headers(SECRET, body, "abc", now=1000)
+    ts, sig = headers["X-Sightline-Timestamp"], headers["X-Sightline-Signature"]
+    assert headers["Idempotency-Key"] == "abc"
+    assert verify(SECRET, body, ts, sig, now=1010)
+    assert not verify(SECRET, b'{"a":2}', ts, sig, now=1010)  # tampered body
+    assert not verify("other", body, ts, sig, now=1010)  # wrong key
+    assert not verify(SECRET, body, ts, sig, now=2000)  # replayed long after
+    assert not verify(SECRET, body, "999", signature(SECRET, 1000, body), now=1000)  # timestamp swapped
+
+
+def test_retry_after_parsing() -> None:
+    assert retry_after_seconds("3") == 3.0
+    assert retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412475.0) == 5.0
+    assert retry_after_seconds("soon") is None
+
+
+def test_breaker_opens_probes_and_closes() -> None:
+    now = [0.0]
+    breaker = CircuitBreaker(failures=2, reset_s=5, clock=lambda: now[0])
+    breaker.failure()
+    assert breaker.allow()
+    breaker.failure()
+    assert breaker.state == "open" and not breaker.allow()
+    now[0] = 5.0
+    assert breaker.allow() and not breaker.allow()  # exactly one probe when half-open
+    breaker.failure()
+    assert breaker.state == "open"
+    now[0] = 10.0
+    assert breaker.allow()
+    breaker.success()
+    assert breaker.state == "closed" and breaker.allow()
+
+
+def test_flaky_receiver_gets_every_alert_exactly_once(stack: Stack) -> None:
+    with Receiver(SECRET) as rx:
+        # 500s for the first 15 requests, then slow (timeouts) until request 25, then healthy.
+        def flaky(n: int, _id: str) -> Reply:
+            if n <= 15:
+                return Reply(503)
+            if n <= 25:
+                return Reply(504, delay_s=1.0)  # hangs longer than timeout_s: the client gives up
+            return Reply(200)
+
+        rx.behaviour = flaky
+        alerts = [make_alert(i) for i in range(20)]
+        results, sink = asyncio.run(dispatch_all(stack, settings({"name": "ops", "url": rx.url}), alerts))
+        time.sleep(1.1)  # let the slow replies that the client abandoned finish
+        assert sink.items == []
+        assert all(r["ops"].status == "delivered" for r in results)
+        assert any(r["ops"].attempts > 1 for r in results)
+        assert rx.ids() == {a.alert_id: 1 for a in alerts}
+        assert all(d.verified and d.idempotency_key == d.alert_id for d in rx.deliveries)
+        assert rx.bad_signatures == 0
+
+
+def test_client_errors_are_dead_lettered_at_once_and_429_waits(stack: Stack) -> None:
+    with Receiver(SECRET) as gone, Receiver(SECRET) as busy:
+        gone.behaviour = lambda n, _id: Reply(404)
+        busy.behaviour = lambda n, _id: Reply(429, retry_after="1") if n == 1 else Reply(200)
+        cfg = settings({"name": "gone", "url": gone.url}, {"name": "busy", "url": busy.url})
+        started = time.monotonic()
+        results, sink = asyncio.run(dispatch_all(stack, cfg, [make_alert(1)]))
+        assert results[0]["gone"].status == "dead" and results[0]["gone"].attempts == 1
+        assert "http 404" in results[0]["gone"].reason
+        assert results[0]["busy"].status == "delivered" and results[0]["busy"].attempts == 2
+        assert time.monotonic() - started >= 1.0  # honoured Retry-After: 1
+        assert [(e, r[:8]) for _, e, r in sink.items] == [("gone", "http 404")]
+        assert gone.requests == 1
+
+
+def test_same_alert_is_delivered_once_even_when_dispatched_twice(stack: Stack) -> None:
+    with Receiver(SECRET) as rx:
+        rx.behaviour = lambda n, _id: Reply(200, delay_s=0.2)
+        cfg = settings({"name": "ops", "url": rx.url})
+        alert = make_alert(1)
+
+        async def go() -> list:
+            redis = Redis.from_url(stack.config.redis.url)
+            dispatcher = Dispatcher.build(cfg, redis, ListSink())
+            try:
+                first = await asyncio.gather(dispatcher.dispatch(alert), dispatcher.dispatch(alert))
+                later = await dispatcher.dispatch(alert)  # after delivery: found in the Redis ledger
+            finally:
+                await dispatcher.aclose()
+                await redis.aclose()
+            return [*first, later]
+
+        results = asyncio.run(go())
+        assert sorted(r["ops"].status for r in results) == ["delivered", "duplicate", "duplicate"]
+        assert rx.ids() == {alert.alert_id: 1}
+
+
+def test_slow_endpoint_does_not_hold_back_the_others_and_filters_apply(stack: Stack) -> None:
+    with Receiver(SECRET) as slow, Receiver(SECRET) as fast:
+        slow.behaviour = lambda n, _id: Reply(200, delay_s=2.0)
+        cfg = settings(
+            {"name": "slow", "url": slow.url, "timeout_s": 5, "concurrency": 1},
+            {"name": "fast", "url": fast.url, "types": ["defect"], "min_severity": "warning"},
+        )
+        alerts = [make_alert(i) for i in range(10)] + [make_alert(99, type="tally", severity="info")]
+
+        async def go() -> float:
+            redis = Redis.from_url(stack.config.redis.url)
+            dispatcher = Dispatcher.build(cfg, redis, ListSink())
+            tasks = [asyncio.create_task(dispatcher.dispatch(a)) for a in alerts]
+            started = time.monotonic()
+            while len(fast.ids()) < 10:
+                await asyncio.sleep(0.02)
+            took = time.monotonic() - started
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await dispatcher.aclose()
+            await redis.aclose()
+            return took
+
+        took = asyncio.run(go())
+        assert took < 1.5, f"fast endpoint waited {took:.1f}s behind the slow one"
+        assert len(slow.ids()) <= 1
+        assert alerts[-1].alert_id not in fast.ids()  # type and severity filters
+
+
+@pytest.mark.timeout(60)
+def test_dead_endpoint_trips_the_breaker_and_parks_alerts(stack: Stack) -> None:
+    from streams.devinfra import free_port
+
+    cfg = settings({"name": "dead", "url": f"http://127.0.0.1:{free_port()}/hook", "max_attempts": 4})
+    results, sink = asyncio.run(dispatch_all(stack, cfg, [make_alert(i) for i in range(30)]))
+    assert all(r["dead"].status == "dead" for r in results)
+    assert len(sink.items) == 30 and all("gave up after 4 attempts" in reason for *_, reason in sink.items)
