@@ -62,6 +62,7 @@ class CameraRunner:
 
     # -- events ----------------------------------------------------------------------
     def _event(self, kind: str, reason: str | None = None, attempt: int = 0) -> None:
+        log.info("camera %s: %s (%s)", self.camera.id, kind, reason or "")
         metrics.CAMERA_ONLINE.labels(self._labels).set(1 if kind == "online" else 0)
         self.publisher.publish_event(
             CameraEvent(

@@ -14,6 +14,7 @@ from inference.engines import Engine, EngineKind, make_engine
 from inference.manifest import ModelManifest, infer_manifest
 from inference.postprocess import postprocess
 from inference.preprocess import preprocess
+from inference.registry import ModelRegistry
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,19 @@ class Detector:
         manifest = manifest or infer_manifest(path, Path(path).stem, "local")
         options = {"input_shape": model_input_shape(manifest)} | (engine_options or {})
         return cls(make_engine(engine, path, **options), manifest, **detector_options)
+
+    @classmethod
+    def from_registry(
+        cls,
+        registry: ModelRegistry,
+        name: str,
+        engine: EngineKind = "cpu",
+        engine_options: dict[str, Any] | None = None,
+        **detector_options: Any,
+    ) -> Detector:
+        """Detector for the promoted version of ``name`` (sha256 verified on load)."""
+        manifest, path = registry.promoted(name)
+        return cls.from_path(path, manifest, engine, engine_options, **detector_options)
 
     def detect(self, frames: list[np.ndarray]) -> tuple[list[sv.Detections], Timings]:
         """Detections per frame (same order), boxes in each frame's own pixels, plus stage timings."""

@@ -47,14 +47,19 @@ def _check_name(value: str, what: str) -> str:
     return value
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write via a temp file in the same directory + fsync + ``os.replace``."""
+def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Write via a temp file in the same directory + fsync + ``os.replace``.
+
+    ``mode`` is set explicitly because ``mkstemp`` creates 0600 files that workers running as another
+    user could not read.
+    """
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -169,7 +174,9 @@ class ModelRegistry:
                 shutil.copyfile(path, staging / MODEL_FILE)
                 if sha256_file(staging / MODEL_FILE) != manifest.sha256:
                     raise IntegrityError(f"{path} changed while being added")
-                write_atomic(staging / MANIFEST_FILE, manifest.to_json().encode())
+                write_atomic(staging / MANIFEST_FILE, manifest.to_json().encode(), mode=0o444)
+                os.chmod(staging / MODEL_FILE, 0o444)  # published versions are immutable
+                os.chmod(staging, 0o755)  # mkdtemp makes it 0700
                 os.rename(staging, target)  # publish the whole version at once
             except BaseException:
                 shutil.rmtree(staging, ignore_errors=True)

@@ -29,6 +29,7 @@ class CameraTrackers:
 
     With ``enabled=False`` detections pass through untouched (``tracker_id`` stays ``None``).
     Detections ByteTrack has not (yet) matched get ``tracker_id == -1``; ``drop_untracked`` removes them.
+    ByteTrack may reorder detections, so always read ids and boxes from the returned object.
     """
 
     def __init__(

@@ -16,29 +16,40 @@ def read_topic(
     topic: str,
     *,
     expected: int | None = None,
-    idle_timeout: float = 5.0,
     max_wait: float = 60.0,
     read_committed: bool = True,
 ) -> list[Message]:
-    """Every record of `topic` from offset 0, until `expected` arrived or nothing new came."""
+    """Records of `topic` from offset 0.
+
+    With `expected`, waits until that many arrived (then lingers a second to catch extras).
+    Without it, reads what the topic holds now: up to the end offsets seen at the start.
+    """
     consumer = make_consumer(config.kafka, f"test-reader-{uuid.uuid4().hex}", read_committed=read_committed)
     partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-    consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
+    assignment = [TopicPartition(topic, p, 0) for p in partitions]
+    ends = {tp.partition: consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in assignment}
+    consumer.assign(assignment)
+    positions = dict.fromkeys(ends, 0)
     messages: list[Message] = []
-    started = last = time.monotonic()
+    started = time.monotonic()
+    reached_at: float | None = None
     try:
         while time.monotonic() - started < max_wait:
-            if expected is not None and len(messages) >= expected:
-                # keep reading briefly to catch duplicates beyond the expected count
-                if time.monotonic() - last > 1.0:
-                    break
-            elif time.monotonic() - last > idle_timeout:
+            if expected is None and all(positions[p] >= end for p, end in ends.items()):
                 break
-            batch = consumer.consume(500, 0.2)
-            for msg in batch:
+            if expected is not None and len(messages) >= expected:
+                reached_at = reached_at or time.monotonic()
+                if time.monotonic() - reached_at > 1.0:
+                    break
+            for msg in consumer.consume(500, 0.2):
                 if msg.error() is None:
                     messages.append(msg)
-                    last = time.monotonic()
+                    positions[msg.partition()] = msg.offset() + 1
+            if expected is None:
+                # Transaction markers and aborted records take offsets without being returned.
+                for tp in consumer.position(assignment):
+                    if tp.offset >= 0:
+                        positions[tp.partition] = max(positions[tp.partition], tp.offset)
     finally:
         consumer.close()
     return messages

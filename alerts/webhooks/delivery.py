@@ -126,8 +126,17 @@ class Endpoint:
         if await self.ledger.delivered(self.name, alert.alert_id):
             metrics.DUPLICATES.labels(self.name).inc()
             return Outcome("duplicate")
-        reason = ""
-        for attempt in range(1, self.settings.max_attempts + 1):
+        s = self.settings
+        deadline = time.monotonic() + s.max_age_s
+        attempt, reason = 0, ""
+        while True:
+            if not self.breaker.allow():
+                # Waiting on an open breaker costs no attempt: the endpoint was not even tried.
+                if time.monotonic() >= deadline:
+                    return Outcome("dead", attempt, f"circuit open for over {s.max_age_s:g}s; last: {reason}")
+                await asyncio.sleep(max(self.breaker.retry_in(), 0.05) + self.rng.uniform(0, 0.05))
+                continue
+            attempt += 1
             try:
                 await self._attempt(alert, body, attempt)
             except _Fatal as exc:
@@ -135,21 +144,18 @@ class Endpoint:
             except _Retry as exc:
                 reason = exc.reason
                 metrics.ATTEMPT_FAILURES.labels(self.name, reason.split(":")[0]).inc()
-                if attempt < self.settings.max_attempts:
-                    await asyncio.sleep(exc.wait_s if exc.wait_s is not None else self.backoff(attempt))
+                wait = exc.wait_s if exc.wait_s is not None else self.backoff(attempt)
+                if attempt >= s.max_attempts or time.monotonic() + wait >= deadline:
+                    return Outcome("dead", attempt, f"gave up after {attempt} attempts: {reason}")
+                await asyncio.sleep(wait)
                 continue
             await self.ledger.mark(self.name, alert.alert_id)
             metrics.DELIVERED.labels(self.name).inc()
             metrics.LATENCY.labels(self.name).observe(max(0.0, time.time() - alert.capture_ns / 1e9))
             return Outcome("delivered", attempt)
-        attempts = self.settings.max_attempts
-        return Outcome("dead", attempts, f"gave up after {attempts} attempts: {reason}")
 
     async def _attempt(self, alert: AlertRecord, body: bytes, attempt: int) -> None:
-        if not self.breaker.allow():
-            wait = self.breaker.retry_in()
-            raise _Retry("circuit open", wait_s=max(wait, self.backoff(attempt)))
-        metrics.BREAKER_OPEN.labels(self.name).set(0)
+        """One signed POST; the caller has already been let through by the breaker."""
         headers = sign_headers(self.secret, body, alert.alert_id)
         headers["X-Sightline-Alert-Type"] = alert.type
         headers["X-Sightline-Attempt"] = str(attempt)
@@ -162,9 +168,13 @@ class Endpoint:
         except httpx.TransportError as exc:
             self._failed()
             raise _Retry(f"connection: {type(exc).__name__}: {exc}") from None
+        except BaseException:
+            self.breaker.release()
+            raise
         code = response.status_code
         if 200 <= code < 300:
             self.breaker.success()
+            metrics.BREAKER_OPEN.labels(self.name).set(0)
             return
         if code == 429:
             self.breaker.release()

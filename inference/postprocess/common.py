@@ -23,15 +23,6 @@ class Candidates:
     score: np.ndarray
     class_id: np.ndarray
 
-    @classmethod
-    def empty(cls) -> Candidates:
-        return cls(
-            np.empty(0, np.int64),
-            np.empty((0, 4), np.float32),
-            np.empty(0, np.float32),
-            np.empty(0, np.int64),
-        )
-
     def take(self, idx: np.ndarray) -> Candidates:
         return Candidates(self.image[idx], self.xyxy[idx], self.score[idx], self.class_id[idx])
 

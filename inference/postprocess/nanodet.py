@@ -9,7 +9,7 @@ from functools import lru_cache
 import numpy as np
 
 from inference.manifest import ModelManifest
-from inference.postprocess.common import Candidates
+from inference.postprocess.common import Candidates, threshold_best_class
 
 NEEDS_NMS = True
 
@@ -48,15 +48,14 @@ def decode(outputs: list[np.ndarray], manifest: ModelManifest, score_threshold: 
     """Threshold first, then decode distributions only for the surviving cells."""
     scores, dist, cells = _split_levels(outputs, len(manifest.labels))
     centres, strides = _anchors(tuple(manifest.input_size), cells)
-    best = scores.max(axis=-1)
-    b, a = np.nonzero(best > score_threshold)
-    cls = scores[b, a].argmax(axis=-1)
+    b, a, best, cls = threshold_best_class(scores, score_threshold)
 
-    logits = dist[b, a].reshape(len(a), 4, -1)
-    logits = logits - logits.max(axis=-1, keepdims=True)  # stable softmax over bins
+    logits = dist[b, a].reshape(len(a), 4, dist.shape[-1] // 4)
+    # Softmax over the bins by hand: three numpy lines, not worth a scipy dependency.
+    logits = logits - logits.max(axis=-1, keepdims=True)
     prob = np.exp(logits)
     prob /= prob.sum(axis=-1, keepdims=True)
     ltrb = (prob @ np.arange(prob.shape[-1], dtype=np.float32)) * strides[a, None]
     c = centres[a]
     xyxy = np.concatenate([c - ltrb[:, :2], c + ltrb[:, 2:]], axis=1).astype(np.float32)
-    return Candidates(b, xyxy, best[b, a], cls - manifest.class_offset)
+    return Candidates(b, xyxy, best, cls - manifest.class_offset)

@@ -235,7 +235,9 @@ class WebhookSettings(Section):
     secret: SecretStr | None = Field(None, description="HMAC-SHA256 key; or use secret_env.")
     secret_env: str | None = Field(None, description="Environment variable holding the secret.")
     timeout_s: float = Field(5.0, gt=0)
-    max_attempts: int = Field(6, ge=1)
+    max_attempts: int = Field(6, ge=1, description="HTTP requests per alert before it is dead-lettered.")
+    # Also dead-letter an alert still undelivered this long after its first try (breaker open).
+    max_age_s: float = Field(3600.0, gt=0)
     backoff_initial_s: float = Field(0.5, gt=0)
     backoff_max_s: float = Field(30.0, gt=0)
     backoff_multiplier: float = Field(2.0, ge=1)
@@ -277,6 +279,9 @@ class AlertsSettings(Section):
     dedup_ttl_s: int = Field(7 * 86400, ge=60, description="How long a delivered alert id is remembered.")
     batch_max: int = Field(500, ge=1, description="Detections processed per checkpoint at most.")
     batch_wait_ms: float = Field(10.0, ge=0, description="How long a batch waits to fill.")
+    # Static group membership: a restarted processor takes its partitions back at once instead of
+    # waiting for the crashed one's session to expire. Give each concurrent instance its own id.
+    instance_id: str | None = Field(None, description="Consumer group.instance.id; default: the hostname.")
     run_rules: bool = Field(True, description="Run the rules agent (detections -> alerts).")
     run_webhooks: bool = Field(True, description="Run the delivery agent (alerts -> webhooks).")
 

@@ -107,7 +107,9 @@ def const_model(tmp_path: Path) -> ConstModelFactory:
                 helper.make_node("Concat", ["in_shape", f"{name}_rest"], [f"{name}_shape"], axis=0),
                 helper.make_node("Expand", [f"{name}_value", f"{name}_shape"], [name]),
             ]
-            graph_outputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, [batch, *value.shape[1:]]))
+            graph_outputs.append(
+                helper.make_tensor_value_info(name, TensorProto.FLOAT, [batch, *value.shape[1:]])
+            )
         graph = helper.make_graph(
             nodes,
             "const_model",

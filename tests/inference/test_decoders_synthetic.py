@@ -116,5 +116,54 @@ def test_thresholds_override_manifest(const_model) -> None:
 
 
 def test_nothing_above_threshold_gives_empty_detections(const_model) -> None:
-    (det,), _ = Detector.from_path(const_model({"output0": np.zeros((1, 84, 32), np.float32)})).detect([FRAME])
+    (det,), _ = Detector.from_path(const_model({"output0": np.zeros((1, 84, 32), np.float32)})).detect(
+        [FRAME]
+    )
     assert len(det) == 0 and det.xyxy.shape == (0, 4)
+
+
+def nanodet_outputs() -> dict[str, np.ndarray]:
+    """64x64 input: strides 8/16/32 -> 64/16/4 cells; 80 class scores + 4 sides x 11 bins per cell."""
+    outputs: dict[str, np.ndarray] = {}
+    for cells in (4, 64, 16):  # deliberately not in stride order, like the real export
+        outputs[f"cls_{cells}"] = np.zeros((1, cells, 80), np.float32)
+        outputs[f"reg_{cells}"] = np.zeros((1, cells, 44), np.float32)
+
+    def peaked(bins: list[int]) -> np.ndarray:
+        logits = np.zeros((4, 11), np.float32)
+        logits[np.arange(4), bins] = 40.0  # softmax ~ one-hot: expected bin index == bins
+        return logits.reshape(-1)
+
+    # stride 8, cell 9 -> grid (1, 1), centre (12, 12); distances (2, 1, 3, 4) bins * 8
+    outputs["cls_64"][0, 9, 2] = 0.9
+    outputs["reg_64"][0, 9] = peaked([2, 1, 3, 4])
+    # stride 16, cell 6 -> grid (2, 1), centre (40, 24); distances (1, 1, 1, 2) bins * 16
+    outputs["cls_16"][0, 6, 0] = 0.8
+    outputs["reg_16"][0, 6] = peaked([1, 1, 1, 2])
+    return outputs
+
+
+def test_nanodet_distribution_decoding(const_model) -> None:
+    detector = Detector.from_path(const_model(nanodet_outputs(), input_name="input_1:0"))
+    assert detector.manifest.format == "nanodet" and detector.manifest.preprocessing.resize == "stretch"
+    frame = np.zeros((128, 256, 3), np.uint8)  # stretch: x scale 0.25, y scale 0.5
+    (det,), _ = detector.detect([frame])
+    assert det.class_id.tolist() == [2, 0]
+    np.testing.assert_allclose(det.confidence, [0.9, 0.8], atol=1e-6)
+    expected_in = np.array([[12 - 16, 12 - 8, 12 + 24, 12 + 32], [40 - 16, 24 - 16, 40 + 16, 24 + 32]], float)
+    expected = np.clip(expected_in / [0.25, 0.5, 0.25, 0.5], 0, [256, 128, 256, 128])
+    np.testing.assert_allclose(det.xyxy, expected, atol=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("outputs", "input_name"),
+    [
+        ({"output0": np.zeros((1, 16, 8), np.float32)}, "images"),  # yolov5
+        ({"output0": np.zeros((1, 10, 6), np.float32)}, "images"),  # yolo_nms
+        ({k: np.zeros_like(v) for k, v in nanodet_outputs().items()}, "input_1:0"),  # nanodet
+    ],
+)
+def test_every_format_handles_empty_batches(const_model, outputs, input_name) -> None:
+    detector = Detector.from_path(const_model(outputs, input_name=input_name))
+    dets, _ = detector.detect([FRAME, FRAME])
+    assert [len(d) for d in dets] == [0, 0]

@@ -56,8 +56,12 @@ def test_nanodet_batch_equals_single_runs(nanodet: Detector, bus_bgr, vtest_fram
 def test_nanodet_rgb_scaling_is_worse(nanodet_path, bus_bgr) -> None:
     """Guards the manifest's BGR mean/std: the README says RGB/255 gives clearly worse results."""
     good = infer_manifest(nanodet_path, "nanodet", "1")
-    bad = infer_manifest(nanodet_path, "nanodet", "1", preprocessing={"color": "rgb", "scale": 1 / 255,
-                                                                     "mean": (0, 0, 0), "std": (1, 1, 1)})
+    bad = infer_manifest(
+        nanodet_path,
+        "nanodet",
+        "1",
+        preprocessing={"color": "rgb", "scale": 1 / 255, "mean": (0, 0, 0), "std": (1, 1, 1)},
+    )
     engine = OrtEngine(nanodet_path)
     (good_det,), _ = Detector(engine, good).detect([bus_bgr])
     (bad_det,), _ = Detector(engine, bad).detect([bus_bgr])
@@ -83,8 +87,11 @@ def test_yolo11n_untrained_shapes_batch_1_and_3(yolo11n_path) -> None:
     assert pre.scale == pytest.approx(1 / 255)
     assert manifest.labels[:3] == ["0", "1", "2"] and len(manifest.labels) == 80  # metadata names win
     engine = OrtEngine(yolo11n_path, threads=2)
-    frames = [np.full((480, 640, 3), 90, np.uint8), np.zeros((720, 1280, 3), np.uint8),
-              np.zeros((300, 200, 3), np.uint8)]
+    frames = [
+        np.full((480, 640, 3), 90, np.uint8),
+        np.zeros((720, 1280, 3), np.uint8),
+        np.zeros((300, 200, 3), np.uint8),
+    ]
     for count in (1, 3):
         batch, _ = preprocess(frames[:count], manifest)
         (out,) = engine.run(batch)

@@ -1,0 +1,178 @@
+"""The faust-streaming app: a rules agent (detections + POS -> alerts) and a delivery agent
+(alerts -> webhooks), both with manual acks so offsets are committed only after the work.
+
+Order per rules batch: evaluate -> publish alerts and wait for the broker -> checkpoint state
+and offsets in Redis -> ack. Order per alert: deliver to (or dead-letter for) every endpoint
+-> ack, in offset order. See docs/alerts.md for what that guarantees.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections import deque
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from typing import Any
+
+import faust
+from faust.types import EventT, StreamT
+from redis.asyncio import Redis
+
+from alerts.checkpoint import CheckpointStore
+from alerts.engine import Engine
+from alerts.runner import RawRecord, RulesRunner
+from alerts.webhooks.dead_letters import KafkaDeadLetters, Source
+from alerts.webhooks.dispatcher import Dispatcher
+from schemas.alert import AlertRecord
+from schemas.dead_letter import dead_letter_headers
+from schemas.errors import ContractError
+from sightline.config import SightlineConfig
+from sightline.config.alerts import RulesSettings
+
+log = logging.getLogger(__name__)
+RULES_STAGE = "alerts-rules"
+MAX_IN_FLIGHT = 10_000
+
+
+def broker_urls(bootstrap: str) -> list[str]:
+    return [f"kafka://{host.strip()}" for host in bootstrap.split(",") if host.strip()]
+
+
+@dataclass
+class _Slot:
+    event: EventT
+    done: bool = False
+
+
+@dataclass
+class InOrderAcker:
+    """Acks events per partition strictly in offset order, as their deliveries finish.
+
+    Deliveries finish out of order (a slow endpoint, retries); committing past an unfinished
+    one would lose it on a crash, so the committed offset only moves over finished prefixes.
+    """
+
+    stream: StreamT
+    slots: dict[Any, deque[_Slot]] = field(default_factory=dict)
+
+    def track(self, event: EventT) -> _Slot:
+        slot = _Slot(event)
+        self.slots.setdefault(event.message.tp, deque()).append(slot)
+        return slot
+
+    async def finish(self, slot: _Slot) -> None:
+        slot.done = True
+        queue = self.slots[slot.event.message.tp]
+        while queue and queue[0].done:
+            await self.stream.ack(queue.popleft().event)
+
+
+class AlertsApp:
+    """Builds the faust app from the configuration; `app.main()`/a Worker runs it."""
+
+    def __init__(self, config: SightlineConfig, rules: RulesSettings) -> None:
+        self.config = config
+        settings = config.alerts
+        topics = config.topics
+        self.app = faust.App(
+            settings.app_id,
+            broker=broker_urls(config.kafka.bootstrap_servers),
+            value_serializer="raw",
+            key_serializer="raw",
+            web_enabled=False,
+            autodiscover=False,
+            topic_allow_declare=False,
+            consumer_auto_offset_reset="earliest",
+            producer_acks=-1,
+            producer_linger=0.001,
+            broker_commit_interval=0.5,
+            consumer_group_instance_id=settings.instance_id or socket.gethostname(),
+            broker_session_timeout=10.0,
+            broker_heartbeat_interval=1.0,
+            stream_buffer_maxsize=max(4096, settings.batch_max * 2),
+            broker_max_poll_records=max(500, settings.batch_max),
+        )
+        self.redis = Redis.from_url(config.redis.url)
+        store = CheckpointStore(self.redis, settings.redis_prefix, settings.app_id)
+        self.runner = RulesRunner(Engine(rules), store, topics.detections.name, topics.pos_events.name)
+        self.alerts_topic = topics.alerts.name
+        self.dlq_topic = topics.dead_letter.name
+        self.dead_letters = KafkaDeadLetters(config.kafka, self.dlq_topic)
+        self.dispatcher = Dispatcher.build(settings, self.redis, self.dead_letters)
+        self.slots = asyncio.Semaphore(MAX_IN_FLIGHT)
+        if settings.run_rules:
+            source = self.app.topic(topics.detections.name, topics.pos_events.name, value_serializer="raw")
+            self.app.agent(source, name="rules", concurrency=1)(self._rules_agent)
+        if settings.run_webhooks and settings.webhooks:
+            alerts = self.app.topic(self.alerts_topic, value_serializer="raw")
+            self.app.agent(alerts, name="deliver", concurrency=1)(self._deliver_agent)
+        self.app.on_partitions_revoked.connect(self._on_revoked)
+
+    async def _on_revoked(self, app: faust.App, revoked: Any, **kwargs: Any) -> None:
+        self.runner.forget()
+
+    # -- rules ---------------------------------------------------------------------------------
+    async def _rules_agent(self, stream: StreamT) -> None:
+        settings = self.config.alerts
+        async for events in stream.noack_take(settings.batch_max, within=settings.batch_wait_ms / 1000):
+            batch = [
+                RawRecord(e.message.topic, e.message.partition, e.message.offset, e.message.value)
+                for e in events
+            ]
+            result = await self.runner.process(batch)
+            sends: list[Awaitable[Any]] = []
+            producer = self.app.producer
+            for alert in result.alerts:
+                sends.append(await producer.send(self.alerts_topic, alert.camera_id.encode(), alert.encode(),
+                                                 None, None, None))  # fmt: skip
+            for raw, reason in result.rejected:
+                headers = dead_letter_headers(None, reason, RULES_STAGE, raw.topic, raw.partition, raw.offset)
+                sends.append(await producer.send(self.dlq_topic, None, raw.value, None, None, headers))
+            if sends:
+                await asyncio.gather(*sends)  # acknowledged by the broker before the checkpoint
+            await self.runner.checkpoint()
+            for event in events:
+                await stream.ack(event)
+
+    # -- delivery ------------------------------------------------------------------------------
+    async def _deliver_agent(self, stream: StreamT) -> None:
+        acker = InOrderAcker(stream)
+        async for event in stream.noack().events():
+            await self.slots.acquire()
+            slot = acker.track(event)
+            msg = event.message
+            try:
+                alert = AlertRecord.decode(msg.value or b"")
+            except ContractError as exc:
+                log.error("alert at %s:%d breaks the contract: %s", msg.topic, msg.offset, exc.reason)
+                self.slots.release()
+                await acker.finish(slot)
+                continue
+            source = Source(msg.topic, msg.partition, msg.offset)
+            task = asyncio.ensure_future(self.dispatcher.dispatch(alert, msg.value, source))
+            task.add_done_callback(lambda t, s=slot: self._delivered(t, s, acker))
+
+    def _delivered(self, task: asyncio.Future[Any], slot: _Slot, acker: InOrderAcker) -> None:
+        self.slots.release()
+        if task.cancelled():
+            return  # shutting down: not acked, so redelivered (and deduplicated) after restart
+        if task.exception() is not None:
+            log.error("delivery failed unexpectedly; not acking", exc_info=task.exception())
+            return
+        asyncio.ensure_future(acker.finish(slot))
+
+    async def close(self) -> None:
+        await self.dispatcher.aclose()
+        self.dead_letters.close()
+        await self.redis.aclose()
+
+
+def run(config: SightlineConfig, rules: RulesSettings, loglevel: str = "warning") -> None:
+    """Run until SIGINT/SIGTERM (blocking)."""
+    from faust.worker import Worker
+
+    alerts_app = AlertsApp(config, rules)
+    worker = Worker(alerts_app.app, loglevel=loglevel, quiet=True)
+    worker.execute_from_commandline()

@@ -1,0 +1,305 @@
+"""`sightline bench alerts`: synthetic detections through the real processor to a real receiver.
+
+Phase 1 (throughput): a backlog of records is published first, then the processor is started
+and timed until its Redis checkpoint has covered them all. Phase 2 (latency): records are
+published at a steady rate with capture time = now, and capture-to-acknowledgement latency is
+read at the receiver. Every alert the engine computes offline from the same records must
+arrive exactly once (`lost` and `duplicates` both 0).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from redis.asyncio import Redis
+
+from alerts.checkpoint import CheckpointStore
+from alerts.replay_rules import evaluate
+from alerts.synthetic import Box, Walker, box_at, record
+from alerts.webhooks.receiver import Receiver
+from schemas.detections import DetectionsRecord
+from sightline.config import DevSettings, SightlineConfig
+from sightline.config.alerts import RulesSettings
+from streams.kafka import make_producer
+from streams.topics import ensure_topics
+
+SECRET_ENV = "SIGHTLINE_BENCH_WEBHOOK_SECRET"
+FPS = 10
+ZONE = [[500, 300], [760, 300], [760, 570], [500, 570]]
+
+
+@dataclass
+class BenchOptions:
+    records: int = 30_000
+    cameras: int = 8
+    rate: float = 0.0
+    latency_s: float = 20.0
+
+
+def bench_rules(cameras: list[str]) -> dict[str, Any]:
+    """What a real deployment runs per camera: a counting line with sessions, a defect rule,
+    a people-count anomaly rule and two threshold rules."""
+    per_camera = {
+        "lateness_s": 0.5,
+        "lanes": [
+            {
+                "name": "entrance",
+                "line": {"start": [0, 288], "end": [768, 288], "band_px": 6},
+                "classes": ["person"],
+                "window_s": 2,
+                "session": {"idle_gap_s": 3},
+            },
+        ],
+        "defects": [
+            {
+                "name": "damage",
+                "classes": ["scratch"],
+                "k": 3,
+                "n": 5,
+                "min_confidence": 0.5,
+                "roi": [[0, 0], [768, 0], [768, 576], [0, 576]],
+                "critical_confidence": 0.95,
+            }
+        ],
+        "anomalies": [{"name": "crowd", "classes": ["person"], "bucket_s": 2, "warmup_buckets": 5}],
+        "thresholds": [
+            {
+                "name": "crowded",
+                "metric": "count",
+                "classes": ["person"],
+                "op": ">=",
+                "value": 7,
+                "for_s": 1,
+                "cooldown_s": 5,
+            },
+            {"name": "loiter", "metric": "dwell", "classes": ["person"], "zone": ZONE, "value": 3},
+        ],
+    }
+    return {"cameras": [{"camera": cam, **per_camera} for cam in cameras]}
+
+
+def camera_frames(seed: int) -> Iterator[list[Box]]:
+    """Endless deterministic scene: people crossing, now and then a loiterer and a scratch."""
+    rng = random.Random(seed)
+    walkers: list[Walker] = []
+    next_tid = 1
+    frame = 0
+    while True:
+        if rng.random() < 0.15:
+            x = rng.uniform(40, 720)
+            down = rng.random() < 0.5
+            a, b = ((x, 120.0), (x + rng.uniform(-60, 60), 520.0)) if down else ((x, 520.0), (x, 120.0))
+            walkers.append(
+                Walker(next_tid, "person", a, b, frame, rng.randrange(20, 45), rng.uniform(0.5, 0.95))
+            )
+            next_tid += 1
+        if rng.random() < 0.01:
+            walkers.append(Walker(next_tid, "person", (600, 450), (620, 460), frame, 50))
+            next_tid += 1
+        if rng.random() < 0.03:
+            walkers.append(
+                Walker(next_tid, "scratch", (300, 400), (305, 400), frame, 6, rng.uniform(0.6, 0.99))
+            )
+            next_tid += 1
+        boxes = [b for w in walkers if (b := w.at(frame)) is not None]
+        boxes += [(box_at(700, 560, 80, 60), 0.9, "car", None)]  # a parked car, untracked
+        walkers = [w for w in walkers if frame < w.first_frame + w.frames]
+        yield boxes
+        frame += 1
+
+
+class Scenes:
+    def __init__(self, cameras: list[str]) -> None:
+        self.cameras = cameras
+        self.frames = {cam: camera_frames(i) for i, cam in enumerate(cameras)}
+        self.seq = dict.fromkeys(cameras, 0)
+
+    def next(self, cam: str, capture_ns: int) -> DetectionsRecord:
+        rec = record(cam, self.seq[cam], capture_ns, next(self.frames[cam]), frames_topic="bench.frames")
+        self.seq[cam] += 1
+        return rec
+
+
+def _percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def _committed(config: SightlineConfig) -> int:
+    async def read() -> int:
+        redis = Redis.from_url(config.redis.url)
+        try:
+            offsets = await CheckpointStore(redis, config.alerts.redis_prefix, config.alerts.app_id).offsets()
+        finally:
+            await redis.aclose()
+        prefix = config.topics.detections.name + ":"
+        return sum(v + 1 for k, v in offsets.items() if k.startswith(prefix))
+
+    return asyncio.run(read())
+
+
+def run_bench(
+    config: SightlineConfig, options: BenchOptions, *, start_stack: bool, log: Callable[[str], None]
+) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="sightline-bench-") as tmp:
+        stack = None
+        if start_stack:
+            from streams.devinfra import DevStack, free_port
+
+            dev = DevSettings(
+                kafka_port=free_port(),
+                kafka_controller_port=free_port(),
+                redis_port=free_port(),
+                data_dir=Path(tmp) / "stack",
+            )
+            stack = DevStack(dev)
+            log("starting Kafka and Redis ...")
+            stack.up()
+            config = SightlineConfig(
+                kafka={"bootstrap_servers": stack.bootstrap_servers}, redis={"url": stack.redis_url}
+            )
+        try:
+            return _run(config, options, Path(tmp), log)
+        finally:
+            if stack is not None:
+                stack.down()
+
+
+def _run(
+    base: SightlineConfig, options: BenchOptions, tmp: Path, log: Callable[[str], None]
+) -> dict[str, Any]:
+    tag = f"bench-{uuid.uuid4().hex[:6]}"
+    topics = {name: t.model_copy(update={"name": f"{tag}.{name}"}) for name, t in base.topics}
+    cameras = [f"bench-cam-{i}" for i in range(options.cameras)]
+    rules = bench_rules(cameras)
+    receiver = Receiver(secret := uuid.uuid4().hex).start()
+    hook = {
+        "name": "bench",
+        "url": receiver.url,
+        "secret_env": SECRET_ENV,
+        "concurrency": 16,
+        "backoff_initial_s": 0.05,
+        "max_attempts": 20,
+    }
+    alerts = {"app_id": tag, "redis_prefix": f"sightline:{tag}", "rules": rules, "webhooks": [hook]}
+    config = base.model_copy(
+        update={
+            "topics": base.topics.model_copy(update=topics),
+            "alerts": base.alerts.model_validate(alerts),
+        },
+        deep=True,
+    )
+    ensure_topics(config)
+    cfg_path = tmp / "bench.yaml"
+    data = config.model_dump(mode="json", exclude_none=True)
+    data["metrics"]["alerts_port"] = 0
+    cfg_path.write_text(yaml.safe_dump(data))
+    producer = make_producer(config.kafka, "sightline-bench")
+    det_topic = config.topics.detections.name
+    scenes = Scenes(cameras)
+    sent: list[DetectionsRecord] = []
+
+    def publish(rec: DetectionsRecord) -> None:
+        producer.produce(det_topic, key=rec.camera_id.encode(), value=rec.encode())
+        sent.append(rec)
+
+    # Phase 1: a backlog spanning the past few minutes of event time.
+    per_cam = max(1, options.records // len(cameras))
+    start_ns = time.time_ns() - int((per_cam / FPS + 30) * 1e9)
+    for k in range(per_cam):
+        for cam in cameras:
+            publish(scenes.next(cam, start_ns + k * 1_000_000_000 // FPS))
+        producer.poll(0)
+    producer.flush(60)
+    backlog = len(sent)
+    boxes = sum(len(r.detections.xyxy) for r in sent) / backlog
+    log(f"published {backlog} records ({boxes:.1f} boxes each); starting the processor")
+    env = {**os.environ, SECRET_ENV: secret}
+    proc_log = (tmp / "processor.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "alerts", "run", "-c", str(cfg_path)],
+        env=env,
+        stdout=proc_log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        t_first = t_done = None
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            done = _committed(config)
+            now = time.monotonic()
+            if t_first is None and done > 0:
+                t_first, first_done = now, done
+            if done >= backlog:
+                t_done = now
+                break
+            if proc.poll() is not None:
+                raise RuntimeError(f"processor exited: {(tmp / 'processor.log').read_text()[-3000:]}")
+            time.sleep(0.05)
+        if t_first is None or t_done is None:
+            raise RuntimeError("processor did not catch up with the backlog in 600 s")
+        throughput = (backlog - first_done) / max(t_done - t_first, 1e-6)
+        log(f"throughput phase: {throughput:.0f} records/s")
+
+        # Phase 2: steady load, capture time = now.
+        rate = options.rate or max(50.0, 0.6 * throughput)
+        phase2_start = time.time_ns()
+        interval = 1.0 / rate
+        next_at = time.monotonic()
+        end_at = next_at + options.latency_s
+        i = 0
+        while time.monotonic() < end_at:
+            publish(scenes.next(cameras[i % len(cameras)], time.time_ns()))
+            producer.poll(0)
+            i += 1
+            next_at += interval
+            delay = next_at - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+        producer.flush(60)
+        log(f"latency phase: {i} records at {rate:.0f}/s; waiting for deliveries")
+        per_camera_order = sorted(sent, key=lambda r: (cameras.index(r.camera_id), r.seq))
+        expected = {a.alert_id for a in evaluate(RulesSettings(**rules), per_camera_order, flush=False)}
+        wait_until = time.monotonic() + 120
+        while time.monotonic() < wait_until and not expected <= set(receiver.ids()):
+            time.sleep(0.2)
+        time.sleep(1.0)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        receiver.stop()
+    counts = receiver.ids()
+    latencies = [
+        (d.received_ns - d.capture_ns) / 1e6 for d in receiver.deliveries if d.capture_ns >= phase2_start
+    ]
+    return {
+        "detections_per_s": round(throughput, 1),
+        "p99_ms": round(_percentile(latencies, 0.99), 1),
+        "p50_ms": round(_percentile(latencies, 0.50), 1),
+        "latency_samples": len(latencies),
+        "latency_phase_rate": round(rate, 1),
+        "lost": len(expected - set(counts)),
+        "duplicates": sum(n - 1 for n in counts.values() if n > 1),
+        "unexpected": len(set(counts) - expected),
+        "alerts": len(expected),
+        "records": len(sent),
+        "cameras": len(cameras),
+        "boxes_per_record": round(boxes, 1),
+    }

@@ -1,0 +1,161 @@
+"""`sightline alerts ...` (run, replay, replay-rules) and `sightline bench alerts`.
+
+Mount with: `app.add_typer(alerts.cli.app, name="alerts")` and
+`bench_app.command("alerts")(alerts.cli.bench)`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from sightline.config import ConfigError, SightlineConfig, load_config
+
+app = typer.Typer(help="Alert processors: rules over detections, webhooks, replays.", no_args_is_help=False)
+
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", "-c", help="Sightline YAML config (default: $SIGHTLINE_CONFIG).")
+]
+
+
+def _config(path: Path | None) -> SightlineConfig:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+
+
+def _logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@app.callback(invoke_without_command=True)
+def main(ctx: typer.Context, config: ConfigOpt = None) -> None:
+    """With no command, runs the processors (same as `run`)."""
+    if ctx.invoked_subcommand is None:
+        run(config=config)
+
+
+@app.command()
+def run(
+    config: ConfigOpt = None,
+    loglevel: Annotated[str, typer.Option(help="Log level.")] = "warning",
+) -> None:
+    """Run the faust app: rules on the detections topic, webhooks from the alerts topic."""
+    from prometheus_client import start_http_server
+
+    from alerts.app import run as run_app
+    from alerts.rules.loader import rules_for
+    from streams.topics import ensure_topics
+
+    _logging(loglevel)
+    cfg = _config(config)
+    try:
+        rules = rules_for(cfg)
+    except ConfigError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+    if not rules.cameras:
+        typer.echo("warning: no alert rules configured; only webhook delivery will run", err=True)
+    for hook in cfg.alerts.webhooks:
+        try:
+            hook.secret_value()
+        except ValueError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+    ensure_topics(cfg)
+    if cfg.metrics.alerts_port:
+        start_http_server(cfg.metrics.alerts_port)
+    run_app(cfg, rules, loglevel=loglevel)
+
+
+@app.command()
+def replay(
+    config: ConfigOpt = None,
+    endpoint: Annotated[str | None, typer.Option(help="Only alerts dead-lettered for this endpoint.")] = None,
+    from_beginning: Annotated[bool, typer.Option(help="Ignore progress of earlier replays.")] = False,
+    dry_run: Annotated[bool, typer.Option(help="Only count what would be re-sent.")] = False,
+) -> None:
+    """Re-send dead-lettered alerts to the endpoints that refused them (deduplicated)."""
+    from alerts.webhooks.replay import replay as replay_dlq
+
+    _logging("warning")
+    cfg = _config(config)
+    report = asyncio.run(replay_dlq(cfg, endpoint=endpoint, from_beginning=from_beginning, dry_run=dry_run))
+    typer.echo(json.dumps(report.as_dict(), sort_keys=True))
+    if report.outcomes.get("dead"):
+        raise typer.Exit(1)
+
+
+@app.command("replay-rules")
+def replay_rules(
+    source: Annotated[
+        str,
+        typer.Option(
+            "--from", help="JSONL file of DetectionsRecord values, or TOPIC[:PARTITION[:FIRST-LAST]]."
+        ),
+    ],
+    rules: Annotated[Path, typer.Option("--rules", help="Rules YAML file to test.")],
+    config: ConfigOpt = None,
+    pos: Annotated[Path | None, typer.Option("--pos", help="JSONL file of POS events to merge in.")] = None,
+    flush: Annotated[bool, typer.Option(help="Close open windows/sessions at the end of input.")] = True,
+) -> None:
+    """Print (JSONL) the alerts a rules file raises on recorded detections; deterministic."""
+    from alerts.replay_rules import evaluate, open_source, print_alerts, read_pos
+    from alerts.rules.loader import load_rules
+
+    try:
+        rules_settings = load_rules(rules)
+    except ConfigError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+    kafka = _config(config).kafka
+    errors: list[str] = []
+    try:
+        records = open_source(source, kafka, errors)
+        alerts = evaluate(rules_settings, records, read_pos(pos) if pos else None, flush=flush)
+    except (ValueError, TimeoutError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    print_alerts(alerts)
+    for line in errors[:20]:
+        typer.echo(f"skipped invalid record: {line}", err=True)
+    typer.echo(f"{len(alerts)} alert(s); {len(errors)} invalid record(s) skipped", err=True)
+
+
+def bench(
+    config: ConfigOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Last stdout line: one JSON object.")] = False,
+    records: Annotated[int, typer.Option(help="Detections records in the throughput phase.")] = 30_000,
+    cameras: Annotated[int, typer.Option(help="Synthetic cameras.")] = 8,
+    rate: Annotated[float, typer.Option(help="Records/s in the latency phase (0: 60% of throughput).")] = 0.0,
+    latency_seconds: Annotated[float, typer.Option(help="Length of the latency phase.")] = 20.0,
+    start_stack: Annotated[
+        bool,
+        typer.Option(help="Start a private Kafka + Redis (streams.devinfra) instead of the configured ones."),
+    ] = True,
+) -> None:
+    """Benchmark: synthetic detections through the real processors to a local webhook receiver."""
+    from alerts.bench import BenchOptions, run_bench
+
+    _logging("warning")
+    cfg = _config(config) if config or not start_stack else SightlineConfig()
+    options = BenchOptions(records=records, cameras=cameras, rate=rate, latency_s=latency_seconds)
+    result = run_bench(cfg, options, start_stack=start_stack, log=lambda m: print(m, file=sys.stderr))
+    if not as_json:
+        for key, value in result.items():
+            typer.echo(f"{key}: {value}")
+    typer.echo(json.dumps(result, sort_keys=True))
+    if result.get("lost") or result.get("duplicates"):
+        raise typer.Exit(1)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,42 @@
+"""Model side of Sightline's inference stage: frames in, ``sv.Detections`` out. No Kafka here.
+
+Typical worker use::
+
+    registry = ModelRegistry(".sightline/models")
+    manifest, path = registry.promoted("nanodet-m-416-coco")
+    detector = Detector(make_engine("cpu", path), manifest)
+    detections, timings = detector.detect(frames)            # list[np.ndarray] BGR -> list[sv.Detections]
+    tracked = trackers.update(camera_id, detections[i])      # CameraTrackers
+    payload = to_wire(tracked)                               # JSON-able dict for the message
+"""
+
+from __future__ import annotations
+
+from inference.detector import Detector, Timings, model_input_shape
+from inference.engines import Engine, OrtEngine, TensorRTEngine, TensorRTUnavailable, make_engine
+from inference.hotswap import PromotedDetector
+from inference.manifest import ModelManifest, Preprocessing, infer_manifest
+from inference.registry import IntegrityError, ModelRegistry, RegistryError
+from inference.tracking import CameraTrackers
+from inference.wire import from_wire, to_wire
+
+__all__ = [
+    "CameraTrackers",
+    "Detector",
+    "Engine",
+    "IntegrityError",
+    "ModelManifest",
+    "ModelRegistry",
+    "OrtEngine",
+    "Preprocessing",
+    "PromotedDetector",
+    "RegistryError",
+    "TensorRTEngine",
+    "TensorRTUnavailable",
+    "Timings",
+    "from_wire",
+    "infer_manifest",
+    "make_engine",
+    "model_input_shape",
+    "to_wire",
+]

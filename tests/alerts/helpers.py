@@ -1,0 +1,148 @@
+"""Shared test plumbing: config files for the processor subprocess, producing, reading topics."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import yaml
+from confluent_kafka import Producer, TopicPartition
+
+from schemas.detections import DetectionsRecord
+from sightline.config import SightlineConfig
+from streams.kafka import make_consumer, make_producer
+
+SECRET_ENV = "SIGHTLINE_TEST_WEBHOOK_SECRET"
+SECRET = "test-secret-123"
+REPO = Path(__file__).resolve().parents[2]
+
+
+def alerts_config(
+    base: SightlineConfig, rules: dict[str, Any], webhooks: list[dict[str, Any]]
+) -> SightlineConfig:
+    tag = uuid.uuid4().hex[:8]
+    hooks = [{"secret_env": SECRET_ENV, **h} for h in webhooks]
+    alerts = {"app_id": f"alerts-{tag}", "redis_prefix": f"test:{tag}", "rules": rules, "webhooks": hooks,
+              "batch_wait_ms": 5}  # fmt: skip
+    return base.model_copy(update={"alerts": base.alerts.model_validate(alerts)}, deep=True)
+
+
+def write_config(config: SightlineConfig, path: Path) -> Path:
+    data = config.model_dump(mode="json", exclude_none=True)
+    data["metrics"]["alerts_port"] = 0
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+class Processor:
+    """`python -m alerts run` as a real child process, so it can be killed with SIGKILL."""
+
+    def __init__(self, config_path: Path, log_path: Path) -> None:
+        self.config_path = config_path
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Processor:
+        env = {**os.environ, SECRET_ENV: SECRET, "PYTHONUNBUFFERED": "1"}
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "alerts",
+                "run",
+                "--config",
+                str(self.config_path),
+                "--loglevel",
+                "warning",
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        return self
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-4000:]
+
+
+def produce(
+    config: SightlineConfig, topic: str, items: Iterable[tuple[str, bytes]], producer: Producer | None = None
+) -> int:
+    producer = producer or make_producer(config.kafka, "test-producer", linger_ms=1)
+    n = 0
+    for key, value in items:
+        producer.produce(topic, key=key.encode(), value=value)
+        n += 1
+        if n % 1000 == 0:
+            producer.poll(0)
+    assert producer.flush(30) == 0
+    return n
+
+
+def produce_records(
+    config: SightlineConfig, records: Iterable[DetectionsRecord], producer: Producer | None = None
+) -> int:
+    items = ((r.camera_id, r.encode()) for r in records)
+    return produce(config, config.topics.detections.name, items, producer)
+
+
+def read_topic(config: SightlineConfig, topic: str) -> list[tuple[list[tuple[str, bytes]], bytes]]:
+    """All (headers, value) currently on a topic."""
+    consumer = make_consumer(config.kafka, f"test-reader-{uuid.uuid4().hex[:6]}")
+    meta = consumer.list_topics(topic, timeout=10).topics[topic]
+    out = []
+    for p in sorted(meta.partitions):
+        low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+        if high <= low:
+            continue
+        consumer.assign([TopicPartition(topic, p, low)])
+        offset = low
+        while offset < high:
+            msg = consumer.poll(5)
+            assert msg is not None, f"timed out reading {topic}:{p}"
+            if msg.error():
+                continue
+            offset = msg.offset() + 1
+            out.append((msg.headers() or [], msg.value()))
+    consumer.close()
+    return out
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, what: str, proc: Processor | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        if proc is not None and not proc.alive():
+            raise AssertionError(f"processor died while waiting for {what}:\n{proc.log()}")
+        time.sleep(0.1)
+    raise AssertionError(
+        f"timed out after {timeout}s waiting for {what}" + (f"\n{proc.log()}" if proc else "")
+    )

@@ -1,0 +1,81 @@
+"""Engines: fixed-batch splitting/padding, provider checks, and a clear TensorRT error without it."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+
+from inference.detector import Detector
+from inference.engines import Engine, OrtEngine, TensorRTEngine, TensorRTUnavailable, make_engine
+from inference.engines.ort import available_cpus
+
+
+def out_rows() -> np.ndarray:
+    rows = np.zeros((1, 10, 6), np.float32)
+    rows[0, 0] = [16, 24, 48, 40, 0.9, 3]
+    return rows
+
+
+@pytest.mark.parametrize("fixed", [1, 2])
+def test_fixed_batch_models_take_any_batch(const_model, fixed: int) -> None:
+    engine = OrtEngine(const_model({"out": out_rows()}, batch=fixed))
+    assert isinstance(engine, Engine) and engine.max_batch == fixed
+    (out,) = engine.run(np.zeros((5, 3, 64, 64), np.float32))  # 5 = split (and padded for batch 2)
+    assert out.shape == (5, 10, 6)
+    np.testing.assert_array_equal(out, np.repeat(out_rows(), 5, axis=0))
+
+
+def test_detector_chunks_by_engine_max_batch(const_model) -> None:
+    detector = Detector.from_path(const_model({"out": out_rows()}, batch=1))
+    frames = [np.zeros((64, 64, 3), np.uint8)] * 3
+    dets, timings = detector.detect(frames)
+    assert [d.class_id.tolist() for d in dets] == [[3], [3], [3]] and timings.batch_size == 3
+
+
+def test_dynamic_batch_respects_max_batch(const_model) -> None:
+    engine = OrtEngine(const_model({"out": out_rows()}), max_batch=2, threads=1)
+    assert engine.max_batch == 2 and engine.providers == ["CPUExecutionProvider"]
+    assert engine.run(np.zeros((5, 3, 64, 64), np.float32))[0].shape == (5, 10, 6)
+
+
+def test_make_engine_kinds(const_model) -> None:
+    path = const_model({"out": out_rows()})
+    assert isinstance(make_engine("cpu", path), OrtEngine)
+    assert isinstance(make_engine("ort", path, provider="cpu"), OrtEngine)
+    with pytest.raises(ValueError, match="unknown engine kind"):
+        make_engine("onnx", path)  # type: ignore[arg-type]
+
+
+def test_missing_gpu_provider_is_a_clear_error(const_model) -> None:
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("CUDA provider present")
+    with pytest.raises(RuntimeError, match="CUDAExecutionProvider"):
+        OrtEngine(const_model({"out": out_rows()}), provider="cuda")
+
+
+def test_tensorrt_engine_without_tensorrt(const_model) -> None:
+    if importlib.util.find_spec("tensorrt") is not None:
+        pytest.skip("tensorrt installed")
+    with pytest.raises(TensorRTUnavailable, match="tensorrt"):
+        TensorRTEngine(const_model({"out": out_rows()}))
+
+
+@pytest.mark.gpu
+def test_tensorrt_engine_runs_nanodet(nanodet_path, tmp_path) -> None:
+    pytest.importorskip("tensorrt")
+    engine = TensorRTEngine(nanodet_path, max_batch=4, cache_dir=tmp_path, fp16=False)
+    reference = OrtEngine(nanodet_path)
+    x = np.random.default_rng(0).standard_normal((3, 3, 416, 416)).astype(np.float32)
+    got = dict(zip(engine.output_names, engine.run(x), strict=True))
+    for name, want in zip(reference.output_names, reference.run(x), strict=True):
+        np.testing.assert_allclose(got[name], want, atol=1e-3)
+    engine.close()
+    assert any(tmp_path.glob("*.plan"))  # cached for the next start
+
+
+def test_available_cpus_positive() -> None:
+    assert available_cpus() >= 1
