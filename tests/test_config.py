@@ -1,0 +1,66 @@
+"""Configuration: clear, line-numbered errors and environment overrides."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sightline.config import ConfigError, load_config
+
+GOOD = """\
+kafka:
+  bootstrap_servers: 127.0.0.1:9092
+cameras:
+  - id: lane1
+    url: rtsp://10.0.0.5/stream1
+    fps: 10
+    rtsp_transport: udp
+  - id: dock
+    url: /videos/dock.mp4
+    loop: true
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "sightline.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_good_config_loads(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, GOOD))
+    assert [c.id for c in config.cameras] == ["lane1", "dock"]
+    assert config.camera("lane1").is_live and not config.camera("dock").is_live
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (GOOD.replace("    fps: 10\n", "    fps: 10\n    colour: red\n"), ":7: cameras.0.colour: unknown key"),
+        (GOOD.replace("rtsp://10.0.0.5/stream1", "rtsp//10.0.0.5/x"), ":5: cameras.0.url"),
+        (GOOD.replace("rtsp://10.0.0.5/stream1", "gopher://h/x"), "unsupported URL scheme"),
+        (GOOD.replace("  - id: dock\n", "  - name: dock\n"), ":8: cameras.1.id: Field required"),
+        (GOOD.replace("id: dock", "id: lane1"), ":8: cameras.1.id: duplicate camera id 'lane1'"),
+        ("kafka: [1, 2]\n", ":1: kafka"),
+        ("cameras: {\n", "not valid YAML"),
+    ],
+)
+def test_bad_config_names_the_line(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text))
+    assert message in str(info.value)
+
+
+def test_environment_overrides_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SIGHTLINE_KAFKA__BOOTSTRAP_SERVERS", "broker:19092")
+    monkeypatch.setenv("SIGHTLINE_INFERENCE__MAX_BATCH", "8")
+    config = load_config(write(tmp_path, GOOD))
+    assert config.kafka.bootstrap_servers == "broker:19092"
+    assert config.inference.max_batch == 8
+    assert config.cameras[0].id == "lane1"
+
+
+def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "absent.yaml")
