@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -19,9 +19,11 @@ class Frame:
     frame_ref: dict[str, Any]
     xyxy: NDArray[np.float64]
     confidence: NDArray[np.float64]
-    class_name: NDArray[np.str_]
+    class_name: list[str]
     # -1 where the record has no tracker id.
     tracker_id: NDArray[np.int64]
+    # Class masks are asked for by several rules per record; computed once each.
+    _masks: dict[tuple[str, ...], NDArray[np.bool_]] = field(default_factory=dict)
 
     @classmethod
     def from_record(cls, record: DetectionsRecord) -> Frame:
@@ -36,7 +38,7 @@ class Frame:
             frame_ref=record.frame.model_dump(),
             xyxy=xyxy,
             confidence=np.asarray(det.confidence, dtype=np.float64),
-            class_name=np.asarray(det.class_name, dtype=np.str_) if n else np.empty(0, dtype=np.str_),
+            class_name=list(det.class_name),
             tracker_id=tids,
         )
 
@@ -45,10 +47,17 @@ class Frame:
 
     def select(self, classes: list[str] | None, min_confidence: float = 0.0) -> NDArray[np.bool_]:
         """Mask of boxes whose class is listed (all when empty/None) and confident enough."""
-        mask = self.confidence >= min_confidence
-        if classes:
-            mask &= np.isin(self.class_name, classes)
-        return mask
+        key = tuple(classes) if classes else ()
+        mask = self._masks.get(key)
+        if mask is None:
+            n = len(self.class_name)
+            if key:
+                wanted = set(key)
+                mask = np.fromiter((c in wanted for c in self.class_name), dtype=bool, count=n)
+            else:
+                mask = np.ones(n, dtype=bool)
+            self._masks[key] = mask
+        return mask & (self.confidence >= min_confidence) if min_confidence > 0 else mask.copy()
 
     def frame_key(self) -> str:
         """Claim-check key when the frame had one, else topic:partition:offset."""

@@ -77,16 +77,20 @@ class Polygon:
         self._lo, self._hi = lo, hi
 
     def contains(self, points: FloatArray) -> BoolArray:
+        out = np.zeros(len(points), dtype=bool)
         if len(points) == 0:
-            return np.zeros(0, dtype=bool)
-        px = points[:, 0:1]
-        py = points[:, 1:2]
+            return out
+        # Bounding-box rejection first: most points of a frame are far from a given zone.
+        in_box = np.all((points >= self._lo) & (points <= self._hi), axis=1)
+        if not in_box.any():
+            return out
+        cand = points[in_box]
+        px = cand[:, 0:1]
+        py = cand[:, 1:2]
         # (n, m): does the horizontal ray from each point cross each edge?
         crosses = (self._y1 > py) != (self._y2 > py)
         with np.errstate(divide="ignore", invalid="ignore"):
             x_at = self._x1 + (py - self._y1) * (self._x2 - self._x1) / (self._y2 - self._y1)
         hits = crosses & (px < x_at)
-        inside = (np.count_nonzero(hits, axis=1) % 2) == 1
-        # Cheap bounding-box rejection keeps NaN corner cases out.
-        in_box = np.all((points >= self._lo) & (points <= self._hi), axis=1)
-        return inside & in_box
+        out[in_box] = (np.count_nonzero(hits, axis=1) % 2) == 1
+        return out

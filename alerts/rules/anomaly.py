@@ -40,9 +40,13 @@ class AnomalyEvaluator(Evaluator):
         bucket = st["buckets"].setdefault(str(start), [0, {}])
         bucket[0] += 1
         sums = bucket[1]
-        names = frame.class_name[mask]
         for cls in self.cfg.classes:
-            sums[cls] = sums.get(cls, 0) + int(np.count_nonzero(names == cls))
+            n = (
+                int(np.count_nonzero(mask & frame.select([cls])))
+                if len(self.cfg.classes) > 1
+                else int(mask.sum())
+            )
+            sums[cls] = sums.get(cls, 0) + n
         return []
 
     def on_time(self, sweep: bool) -> list[AlertRecord]:

@@ -1,0 +1,85 @@
+"""Micro-batches of frame records and the bookkeeping that makes commits safe.
+
+A batch closes at `max_batch` frames or `max_wait_ms` after its first frame, whichever comes
+first (Triton's dynamic batching policy). Each batch remembers the offsets it covers, so the
+worker commits them only once every record it produced has been acknowledged.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+import numpy as np
+from confluent_kafka import KafkaError, Message, TopicPartition
+
+from schemas.frame import FrameMeta
+
+
+@dataclass(slots=True)
+class FrameJob:
+    msg: Message
+    meta: FrameMeta
+    fetched: float  # monotonic seconds
+    image: Future[np.ndarray]
+
+
+@dataclass(slots=True)
+class Rejected:
+    msg: Message
+    reason: str
+
+
+@dataclass
+class Batch:
+    opened: float
+    jobs: list[FrameJob] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
+    next_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
+    # Delivery bookkeeping (at-least-once): the batch is done when every produced record is acked.
+    _pending: int = 0
+    _sealed: bool = False
+    error: KafkaError | str | None = None
+    done: threading.Event = field(default_factory=threading.Event)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def track(self, msg: Message) -> None:
+        key = (msg.topic(), msg.partition())
+        self.next_offsets[key] = max(self.next_offsets.get(key, 0), msg.offset() + 1)
+
+    def offsets(self) -> list[TopicPartition]:
+        return [TopicPartition(t, p, o) for (t, p), o in sorted(self.next_offsets.items())]
+
+    def is_empty(self) -> bool:
+        return not self.jobs and not self.rejected
+
+    def age_ms(self, now: float | None = None) -> float:
+        return ((now or time.monotonic()) - self.opened) * 1e3
+
+    # -- delivery tracking -------------------------------------------------------------
+    def expect_delivery(self) -> None:
+        with self._lock:
+            self._pending += 1
+
+    def delivered(self, err: KafkaError | None) -> None:
+        with self._lock:
+            self._pending -= 1
+            if err is not None and self.error is None:
+                self.error = err
+            if self._sealed and self._pending == 0:
+                self.done.set()
+
+    def seal(self) -> None:
+        """No more records will be produced for this batch."""
+        with self._lock:
+            self._sealed = True
+            if self._pending == 0:
+                self.done.set()
+
+    def fail(self, reason: str) -> None:
+        with self._lock:
+            self.error = self.error or reason
+            self._sealed = True
+        self.done.set()

@@ -1,0 +1,376 @@
+"""The inference worker: frames topic in, detections topic out, in micro-batches.
+
+Three stages overlap so the model never waits on I/O: the consumer thread fetches records
+and hands JPEG decoding to a thread pool; the model thread runs one batch while the next is
+being filled; delivery reports arrive on librdkafka's threads. Offsets are committed only
+after the detections for those frames are acknowledged (at-least-once), or together with
+them in one Kafka transaction (exactly-once).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import socket
+import threading
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import supervision as sv
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
+
+from inference import metrics
+from inference.batching import Batch, FrameJob, Rejected
+from inference.detector import Detector
+from inference.frames import load_image
+from inference.hotswap import PromotedDetector
+from inference.registry import ModelRegistry
+from inference.tracking import CameraTrackers
+from inference.wire import to_wire
+from schemas.dead_letter import dead_letter_headers
+from schemas.errors import ContractError
+from schemas.frame import parse_frame_headers
+from sightline.config import SightlineConfig
+from streams.claimcheck import ClaimCheckStore
+from streams.kafka import consumer_config, producer_config
+
+log = logging.getLogger(__name__)
+
+
+class WorkerError(RuntimeError):
+    """A failure after which committing would risk losing frames: the worker stops instead."""
+
+
+@dataclass
+class WorkerStats:
+    frames: int = 0
+    records: int = 0
+    dead_letters: int = 0
+    batches: int = 0
+
+
+class DetectorSource:
+    """The model to run: the registry's promoted version (hot-swapped) or a pinned one."""
+
+    def __init__(self, config: SightlineConfig, detector: Detector | None = None) -> None:
+        self._fixed = detector
+        self._promoted: PromotedDetector | None = None
+        if detector is None:
+            inf = config.inference
+            registry = ModelRegistry(inf.registry_dir)
+            kind = _engine_kind(config)
+            options: dict[str, Any] = {
+                "engine_options": {} if kind == "tensorrt" else {"threads": inf.threads},
+                "score_threshold": inf.score_threshold,
+                "nms_iou": inf.nms_iou,
+                "max_batch": inf.max_batch,
+            }
+            if inf.model_version:
+                manifest, path = registry.load(inf.model, inf.model_version)
+                self._fixed = Detector.from_path(path, manifest, kind, **options)
+            else:
+                self._promoted = PromotedDetector(registry, inf.model, engine=kind, poll_s=inf.model_poll_s, **options)
+
+    def current(self) -> Detector:
+        if self._promoted is not None:
+            return self._promoted.current()
+        assert self._fixed is not None
+        return self._fixed
+
+    def close(self) -> None:
+        if self._promoted is not None:
+            self._promoted.close()
+        elif self._fixed is not None:
+            self._fixed.close()
+
+
+def _engine_kind(config: SightlineConfig) -> str:
+    inf = config.inference
+    if inf.engine == "tensorrt":
+        return "tensorrt"  # native TensorRT engine
+    return {"cpu": "cpu", "cuda": "cuda", "tensorrt": "ort-tensorrt"}[inf.provider]
+
+
+class InferenceWorker:
+    def __init__(
+        self,
+        config: SightlineConfig,
+        *,
+        detector: Detector | None = None,
+        worker_id: str | None = None,
+        stop: threading.Event | None = None,
+    ) -> None:
+        self.config = config
+        inf = config.inference
+        self.exactly_once = inf.delivery == "exactly-once"
+        self.worker_id = worker_id or os.environ.get("SIGHTLINE_WORKER_ID") or socket.gethostname()
+        self.stop = stop or threading.Event()
+        self.stats = WorkerStats()
+        self.detectors = DetectorSource(config, detector)
+        self.trackers = CameraTrackers(enabled=inf.tracking, frame_rate=10.0)
+        self.claims = ClaimCheckStore(config.redis.url, config.frames.claim_check_ttl_s)
+        self.known_cameras = {c.id for c in config.cameras}
+        self.decode_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="jpeg")
+        self.batches: queue.Queue[Batch | None] = queue.Queue(maxsize=2)
+        self.in_flight: deque[Batch] = deque()
+        self.open_batch: Batch | None = None
+        self.fatal: BaseException | None = None
+
+        client = f"sightline-inference-{self.worker_id}"
+        # A stable transactional.id per worker lets a restarted worker fence its dead twin
+        # and abort the transaction it left open, instead of waiting for the timeout.
+        txn_id = f"{inf.group_id}-{self.worker_id}" if self.exactly_once else None
+        pconf = producer_config(config.kafka, client, compression="lz4", linger_ms=2, transactional_id=txn_id)
+        if txn_id:
+            pconf["transaction.timeout.ms"] = 30_000
+        self.producer = Producer(pconf)
+        cconf = consumer_config(config.kafka, inf.group_id, client, read_committed=True)
+        cconf["max.poll.interval.ms"] = 300_000
+        self.consumer = Consumer(cconf)
+        if self.exactly_once:
+            self.producer.init_transactions(30)
+
+    # -- consumer side -------------------------------------------------------------------
+    def _accept(self, msg: Message, batch: Batch) -> None:
+        batch.track(msg)
+        metrics.FRAMES_IN.labels(_camera_label(msg)).inc()
+        try:
+            meta = parse_frame_headers(msg.key(), msg.headers())
+            if self.known_cameras and self.config.inference.reject_unknown_cameras:
+                if meta.camera_id not in self.known_cameras:
+                    raise ContractError(f"unknown camera {meta.camera_id!r}")
+            if meta.claim_check is None and len(msg.value() or b"") > self.config.frames.max_frame_bytes:
+                raise ContractError(
+                    f"oversized frame: {len(msg.value() or b'')} bytes > limit {self.config.frames.max_frame_bytes}"
+                )
+        except ContractError as exc:
+            batch.rejected.append(Rejected(msg, exc.reason))
+            return
+        future = self.decode_pool.submit(load_image, msg, meta, self.claims, self.config.frames.max_frame_bytes)
+        batch.jobs.append(FrameJob(msg, meta, time.monotonic(), future))
+
+    def _close_batch(self) -> None:
+        batch, self.open_batch = self.open_batch, None
+        if batch is None or batch.is_empty():
+            return
+        self.in_flight.append(batch)
+        while True:
+            self._check_fatal()
+            try:
+                self.batches.put(batch, timeout=0.05)
+                return
+            except queue.Full:
+                self._service()
+
+    def _service(self) -> None:
+        """Serve delivery reports and commit every finished batch, oldest first."""
+        self.producer.poll(0)
+        while self.in_flight and self.in_flight[0].done.is_set():
+            batch = self.in_flight.popleft()
+            if batch.error is not None:
+                raise WorkerError(f"batch failed, not committing: {batch.error}")
+            if not self.exactly_once:
+                self.consumer.commit(offsets=batch.offsets(), asynchronous=True)
+
+    def _check_fatal(self) -> None:
+        if self.fatal is not None:
+            raise WorkerError(f"model thread failed: {self.fatal!r}") from self.fatal
+
+    def _drain(self) -> None:
+        """Finish everything fetched so far and commit it (used on revoke and shutdown)."""
+        self._close_batch()
+        while self.in_flight:
+            self._check_fatal()
+            self.producer.poll(0.02)
+            self._service()
+        if not self.exactly_once:
+            try:
+                self.consumer.commit(asynchronous=False)
+            except KafkaException as exc:
+                if exc.args[0].code() != KafkaError._NO_OFFSET:
+                    raise
+
+    def _on_revoke(self, consumer: Consumer, partitions: list) -> None:
+        log.info("partitions revoked: %s; finishing in-flight batches", [p.partition for p in partitions])
+        self._drain()
+
+    def _on_assign(self, consumer: Consumer, partitions: list) -> None:
+        log.info("partitions assigned: %s", [p.partition for p in partitions])
+
+    # -- model side ----------------------------------------------------------------------
+    def _model_loop(self) -> None:
+        try:
+            while True:
+                batch = self.batches.get()
+                if batch is None:
+                    return
+                self._run_batch(batch)
+        except BaseException as exc:  # noqa: BLE001 - surfaced to the consumer thread, which stops
+            log.exception("model thread failed")
+            self.fatal = exc
+            if batch is not None:
+                batch.fail(repr(exc))
+
+    def _run_batch(self, batch: Batch) -> None:
+        good: list[FrameJob] = []
+        images = []
+        for job in batch.jobs:
+            try:
+                images.append(job.image.result())
+                good.append(job)
+            except ContractError as exc:
+                batch.rejected.append(Rejected(job.msg, exc.reason))
+        detector = self.detectors.current()
+        started = time.monotonic()
+        results, timings = detector.detect(images) if images else ([], None)
+        if self.exactly_once:
+            self.producer.begin_transaction()
+        produced_ns = time.time_ns()
+        for job, detections in zip(good, results, strict=True):
+            tracked = self.trackers.update(job.meta.camera_id, detections, job.meta.stream_ts)
+            self._produce(batch, self._record(job, tracked, detector, timings, started, produced_ns), job)
+        for rejected in batch.rejected:
+            self._dead_letter(batch, rejected)
+        if timings is not None:
+            metrics.BATCH_SIZE.observe(len(good))
+            metrics.PREPROCESS_SECONDS.observe(timings.preprocess_ms / 1e3)
+            metrics.INFERENCE_SECONDS.observe(timings.inference_ms / 1e3)
+        self.stats.batches += 1
+        if self.exactly_once:
+            self.producer.send_offsets_to_transaction(
+                batch.offsets(), self.consumer.consumer_group_metadata(), 30
+            )
+            self.producer.commit_transaction(60)
+        batch.seal()
+
+    def _record(
+        self, job: FrameJob, detections: sv.Detections, detector: Detector, timings: Any, started: float,
+        produced_ns: int,
+    ) -> bytes:  # fmt: skip
+        wire = to_wire(detections)
+        if wire["tracker_id"] is None:
+            wire["tracker_id"] = [None] * len(detections)
+        labels = detector.manifest.labels
+        if any(name is None for name in wire["class_name"]):
+            wire["class_name"] = [labels[c] if 0 <= c < len(labels) else str(c) for c in wire["class_id"]]
+        msg, meta = job.msg, job.meta
+        record = {
+            "schema_version": 1,
+            "camera_id": meta.camera_id,
+            "seq": meta.seq,
+            "capture_ns": meta.capture_ns,
+            "stream_ts": meta.stream_ts,
+            "width": meta.width,
+            "height": meta.height,
+            "frame": {"topic": msg.topic(), "partition": msg.partition(), "offset": msg.offset(),
+                      "claim_check": meta.claim_check},  # fmt: skip
+            "model": {"name": detector.manifest.name, "version": detector.manifest.version},
+            "timing": {
+                "queue_ms": round(max(0.0, started - job.fetched) * 1e3, 3),
+                "preprocess_ms": round(timings.preprocess_ms, 3),
+                "inference_ms": round(timings.inference_ms, 3),
+                "batch_size": timings.batch_size,
+            },
+            "produced_ns": produced_ns,
+            "detections": wire,
+        }
+        metrics.QUEUE_SECONDS.observe(max(0.0, started - job.fetched))
+        return json.dumps(record, separators=(",", ":")).encode()
+
+    def _produce(self, batch: Batch, value: bytes, job: FrameJob) -> None:
+        meta = job.meta
+        headers = [("schema-version", b"1"), ("camera-id", meta.camera_id.encode()), ("seq", str(meta.seq).encode()),
+                   ("content-type", b"application/json")]  # fmt: skip
+        batch.expect_delivery()
+        self._send(
+            self.config.topics.detections.name, meta.camera_id.encode(), value, headers,
+            partial(self._on_delivered, batch, meta.camera_id, meta.capture_ns),
+        )  # fmt: skip
+        self.stats.records += 1
+
+    def _dead_letter(self, batch: Batch, rejected: Rejected) -> None:
+        msg = rejected.msg
+        log.warning("dead-lettering %s[%d]@%d: %s", msg.topic(), msg.partition(), msg.offset(), rejected.reason)
+        metrics.DEAD_LETTERS.labels(rejected.reason.split(":")[0][:40]).inc()
+        headers = dead_letter_headers(
+            msg.headers(), rejected.reason, "inference", msg.topic(), msg.partition(), msg.offset()
+        )
+        batch.expect_delivery()
+        self._send(self.config.topics.dead_letter.name, msg.key(), msg.value(), headers, partial(self._on_dlq, batch))
+        self.stats.dead_letters += 1
+
+    def _send(self, topic: str, key: bytes | None, value: bytes | None, headers: list, callback: Any) -> None:
+        while True:
+            try:
+                self.producer.produce(topic, key=key, value=value, headers=headers, on_delivery=callback)
+                return
+            except BufferError:
+                self.producer.poll(0.05)
+
+    def _on_delivered(self, batch: Batch, camera: str, capture_ns: int, err: KafkaError | None, _msg: Message) -> None:
+        if err is None:
+            metrics.DETECTIONS_OUT.labels(camera).inc()
+            metrics.FRAME_AGE_SECONDS.observe(max(0.0, (time.time_ns() - capture_ns) / 1e9))
+        batch.delivered(err)
+
+    def _on_dlq(self, batch: Batch, err: KafkaError | None, _msg: Message) -> None:
+        batch.delivered(err)
+
+    # -- main loop -----------------------------------------------------------------------
+    def run(self, max_idle_s: float | None = None) -> WorkerStats:
+        """Consume until `stop` is set (or nothing arrives for `max_idle_s`)."""
+        inf = self.config.inference
+        model_thread = threading.Thread(target=self._model_loop, name="model", daemon=True)
+        model_thread.start()
+        self.consumer.subscribe(
+            [self.config.topics.frames.name], on_assign=self._on_assign, on_revoke=self._on_revoke
+        )
+        metrics.MODEL_INFO.labels(inf.model, self.detectors.current().manifest.version).set(1)
+        last_record = time.monotonic()
+        try:
+            while not self.stop.is_set():
+                self._check_fatal()
+                now = time.monotonic()
+                if self.open_batch is not None:
+                    wait = max(0.0, inf.max_wait_ms / 1e3 - (now - self.open_batch.opened))
+                else:
+                    wait = 0.1
+                room = inf.max_batch - (len(self.open_batch.jobs) if self.open_batch else 0)
+                msgs = self.consumer.consume(num_messages=max(1, room), timeout=wait)
+                for msg in msgs:
+                    if msg.error() is not None:
+                        if msg.error().code() != KafkaError._PARTITION_EOF:
+                            log.warning("consumer error: %s", msg.error())
+                        continue
+                    if self.open_batch is None:
+                        self.open_batch = Batch(opened=time.monotonic())
+                    self._accept(msg, self.open_batch)
+                    self.stats.frames += 1
+                    last_record = time.monotonic()
+                batch = self.open_batch
+                if batch is not None and (len(batch.jobs) >= inf.max_batch or batch.age_ms() >= inf.max_wait_ms):
+                    self._close_batch()
+                self._service()
+                if max_idle_s is not None and time.monotonic() - last_record > max_idle_s and not self.in_flight:
+                    break
+            self._drain()
+        finally:
+            self.batches.put(None)
+            model_thread.join(timeout=60)
+            self.consumer.close()
+            self.producer.flush(30)
+            self.decode_pool.shutdown(wait=False, cancel_futures=True)
+            self.claims.close()
+            self.detectors.close()
+        return self.stats
+
+
+def _camera_label(msg: Message) -> str:
+    key = msg.key()
+    return key.decode("utf-8", "replace")[:64] if key else "?"
