@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import time
 from collections import deque
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from redis.asyncio import Redis
 
 from alerts.checkpoint import CheckpointStore
 from alerts.engine import Engine
-from alerts.runner import RawRecord, RulesRunner
+from alerts.runner import BatchResult, RawRecord, RulesRunner
 from alerts.webhooks.dead_letters import KafkaDeadLetters, Source
 from alerts.webhooks.dispatcher import Dispatcher
 from schemas.alert import AlertRecord
@@ -102,9 +103,14 @@ class AlertsApp:
         self.dead_letters = KafkaDeadLetters(config.kafka, self.dlq_topic)
         self.dispatcher = Dispatcher.build(settings, self.redis, self.dead_letters)
         self.slots = asyncio.Semaphore(MAX_IN_FLIGHT)
+        self._rules_lock = asyncio.Lock()
+        self._rules_stream: StreamT | None = None
+        self._unacked: list[EventT] = []
+        self._last_checkpoint = time.monotonic()
         if settings.run_rules:
             source = self.app.topic(topics.detections.name, topics.pos_events.name, value_serializer="raw")
             self.app.agent(source, name="rules", concurrency=1)(self._rules_agent)
+            self.app.timer(max(settings.checkpoint_interval_ms / 1000, 0.05))(self._checkpoint_timer)
         if settings.run_webhooks and settings.webhooks:
             alerts = self.app.topic(self.alerts_topic, value_serializer="raw")
             self.app.agent(alerts, name="deliver", concurrency=1)(self._deliver_agent)
@@ -116,25 +122,49 @@ class AlertsApp:
     # -- rules ---------------------------------------------------------------------------------
     async def _rules_agent(self, stream: StreamT) -> None:
         settings = self.config.alerts
+        self._rules_stream = stream
         async for events in stream.noack_take(settings.batch_max, within=settings.batch_wait_ms / 1000):
-            batch = [
-                RawRecord(e.message.topic, e.message.partition, e.message.offset, e.message.value)
-                for e in events
-            ]
-            result = await self.runner.process(batch)
-            sends: list[Awaitable[Any]] = []
-            producer = self.app.producer
-            for alert in result.alerts:
-                sends.append(await producer.send(self.alerts_topic, alert.camera_id.encode(), alert.encode(),
-                                                 None, None, None))  # fmt: skip
-            for raw, reason in result.rejected:
-                headers = dead_letter_headers(None, reason, RULES_STAGE, raw.topic, raw.partition, raw.offset)
-                sends.append(await producer.send(self.dlq_topic, None, raw.value, None, None, headers))
-            if sends:
-                await asyncio.gather(*sends)  # acknowledged by the broker before the checkpoint
-            await self.runner.checkpoint()
+            async with self._rules_lock:
+                batch = [
+                    RawRecord(e.message.topic, e.message.partition, e.message.offset, e.message.value)
+                    for e in events
+                ]
+                result = await self.runner.process(batch)
+                await self._publish(result)
+                self._unacked.extend(events)
+                if time.monotonic() - self._last_checkpoint >= settings.checkpoint_interval_ms / 1000:
+                    await self._checkpoint()
+
+    async def _publish(self, result: BatchResult) -> None:
+        """Alerts (and rejected records) acknowledged by the broker before any checkpoint."""
+        producer = self.app.producer
+        sends: list[Awaitable[Any]] = []
+        for alert in result.alerts:
+            sends.append(
+                await producer.send(
+                    self.alerts_topic, alert.camera_id.encode(), alert.encode(), None, None, None
+                )
+            )
+        for raw, reason in result.rejected:
+            headers = dead_letter_headers(None, reason, RULES_STAGE, raw.topic, raw.partition, raw.offset)
+            sends.append(await producer.send(self.dlq_topic, None, raw.value, None, None, headers))
+        if sends:
+            await asyncio.gather(*sends)
+
+    async def _checkpoint(self) -> None:
+        await self.runner.checkpoint()
+        stream, events = self._rules_stream, self._unacked
+        self._unacked = []
+        self._last_checkpoint = time.monotonic()
+        if stream is not None:
             for event in events:
                 await stream.ack(event)
+
+    async def _checkpoint_timer(self) -> None:
+        """An idle stream still gets its last records checkpointed and committed."""
+        if self._unacked and not self._rules_lock.locked():
+            async with self._rules_lock:
+                await self._checkpoint()
 
     # -- delivery ------------------------------------------------------------------------------
     async def _deliver_agent(self, stream: StreamT) -> None:

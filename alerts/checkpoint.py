@@ -7,27 +7,18 @@ so nothing is applied twice and nothing is missed.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from redis.asyncio import Redis
 
-try:  # orjson ships with faust-streaming; it is several times faster on large states
-    import orjson
 
-    def dumps(value: Any) -> bytes:
-        return orjson.dumps(value)
+def dumps(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
 
-    def loads(data: bytes) -> Any:
-        return orjson.loads(data)
 
-except ImportError:  # pragma: no cover
-    import json
-
-    def dumps(value: Any) -> bytes:
-        return json.dumps(value, separators=(",", ":")).encode()
-
-    def loads(data: bytes) -> Any:
-        return json.loads(data)
+def loads(data: bytes) -> Any:
+    return json.loads(data)
 
 
 class CheckpointStore:

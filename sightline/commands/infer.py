@@ -1,0 +1,44 @@
+"""`sightline infer`: run an inference worker in the consumer group."""
+
+from __future__ import annotations
+
+import threading
+
+import typer
+from prometheus_client import start_http_server
+
+from decoders.runner import stop_on_signals
+from sightline.commands.common import config, fail
+
+
+def infer(
+    worker_id: str | None = typer.Option(None, help="Stable id of this worker (default: host name)."),
+    delivery: str | None = typer.Option(None, help="at-least-once or exactly-once (overrides the config)."),
+    max_idle: float | None = typer.Option(None, help="Exit after this many seconds without frames."),
+) -> None:
+    """Consume frames, detect in micro-batches, publish detections; Ctrl-C drains and commits."""
+    from inference.registry import RegistryError
+    from inference.worker import InferenceWorker, WorkerError
+
+    cfg = config()
+    if delivery:
+        if delivery not in ("at-least-once", "exactly-once"):
+            fail("--delivery must be at-least-once or exactly-once")
+        cfg.inference.delivery = delivery  # type: ignore[assignment]
+    if cfg.metrics.inference_port:
+        start_http_server(cfg.metrics.inference_port, addr=cfg.metrics.host)
+    stop = threading.Event()
+    try:
+        worker = InferenceWorker(cfg, worker_id=worker_id, stop=stop)
+    except RegistryError as exc:
+        fail(f"{exc}\n  hint: `sightline models fetch nanodet-m` registers the default model")
+    with stop_on_signals(stop):
+        try:
+            stats = worker.run(max_idle_s=max_idle)
+        except WorkerError as exc:
+            fail(str(exc))
+    typer.echo(
+        f"frames={stats.frames} detections={stats.records} dead_letters={stats.dead_letters} "
+        f"batches={stats.batches}",
+        err=True,
+    )
