@@ -34,7 +34,9 @@ from sightline.config.alerts import RulesSettings
 
 log = logging.getLogger(__name__)
 RULES_STAGE = "alerts-rules"
-MAX_IN_FLIGHT = 10_000
+# Alerts held by the delivery agent beyond the largest endpoint backlog: a dead endpoint hits its
+# own `max_pending` (and dead-letters) before it can exhaust the shared slots of the others.
+EXTRA_IN_FLIGHT = 5_000
 
 
 def broker_urls(bootstrap: str) -> list[str]:
@@ -102,7 +104,8 @@ class AlertsApp:
         self.dlq_topic = topics.dead_letter.name
         self.dead_letters = KafkaDeadLetters(config.kafka, self.dlq_topic)
         self.dispatcher = Dispatcher.build(settings, self.redis, self.dead_letters)
-        self.slots = asyncio.Semaphore(MAX_IN_FLIGHT)
+        largest = max((w.max_pending for w in settings.webhooks), default=0)
+        self.slots = asyncio.Semaphore(largest + EXTRA_IN_FLIGHT)
         self._rules_lock = asyncio.Lock()
         self._rules_stream: StreamT | None = None
         self._unacked: list[EventT] = []
@@ -117,7 +120,11 @@ class AlertsApp:
         self.app.on_partitions_revoked.connect(self._on_revoked)
 
     async def _on_revoked(self, app: faust.App, revoked: Any, **kwargs: Any) -> None:
-        self.runner.forget()
+        """Save what was applied, then drop in-memory state: the next owner reloads it."""
+        async with self._rules_lock:
+            if self._unacked:
+                await self._checkpoint()
+            self.runner.forget()
 
     # -- rules ---------------------------------------------------------------------------------
     async def _rules_agent(self, stream: StreamT) -> None:

@@ -165,13 +165,16 @@ def _committed(config: SightlineConfig) -> int:
 
 
 def run_bench(
-    config: SightlineConfig, options: BenchOptions, *, start_stack: bool, log: Callable[[str], None]
+    config: SightlineConfig, options: BenchOptions, *, private_stack: bool, log: Callable[[str], None]
 ) -> dict[str, Any]:
+    """Against the configured dev stack (started if needed), or a private throw-away one."""
+    from streams.devinfra import DevStack, free_port
+
     with tempfile.TemporaryDirectory(prefix="sightline-bench-") as tmp:
         stack = None
-        if start_stack:
-            from streams.devinfra import DevStack, free_port
-
+        if not private_stack:
+            DevStack(config.dev).up()
+        else:
             dev = DevSettings(
                 kafka_port=free_port(),
                 kafka_controller_port=free_port(),
@@ -181,8 +184,11 @@ def run_bench(
             stack = DevStack(dev)
             log("starting Kafka and Redis ...")
             stack.up()
-            config = SightlineConfig(
-                kafka={"bootstrap_servers": stack.bootstrap_servers}, redis={"url": stack.redis_url}
+            config = config.model_copy(
+                update={
+                    "kafka": config.kafka.model_copy(update={"bootstrap_servers": stack.bootstrap_servers}),
+                    "redis": config.redis.model_copy(update={"url": stack.redis_url}),
+                }
             )
         try:
             return _run(config, options, Path(tmp), log)
@@ -302,6 +308,11 @@ def _run(
             proc.kill()
         receiver.stop()
     counts = receiver.ids()
+    import json as _j
+    with open("/tmp/lat.jsonl", "w") as fh:
+        for d in receiver.deliveries:
+            if d.capture_ns >= phase2_start:
+                fh.write(_j.dumps([d.type, (d.capture_ns - phase2_start) / 1e9, (d.received_ns - d.capture_ns) / 1e6]) + "\n")
     latencies = [
         (d.received_ns - d.capture_ns) / 1e6 for d in receiver.deliveries if d.capture_ns >= phase2_start
     ]

@@ -25,6 +25,11 @@ ConfigOpt = Annotated[
 
 
 def _config(path: Path | None) -> SightlineConfig:
+    """--config here, else `sightline --config ...`, else $SIGHTLINE_CONFIG, else defaults."""
+    if path is None:
+        from sightline.commands.common import config as shared_config
+
+        return shared_config()
     try:
         return load_config(path)
     except ConfigError as exc:
@@ -132,27 +137,27 @@ def replay_rules(
 
 def bench(
     config: ConfigOpt = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Last stdout line: one JSON object.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Only the JSON line on stdout.")] = False,
     records: Annotated[int, typer.Option(help="Detections records in the throughput phase.")] = 30_000,
     cameras: Annotated[int, typer.Option(help="Synthetic cameras.")] = 8,
-    rate: Annotated[float, typer.Option(help="Records/s in the latency phase (0: 60% of throughput).")] = 0.0,
-    latency_seconds: Annotated[float, typer.Option(help="Length of the latency phase.")] = 20.0,
-    start_stack: Annotated[
-        bool,
-        typer.Option(help="Start a private Kafka + Redis (streams.devinfra) instead of the configured ones."),
-    ] = True,
+    rate: Annotated[float, typer.Option(help="Latency-phase records/s (0: half the throughput).")] = 0.0,
+    latency_seconds: Annotated[float, typer.Option(help="Length of the latency phase.")] = 30.0,
+    private_stack: Annotated[
+        bool, typer.Option(help="Start a throw-away Kafka + Redis instead of the configured dev stack.")
+    ] = False,
 ) -> None:
-    """Benchmark: synthetic detections through the real processors to a local webhook receiver."""
+    """Alert processors: sustained detections/s, capture-to-webhook p99, lost and duplicates."""
     from alerts.bench import BenchOptions, run_bench
+    from sightline.commands.common import print_json_line
 
     _logging("warning")
-    cfg = _config(config) if config or not start_stack else SightlineConfig()
+    cfg = _config(config)
     options = BenchOptions(records=records, cameras=cameras, rate=rate, latency_s=latency_seconds)
-    result = run_bench(cfg, options, start_stack=start_stack, log=lambda m: print(m, file=sys.stderr))
+    result = run_bench(cfg, options, private_stack=private_stack, log=lambda m: print(m, file=sys.stderr))
     if not as_json:
         for key, value in result.items():
-            typer.echo(f"{key}: {value}")
-    typer.echo(json.dumps(result, sort_keys=True))
+            typer.echo(f"{key}: {value}", err=True)
+    print_json_line(result)
     if result.get("lost") or result.get("duplicates"):
         raise typer.Exit(1)
 

@@ -146,3 +146,16 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str, proc: Pro
     raise AssertionError(
         f"timed out after {timeout}s waiting for {what}" + (f"\n{proc.log()}" if proc else "")
     )
+
+
+def committed(config: SightlineConfig, group: str, topic: str) -> tuple[dict[int, int], dict[int, int]]:
+    """(committed offsets of `group`, end offsets) per partition of `topic`."""
+    consumer = make_consumer(config.kafka, group, "test-offsets")
+    try:
+        meta = consumer.list_topics(topic, timeout=10).topics[topic]
+        parts = [TopicPartition(topic, p) for p in sorted(meta.partitions)]
+        done = {tp.partition: tp.offset for tp in consumer.committed(parts, timeout=10)}
+        ends = {tp.partition: consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in parts}
+    finally:
+        consumer.close()
+    return done, ends

@@ -17,6 +17,7 @@ from tests.alerts.helpers import (
     SECRET,
     Processor,
     alerts_config,
+    committed,
     produce,
     produce_records,
     wait_for,
@@ -53,6 +54,11 @@ RULES = {
         },
     ]
 }
+
+
+def _all_committed(config, group: str, topic: str) -> bool:
+    done, ends = committed(config, group, topic)
+    return all(done[p] == end for p, end in ends.items() if end > 0)
 
 
 def checkout_records() -> list:
