@@ -140,7 +140,7 @@ def bench(
     as_json: Annotated[bool, typer.Option("--json", help="Only the JSON line on stdout.")] = False,
     records: Annotated[int, typer.Option(help="Detections records in the throughput phase.")] = 30_000,
     cameras: Annotated[int, typer.Option(help="Synthetic cameras.")] = 8,
-    rate: Annotated[float, typer.Option(help="Latency-phase records/s (0: half the throughput).")] = 0.0,
+    rate: Annotated[float, typer.Option(help="Latency-phase records/s (0: 30% of the throughput).")] = 0.0,
     latency_seconds: Annotated[float, typer.Option(help="Length of the latency phase.")] = 30.0,
     private_stack: Annotated[
         bool, typer.Option(help="Start a throw-away Kafka + Redis instead of the configured dev stack.")

@@ -147,9 +147,14 @@ class CameraRunner:
         self.stop.wait(delay)
 
     def _pump(
-        self, container: av.container.InputContainer, stream: av.video.stream.VideoStream,
-        base_ns: int, offset_s: float, *, live: bool,
-    ) -> float:  # fmt: skip
+        self,
+        container: av.container.InputContainer,
+        stream: av.video.stream.VideoStream,
+        base_ns: int,
+        offset_s: float,
+        *,
+        live: bool,
+    ) -> float:
         """Decode until the source ends or we stop; returns the last frame's stream time."""
         sampler = FpsSampler(self.camera.fps)
         started = time.monotonic()

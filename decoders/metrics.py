@@ -4,15 +4,21 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
-FRAMES_DECODED = Counter("sightline_decoder_frames_decoded_total", "Frames decoded from the source", ["camera"])
+FRAMES_DECODED = Counter(
+    "sightline_decoder_frames_decoded_total", "Frames decoded from the source", ["camera"]
+)
 FRAMES_PUBLISHED = Counter(
     "sightline_decoder_frames_published_total", "Frame records acknowledged by Kafka", ["camera"]
 )
 FRAMES_DROPPED = Counter(
-    "sightline_decoder_frames_dropped_total", "Frames dropped before Kafka acknowledged them", ["camera", "reason"]
+    "sightline_decoder_frames_dropped_total",
+    "Frames dropped before Kafka acknowledged them",
+    ["camera", "reason"],
 )
 RECONNECTS = Counter("sightline_decoder_reconnects_total", "Reconnect attempts to a live source", ["camera"])
-CLAIM_CHECKS = Counter("sightline_decoder_claim_checks_total", "Frames stored in Redis (claim check)", ["camera"])
+CLAIM_CHECKS = Counter(
+    "sightline_decoder_claim_checks_total", "Frames stored in Redis (claim check)", ["camera"]
+)
 DECODE_SECONDS = Histogram(
     "sightline_decoder_decode_seconds",
     "Decode + resize + JPEG encode time per published frame",

@@ -53,7 +53,9 @@ def run_cameras(
     if port:
         start_http_server(port, addr=config.metrics.host)
     publisher = FramePublisher.create(config)
-    runners = [CameraRunner(cam, publisher, stop, max_frames=max_frames, realtime=realtime) for cam in cameras]
+    runners = [
+        CameraRunner(cam, publisher, stop, max_frames=max_frames, realtime=realtime) for cam in cameras
+    ]
     threads = [threading.Thread(target=r.run, name=f"camera-{r.camera.id}", daemon=True) for r in runners]
     with stop_on_signals(stop):
         for thread in threads:

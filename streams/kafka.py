@@ -82,7 +82,9 @@ def make_producer(settings: KafkaSettings, client_id: str | None = None, **optio
     return Producer(producer_config(settings, client_id, **options))
 
 
-def make_consumer(settings: KafkaSettings, group_id: str, client_id: str | None = None, **options: Any) -> Consumer:
+def make_consumer(
+    settings: KafkaSettings, group_id: str, client_id: str | None = None, **options: Any
+) -> Consumer:
     return Consumer(consumer_config(settings, group_id, client_id, **options))
 
 

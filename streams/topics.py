@@ -33,7 +33,10 @@ def ensure_topics(config: SightlineConfig, timeout: float = 30.0) -> list[TopicR
             t.name,
             num_partitions=t.partitions,
             replication_factor=1 if "127.0.0.1" in config.kafka.bootstrap_servers else -1,
-            config={"retention.ms": str(t.retention_ms), "max.message.bytes": str(config.kafka.message_max_bytes)},
+            config={
+                "retention.ms": str(t.retention_ms),
+                "max.message.bytes": str(config.kafka.message_max_bytes),
+            },
         )
         for t in wanted
         if t.name not in existing

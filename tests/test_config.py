@@ -37,7 +37,10 @@ def test_good_config_loads(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        (GOOD.replace("    fps: 10\n", "    fps: 10\n    colour: red\n"), ":7: cameras.0.colour: unknown key"),
+        (
+            GOOD.replace("    fps: 10\n", "    fps: 10\n    colour: red\n"),
+            ":7: cameras.0.colour: unknown key",
+        ),
         (GOOD.replace("rtsp://10.0.0.5/stream1", "rtsp//10.0.0.5/x"), ":5: cameras.0.url"),
         (GOOD.replace("rtsp://10.0.0.5/stream1", "gopher://h/x"), "unsupported URL scheme"),
         (GOOD.replace("  - id: dock\n", "  - name: dock\n"), ":8: cameras.1.id: Field required"),

@@ -38,7 +38,13 @@ def test_header_schemas_are_valid_json_schema() -> None:
 
 
 def _meta(**overrides: object) -> FrameMeta:
-    fields = {"camera_id": "cam1", "seq": 7, "capture_ns": 1_700_000_000_000_000_000, "width": 810, "height": 1080}
+    fields = {
+        "camera_id": "cam1",
+        "seq": 7,
+        "capture_ns": 1_700_000_000_000_000_000,
+        "width": 810,
+        "height": 1080,
+    }
     return FrameMeta(**{**fields, **overrides})  # type: ignore[arg-type]
 
 
@@ -47,15 +53,22 @@ def test_frame_validator_accepts_good_and_names_the_reason_for_bad(bus_jpg: Path
     meta = _meta()
     assert validate_frame_record(b"cam1", jpeg, meta.headers()) == meta
     cases = {
-        "missing header 'schema-version'": (b"cam1", jpeg, [h for h in meta.headers() if h[0] != "schema-version"]),
+        "missing header 'schema-version'": (
+            b"cam1",
+            jpeg,
+            [h for h in meta.headers() if h[0] != "schema-version"],
+        ),
         "unsupported frame schema-version '2'": (
-            b"cam1", jpeg, [(k, b"2" if k == "schema-version" else v) for k, v in meta.headers()]),
+            b"cam1",
+            jpeg,
+            [(k, b"2" if k == "schema-version" else v) for k, v in meta.headers()],
+        ),
         "header 'seq'": (b"cam1", jpeg, [(k, b"-1" if k == "seq" else v) for k, v in meta.headers()]),
         "does not match camera-id": (b"cam2", jpeg, meta.headers()),
         "not a jpeg image": (b"cam1", b"GIF89a....", meta.headers()),
         "oversized frame": (b"cam1", jpeg + b"\0" * (1 << 20), meta.headers()),
         "'width' is a required property": (b"cam1", jpeg, [h for h in meta.headers() if h[0] != "width"]),
-    }  # fmt: skip
+    }
     for reason, (key, value, headers) in cases.items():
         with pytest.raises(ContractError, match=reason.replace("(", r"\(")):
             validate_frame_record(key, value, headers, max_bytes=1 << 20)
@@ -63,12 +76,24 @@ def test_frame_validator_accepts_good_and_names_the_reason_for_bad(bus_jpg: Path
 
 def test_detections_and_alert_contracts_reject_wrong_versions_and_shapes() -> None:
     record = {
-        "schema_version": 1, "camera_id": "cam1", "seq": 1, "capture_ns": 5, "width": 640, "height": 480,
-        "frame": {"topic": "f", "partition": 0, "offset": 1}, "model": {"name": "m", "version": "1"},
-        "timing": {"queue_ms": 1, "preprocess_ms": 1, "inference_ms": 1, "batch_size": 1}, "produced_ns": 9,
-        "detections": {"xyxy": [[1, 2, 3, 4]], "confidence": [0.5], "class_id": [0], "class_name": ["person"],
-                       "tracker_id": [None]},
-    }  # fmt: skip
+        "schema_version": 1,
+        "camera_id": "cam1",
+        "seq": 1,
+        "capture_ns": 5,
+        "width": 640,
+        "height": 480,
+        "frame": {"topic": "f", "partition": 0, "offset": 1},
+        "model": {"name": "m", "version": "1"},
+        "timing": {"queue_ms": 1, "preprocess_ms": 1, "inference_ms": 1, "batch_size": 1},
+        "produced_ns": 9,
+        "detections": {
+            "xyxy": [[1, 2, 3, 4]],
+            "confidence": [0.5],
+            "class_id": [0],
+            "class_name": ["person"],
+            "tracker_id": [None],
+        },
+    }
     assert DetectionsRecord.decode(json.dumps(record)).detections.class_name == ["person"]
     with pytest.raises(ContractError, match="schema_version"):
         DetectionsRecord.decode(json.dumps({**record, "schema_version": 2}))
@@ -84,7 +109,12 @@ def test_dead_letter_headers_keep_the_original() -> None:
     original = [("camera-id", b"cam1"), ("seq", b"3")]
     headers = dead_letter_headers(original, "bad magic", "inference", "frames", 2, 41)
     letter = parse_dead_letter(headers)
-    assert (letter.reason, letter.stage, letter.source_partition, letter.source_offset) == ("bad magic", "inference", 2, 41)
+    assert (letter.reason, letter.stage, letter.source_partition, letter.source_offset) == (
+        "bad magic",
+        "inference",
+        2,
+        41,
+    )
     assert original_headers(headers) == original
 
 
@@ -104,11 +134,30 @@ def test_kcat_published_frame_is_accepted_and_malformed_one_rejected(stack: Stac
     config = stack.fresh_config("kcat")
     topic, broker = config.topics.frames.name, config.kafka.bootstrap_servers
     good = [
-        "kcat", "-P", "-b", broker, "-t", topic, "-k", "cam1",
-        "-H", "schema-version=1", "-H", "camera-id=cam1", "-H", "seq=0",
-        "-H", f"capture-ns={time.time_ns()}", "-H", "width=810", "-H", "height=1080", "-H", "encoding=jpeg",
+        "kcat",
+        "-P",
+        "-b",
+        broker,
+        "-t",
+        topic,
+        "-k",
+        "cam1",
+        "-H",
+        "schema-version=1",
+        "-H",
+        "camera-id=cam1",
+        "-H",
+        "seq=0",
+        "-H",
+        f"capture-ns={time.time_ns()}",
+        "-H",
+        "width=810",
+        "-H",
+        "height=1080",
+        "-H",
+        "encoding=jpeg",
         str(bus_jpg),
-    ]  # fmt: skip
+    ]
     subprocess.run(good, check=True, timeout=30)
     bad = [arg if arg != "width=810" else "width=wide" for arg in good]
     subprocess.run(bad, check=True, timeout=30)
@@ -129,8 +178,23 @@ def test_kcat_reads_detections_as_json(stack: Stack) -> None:
     producer.produce(config.topics.detections.name, key=b"cam1", value=b'{"camera_id": "cam1"}')
     producer.flush(10)
     out = subprocess.run(
-        ["kcat", "-C", "-b", config.kafka.bootstrap_servers, "-t", config.topics.detections.name,
-         "-o", "beginning", "-e", "-q", "-f", "%k %s\n"],
-        check=True, capture_output=True, text=True, timeout=30,
-    )  # fmt: skip
+        [
+            "kcat",
+            "-C",
+            "-b",
+            config.kafka.bootstrap_servers,
+            "-t",
+            config.topics.detections.name,
+            "-o",
+            "beginning",
+            "-e",
+            "-q",
+            "-f",
+            "%k %s\n",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert out.stdout.strip() == 'cam1 {"camera_id": "cam1"}'

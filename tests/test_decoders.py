@@ -39,7 +39,9 @@ def test_vtest_at_native_fps_puts_every_frame_on_kafka_in_order(stack: Stack, vt
     assert [m.seq for m in metas] == list(range(expected))
     capture = [m.capture_ns for m in metas]
     assert capture == sorted(capture)
-    assert capture[10] - capture[0] == pytest.approx(1e9, rel=1e-3), "capture time follows the 10 fps timestamps"
+    assert capture[10] - capture[0] == pytest.approx(1e9, rel=1e-3), (
+        "capture time follows the 10 fps timestamps"
+    )
     for record, meta in zip(records[::50], metas[::50], strict=True):
         assert (meta.width, meta.height, meta.encoding) == (768, 576, "jpeg")
         height, width, *_ = simplejpeg.decode_jpeg_header(record.value())
@@ -89,7 +91,9 @@ def test_rtsp_camera_reconnects_after_server_restart(stack: Stack, vtest_path: P
     )  # fmt: skip
     stop = threading.Event()
     result: dict = {}
-    thread = threading.Thread(target=lambda: result.update(run_cameras(config, [camera], stop, metrics_port=0)))
+    thread = threading.Thread(
+        target=lambda: result.update(run_cameras(config, [camera], stop, metrics_port=0))
+    )
     thread.start()
     try:
         first = read_topic(config, config.topics.frames.name, expected=20, max_wait=30)
@@ -99,7 +103,9 @@ def test_rtsp_camera_reconnects_after_server_restart(stack: Stack, vtest_path: P
         rtsp.start()
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            events = [CameraEvent.decode(m.value()) for m in read_topic(config, config.topics.camera_events.name)]
+            events = [
+                CameraEvent.decode(m.value()) for m in read_topic(config, config.topics.camera_events.name)
+            ]
             kinds = [e.event for e in events]
             if kinds.count("online") >= 2:
                 break
@@ -119,7 +125,9 @@ def test_rtsp_camera_reconnects_after_server_restart(stack: Stack, vtest_path: P
     assert result["rtsp-cam"].reconnects >= 1
 
 
-def test_bad_sources_give_clear_errors_and_spare_other_cameras(stack: Stack, vtest_path: Path, tmp_path: Path) -> None:
+def test_bad_sources_give_clear_errors_and_spare_other_cameras(
+    stack: Stack, vtest_path: Path, tmp_path: Path
+) -> None:
     config = stack.fresh_config("bad")
     garbage = tmp_path / "garbage.mp4"
     garbage.write_bytes(b"\x00\x01not a video" * 1000)

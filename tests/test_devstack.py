@@ -13,7 +13,9 @@ def test_kafka_and_redis_are_real_and_up_is_idempotent(stack: Stack) -> None:
     pid_before = statuses["kafka"].pid
     again = {s.name: s for s in stack.dev.up()}
     assert again["kafka"].pid == pid_before, "a second `up` must report the running broker, not start one"
-    metadata = AdminClient({"bootstrap.servers": stack.config.kafka.bootstrap_servers}).list_topics(timeout=10)
+    metadata = AdminClient({"bootstrap.servers": stack.config.kafka.bootstrap_servers}).list_topics(
+        timeout=10
+    )
     assert len(metadata.brokers) == 1
     assert redis.Redis.from_url(stack.config.redis.url).ping()
 

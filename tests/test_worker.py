@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -30,7 +29,9 @@ from tests.helpers import read_topic
 VTEST_FRAMES = 795
 
 
-def _worker_config(stack: Stack, registry: Path, prefix: str, partitions: int | None = None) -> SightlineConfig:
+def _worker_config(
+    stack: Stack, registry: Path, prefix: str, partitions: int | None = None
+) -> SightlineConfig:
     config = stack.fresh_config(prefix, partitions)
     config.inference.registry_dir = registry
     config.inference.group_id = f"{config.topics.frames.name}-workers"
@@ -39,10 +40,20 @@ def _worker_config(stack: Stack, registry: Path, prefix: str, partitions: int | 
     return config
 
 
-def _publish_jpeg(producer: Producer, config: SightlineConfig, camera: str, seq: int, jpeg: bytes, w: int, h: int,
-                  headers: list | None = None) -> None:  # fmt: skip
+def _publish_jpeg(
+    producer: Producer,
+    config: SightlineConfig,
+    camera: str,
+    seq: int,
+    jpeg: bytes,
+    w: int,
+    h: int,
+    headers: list | None = None,
+) -> None:
     meta = FrameMeta(camera, seq, time.time_ns(), w, h)
-    producer.produce(config.topics.frames.name, key=camera.encode(), value=jpeg, headers=headers or meta.headers())
+    producer.produce(
+        config.topics.frames.name, key=camera.encode(), value=jpeg, headers=headers or meta.headers()
+    )
 
 
 def _detections(config: SightlineConfig, expected: int | None = None, **kw: object) -> list[DetectionsRecord]:
@@ -65,7 +76,9 @@ def test_bus_photo_yields_a_bus_and_people(stack: Stack, model_registry: Path, b
     assert record.timing.inference_ms > 0 and record.timing.batch_size >= 1
 
 
-def test_vtest_yields_one_record_per_frame_in_order(stack: Stack, model_registry: Path, vtest_path: Path) -> None:
+def test_vtest_yields_one_record_per_frame_in_order(
+    stack: Stack, model_registry: Path, vtest_path: Path
+) -> None:
     config = _worker_config(stack, model_registry, "vtestinf")
     run_cameras(config, [CameraSettings(id="cam1", url=str(vtest_path), fps=10)], metrics_port=0)
     stats = InferenceWorker(config, worker_id="vtest").run(max_idle_s=3)
@@ -110,8 +123,14 @@ def test_bad_records_go_to_the_dead_letter_topic_and_the_worker_carries_on(
     assert len(_detections(config, expected=1)) == 1, "the good frame after the bad ones is processed"
     letters = read_topic(config, config.topics.dead_letter.name, expected=len(bad))
     reasons = [parse_dead_letter(m.headers()).reason for m in letters]
-    for expected_reason in ("undecodable jpeg", "expired", "unsupported frame schema-version '9'",
-                            "missing header 'schema-version'", "unknown camera 'cam9'", "oversized frame"):  # fmt: skip
+    for expected_reason in (
+        "undecodable jpeg",
+        "expired",
+        "unsupported frame schema-version '9'",
+        "missing header 'schema-version'",
+        "unknown camera 'cam9'",
+        "oversized frame",
+    ):
         assert any(expected_reason in r for r in reasons), (expected_reason, reasons)
     original = next(m for m in letters if "unknown camera" in parse_dead_letter(m.headers()).reason)
     assert original.key() == b"cam9" and original.value() == jpeg, "the original record is kept intact"
@@ -119,10 +138,24 @@ def test_bad_records_go_to_the_dead_letter_topic_and_the_worker_carries_on(
 
 def _spawn_worker(config_file: Path, worker_id: str, delivery: str, log: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "sightline.cli", "-c", str(config_file), "infer", "--worker-id", worker_id,
-         "--delivery", delivery, "--max-idle", "8"],
-        stdout=log.open("ab"), stderr=subprocess.STDOUT, env={**os.environ, "SIGHTLINE_METRICS__INFERENCE_PORT": "0"},
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "sightline.cli",
+            "-c",
+            str(config_file),
+            "infer",
+            "--worker-id",
+            worker_id,
+            "--delivery",
+            delivery,
+            "--max-idle",
+            "8",
+        ],
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "SIGHTLINE_METRICS__INFERENCE_PORT": "0"},
+    )
 
 
 @pytest.mark.parametrize("delivery", ["exactly-once", "at-least-once"])
@@ -132,7 +165,9 @@ def test_kill_9_mid_stream_and_restart(
     config = _worker_config(stack, model_registry, "kill")
     config.inference.max_batch = 8
     frames = 300
-    run_cameras(config, [CameraSettings(id="cam1", url=str(vtest_path), fps=10)], metrics_port=0, max_frames=frames)
+    run_cameras(
+        config, [CameraSettings(id="cam1", url=str(vtest_path), fps=10)], metrics_port=0, max_frames=frames
+    )
     config_file = write_config(config, tmp_path / "config.yaml")
     log = tmp_path / "worker.log"
     worker = _spawn_worker(config_file, "w1", delivery, log)

@@ -85,9 +85,7 @@ def build_yolo11n_untrained(cache: Path, work: Path, out: Path) -> None:
 RECIPES: dict[str, Recipe] = {
     r.name: r
     for r in (
-        Recipe(
-            "nanodet-m", "nanodet-m-416-coco.onnx", build_nanodet, expect={"bus": 1, "person": 4}
-        ),
+        Recipe("nanodet-m", "nanodet-m-416-coco.onnx", build_nanodet, expect={"bus": 1, "person": 4}),
         Recipe(
             "ssdlite-person",
             "ssdlite-mobilenetv2-person.onnx",

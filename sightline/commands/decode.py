@@ -18,8 +18,12 @@ from streams.topics import ensure_topics
 
 
 def decode(
-    source: str | None = typer.Option(None, "--source", help="One source URL or file instead of the config's."),
-    camera: str | None = typer.Option(None, "--camera", help="Camera id for --source, or one camera of the config."),
+    source: str | None = typer.Option(
+        None, "--source", help="One source URL or file instead of the config's."
+    ),
+    camera: str | None = typer.Option(
+        None, "--camera", help="Camera id for --source, or one camera of the config."
+    ),
     fps: float | None = typer.Option(None, help="Target fps for --source."),
     loop: bool = typer.Option(False, help="Loop a file --source."),
     rtsp_transport: str = typer.Option("tcp", help="udp or tcp, for an RTSP --source."),
@@ -39,7 +43,12 @@ def decode(
 
 
 def _select_cameras(
-    cfg: SightlineConfig, source: str | None, camera: str | None, fps: float | None, loop: bool, transport: str
+    cfg: SightlineConfig,
+    source: str | None,
+    camera: str | None,
+    fps: float | None,
+    loop: bool,
+    transport: str,
 ) -> list[CameraSettings]:
     if source:
         if not camera:
@@ -81,9 +90,16 @@ def tail(
             idle_since = time.monotonic()
             seen += 1
             try:
-                meta = validate_frame_record(msg.key(), msg.value(), msg.headers(), cfg.frames.max_frame_bytes)
-                summary = {"camera": meta.camera_id, "seq": meta.seq, "size": f"{meta.width}x{meta.height}",
-                           "bytes": len(msg.value() or b""), "claim_check": meta.claim_check}  # fmt: skip
+                meta = validate_frame_record(
+                    msg.key(), msg.value(), msg.headers(), cfg.frames.max_frame_bytes
+                )
+                summary = {
+                    "camera": meta.camera_id,
+                    "seq": meta.seq,
+                    "size": f"{meta.width}x{meta.height}",
+                    "bytes": len(msg.value() or b""),
+                    "claim_check": meta.claim_check,
+                }
             except ContractError as exc:
                 summary = {"invalid": exc.reason}
             typer.echo(json.dumps({"partition": msg.partition(), "offset": msg.offset(), **summary}))

@@ -129,7 +129,9 @@ def _check_unique_cameras(config: SightlineConfig, lines: dict[tuple[str, ...], 
         if cam.id in seen:
             line = lines.get(("cameras", str(i), "id"))
             where = f"{source}:{line}" if line else source
-            raise ConfigError(f"invalid configuration:\n  {where}: cameras.{i}.id: duplicate camera id {cam.id!r}")
+            raise ConfigError(
+                f"invalid configuration:\n  {where}: cameras.{i}.id: duplicate camera id {cam.id!r}"
+            )
         seen[cam.id] = i
 
 

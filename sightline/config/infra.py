@@ -39,7 +39,9 @@ def _topic(name: str, partitions: int, retention_ms: int) -> TopicSettings:
 
 class TopicsSettings(Section):
     frames: TopicSettings = Field(default_factory=lambda: _topic("sightline.frames", 6, 3600 * 1000))
-    detections: TopicSettings = Field(default_factory=lambda: _topic("sightline.detections", 6, 7 * 86400_000))
+    detections: TopicSettings = Field(
+        default_factory=lambda: _topic("sightline.detections", 6, 7 * 86400_000)
+    )
     alerts: TopicSettings = Field(default_factory=lambda: _topic("sightline.alerts", 3, 30 * 86400_000))
     camera_events: TopicSettings = Field(
         default_factory=lambda: _topic("sightline.camera-events", 1, 30 * 86400_000)
@@ -47,7 +49,9 @@ class TopicsSettings(Section):
     dead_letter: TopicSettings = Field(
         default_factory=lambda: _topic("sightline.dead-letter", 1, 30 * 86400_000)
     )
-    pos_events: TopicSettings = Field(default_factory=lambda: _topic("sightline.pos-events", 3, 7 * 86400_000))
+    pos_events: TopicSettings = Field(
+        default_factory=lambda: _topic("sightline.pos-events", 3, 7 * 86400_000)
+    )
 
     def all(self) -> list[TopicSettings]:
         return [getattr(self, name) for name in type(self).model_fields]
