@@ -19,7 +19,7 @@ import threading
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
@@ -54,6 +54,9 @@ class WorkerStats:
     records: int = 0
     dead_letters: int = 0
     batches: int = 0
+    first_fetch: float | None = None  # monotonic time of the first frame, for throughput figures
+    last_ack: float | None = None  # monotonic time of the last acknowledged detections record
+    frame_ages_ms: deque[float] = field(default_factory=lambda: deque(maxlen=200_000))
 
 
 class DetectorSource:
@@ -372,8 +375,11 @@ class InferenceWorker:
         self, batch: Batch, camera: str, capture_ns: int, err: KafkaError | None, _msg: Message
     ) -> None:
         if err is None:
+            age_s = max(0.0, (time.time_ns() - capture_ns) / 1e9)
             metrics.DETECTIONS_OUT.labels(camera).inc()
-            metrics.FRAME_AGE_SECONDS.observe(max(0.0, (time.time_ns() - capture_ns) / 1e9))
+            metrics.FRAME_AGE_SECONDS.observe(age_s)
+            self.stats.frame_ages_ms.append(age_s * 1e3)
+            self.stats.last_ack = time.monotonic()
         batch.delivered(err)
 
     def _on_dlq(self, batch: Batch, err: KafkaError | None, _msg: Message) -> None:
@@ -416,6 +422,8 @@ class InferenceWorker:
                     self._accept(msg, self.open_batch)
                     self.stats.frames += 1
                     self._last_activity = time.monotonic()
+                    if self.stats.first_fetch is None:
+                        self.stats.first_fetch = self._last_activity
                 batch = self.open_batch
                 if batch is not None and (
                     len(batch.jobs) >= inf.max_batch or batch.age_ms() >= inf.max_wait_ms

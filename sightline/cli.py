@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from sightline.commands import assets, bench, common, dev
+from sightline.commands import assets, bench, common, dev, models
+from sightline.commands.batch import batch
 from sightline.commands.decode import decode, frames_app
 from sightline.commands.infer import infer
 
@@ -26,8 +27,10 @@ app.add_typer(dev.app, name="dev")
 app.add_typer(assets.app, name="assets")
 app.add_typer(frames_app, name="frames")
 app.add_typer(bench.app, name="bench")
+app.add_typer(models.app, name="models")
 app.command()(decode)
 app.command()(infer)
+app.command()(batch)
 
 
 if __name__ == "__main__":

@@ -83,7 +83,6 @@ def model_registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
         cache_dir(),
         registry=ModelRegistry(root),
         seed_dir=shared / "models" if shared else None,
-        media_seed_dir=shared / "media" if shared else None,
     )
     return root
 

@@ -14,13 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from inference.fetch.media import fetch_bus_jpg
 from inference.fetch.pins import SEED_SHA256
 from inference.fetch.recipes import RECIPES, Recipe
 from inference.fetch.verify import count_classes, require
 from inference.hashing import sha256_file
 from inference.manifest import ModelManifest
 from inference.registry import ModelRegistry
+from sightline.assets import media_path
+from streams.paths import cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ class FetchResult:
 
 
 def default_cache_dir() -> Path:
-    return Path(os.environ.get("SIGHTLINE_CACHE", ".cache/sightline"))
+    return cache_dir()
 
 
 def _seed(recipe: Recipe, seed_dir: Path | None) -> Path | None:
@@ -62,7 +63,6 @@ def fetch_model(
     *,
     registry: ModelRegistry | None = None,
     seed_dir: Path | None = None,
-    media_seed_dir: Path | None = None,
     force_build: bool = False,
     verify: bool = True,
     promote: bool = True,
@@ -84,10 +84,10 @@ def fetch_model(
                 log.info("building %s by recipe", name)
                 recipe.build(cache, Path(tmp), staged)
                 origin = "built"
-            found = _verify(recipe, staged, cache, media_seed_dir) if verify else Counter()
+            found = _verify(recipe, staged) if verify else Counter()
             os.replace(staged, target)  # only verified files ever appear in the cache
     else:
-        found = _verify(recipe, target, cache, media_seed_dir) if verify else Counter()
+        found = _verify(recipe, target) if verify else Counter()
 
     manifest = None
     if registry is not None:
@@ -97,10 +97,10 @@ def fetch_model(
     return FetchResult(name, target, sha256_file(target), origin, found, manifest)
 
 
-def _verify(recipe: Recipe, path: Path, cache: Path, media_seed_dir: Path | None) -> Counter[str]:
+def _verify(recipe: Recipe, path: Path) -> Counter[str]:
     if not recipe.expect:
         return Counter()
-    image = fetch_bus_jpg(cache, media_seed_dir)
+    image = media_path("bus.jpg")  # fetched by the project's own media recipe, sha256-pinned
     found = count_classes(path, image, **recipe.overrides)
     require(found, recipe.expect, f"{recipe.name} on bus.jpg")
     return found

