@@ -136,12 +136,7 @@ class AlertsApp:
                     RawRecord(e.message.topic, e.message.partition, e.message.offset, e.message.value)
                     for e in events
                 ]
-                _t0 = time.perf_counter()
                 result = await self.runner.process(batch)
-                _t1 = time.perf_counter()
-                import sys as _s
-                _caps = [r.capture_ns for r in result.alerts]
-                if _caps or _t1 - _t0 > 0.2: print(time.time(), "RULES lag_ms", (time.time_ns() - max(_caps or [0])) / 1e6, "batch", len(batch), "proc_ms", (_t1-_t0)*1000, [a.alert_id[:6] for a in result.alerts], file=_s.stderr, flush=True)
                 await self._publish(result)
                 self._unacked.extend(events)
                 if time.monotonic() - self._last_checkpoint >= settings.checkpoint_interval_ms / 1000:
@@ -164,11 +159,7 @@ class AlertsApp:
             await asyncio.gather(*sends)
 
     async def _checkpoint(self) -> None:
-        _t = time.perf_counter()
         await self.runner.checkpoint()
-        if time.perf_counter() - _t > 0.1:
-            import sys as _s
-            print(time.time(), "CHECKPOINT slow", time.perf_counter() - _t, file=_s.stderr, flush=True)
         stream, events = self._rules_stream, self._unacked
         self._unacked = []
         self._last_checkpoint = time.monotonic()
@@ -197,8 +188,6 @@ class AlertsApp:
                 await acker.finish(slot)
                 continue
             source = Source(msg.topic, msg.partition, msg.offset)
-            import sys as _s
-            print(time.time(), "DELIVER lag_ms", (time.time_ns() - alert.capture_ns) / 1e6, alert.alert_id[:6], file=_s.stderr, flush=True)
             task = asyncio.ensure_future(self.dispatcher.dispatch(alert, msg.value, source))
             task.add_done_callback(lambda t, s=slot: self._delivered(t, s, acker))
 

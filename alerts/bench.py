@@ -247,7 +247,7 @@ def _run(
     boxes = sum(len(r.detections.xyxy) for r in sent) / backlog
     log(f"published {backlog} records ({boxes:.1f} boxes each); starting the processor")
     env = {**os.environ, SECRET_ENV: secret}
-    proc_log = open("/tmp/proc.log", "wb")
+    proc_log = (tmp / "processor.log").open("wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "alerts", "run", "-c", str(cfg_path)],
         env=env,
@@ -308,11 +308,6 @@ def _run(
             proc.kill()
         receiver.stop()
     counts = receiver.ids()
-    import json as _j
-    with open("/tmp/lat.jsonl", "w") as fh:
-        for d in receiver.deliveries:
-            if d.capture_ns >= phase2_start:
-                fh.write(_j.dumps([d.type, (d.capture_ns - phase2_start) / 1e9, (d.received_ns - d.capture_ns) / 1e6, d.alert_id]) + "\n")
     latencies = [
         (d.received_ns - d.capture_ns) / 1e6 for d in receiver.deliveries if d.capture_ns >= phase2_start
     ]

@@ -64,6 +64,7 @@ class DetectorSource:
 
     def __init__(self, config: SightlineConfig, detector: Detector | None = None) -> None:
         self._fixed = detector
+        self._owned = detector is None
         self._promoted: PromotedDetector | None = None
         if detector is None:
             inf = config.inference
@@ -90,9 +91,10 @@ class DetectorSource:
         return self._fixed
 
     def close(self) -> None:
+        """Close what we built; a detector handed in belongs to the caller."""
         if self._promoted is not None:
             self._promoted.close()
-        elif self._fixed is not None:
+        elif self._fixed is not None and self._owned:
             self._fixed.close()
 
 

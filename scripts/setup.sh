@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PY=${PYTHON:-python3.11}
-APT_PACKAGES=(redis-server ffmpeg kcat rtsp-server-perl libgl1 libglib2.0-0 prometheus)
+APT_PACKAGES=(redis-server ffmpeg kcat rtsp-server-perl libgl1 libglib2.0-0 prometheus chromium)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

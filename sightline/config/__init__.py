@@ -25,7 +25,7 @@ from sightline.config.infra import (
     TopicSettings,
     TopicsSettings,
 )
-from sightline.config.service import ApiSettings, MetricsSettings
+from sightline.config.service import ApiSettings, DriftSettings, MetricsSettings
 
 __all__ = [
     "ApiSettings",
@@ -33,6 +33,7 @@ __all__ = [
     "CameraSettings",
     "ConfigError",
     "DevSettings",
+    "DriftSettings",
     "FramesSettings",
     "InferenceSettings",
     "KafkaSettings",
@@ -66,6 +67,7 @@ class SightlineConfig(BaseSettings):
     alerts: AlertsSettings = Field(default_factory=AlertsSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    drift: DriftSettings = Field(default_factory=DriftSettings)
 
     @classmethod
     def settings_customise_sources(

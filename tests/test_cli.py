@@ -1,0 +1,48 @@
+"""The command line as a user runs it: models registry commands and offline batch mode."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from sightline.assets import media_path
+from sightline.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def registry_env(model_registry: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    root = tmp_path / "models"
+    shutil.copytree(model_registry, root)
+    monkeypatch.setenv("SIGHTLINE_INFERENCE__REGISTRY_DIR", str(root))
+    return root
+
+
+def test_models_add_promote_rollback_list(registry_env: Path) -> None:
+    source = next(registry_env.glob("nanodet-m/1/*.onnx"))
+    added = runner.invoke(app, ["models", "add", str(source), "--name", "nanodet-m", "--version", "2"])
+    assert added.exit_code == 0, added.output
+    assert runner.invoke(app, ["models", "promote", "nanodet-m", "2"]).exit_code == 0
+    rows = json.loads(runner.invoke(app, ["models", "list", "--json"]).output)
+    assert {(r["version"], r["promoted"]) for r in rows} == {("1", False), ("2", True)}
+    rolled = runner.invoke(app, ["models", "rollback", "nanodet-m"])
+    assert rolled.exit_code == 0 and "rolled back to 1" in rolled.output
+    missing = runner.invoke(app, ["models", "promote", "nanodet-m", "9"])
+    assert missing.exit_code != 0
+
+
+def test_batch_mode_writes_one_line_per_frame(registry_env: Path, tmp_path: Path) -> None:
+    out = tmp_path / "bikes.jsonl"
+    video = media_path("bikes.mp4")
+    result = runner.invoke(app, ["batch", str(video), "--out", str(out), "--max-batch", "4"])
+    assert result.exit_code == 0, result.output
+    assert " fps -> " in result.output
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [line["seq"] for line in lines] == list(range(len(lines))) and len(lines) == 250
+    classes = {name for line in lines for name in line["detections"]["class_name"]}
+    assert {"person", "car"} & classes, classes
