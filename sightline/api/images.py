@@ -43,7 +43,9 @@ def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
         raise ApiError(400, "invalid_image", f"{fmt} header says {width}x{height}")
     if width * height > max_pixels:
         raise ApiError(
-            413, "too_many_pixels", f"{width}x{height} = {width * height} pixels exceeds the limit {max_pixels}"
+            413,
+            "too_many_pixels",
+            f"{width}x{height} = {width * height} pixels exceeds the limit {max_pixels}",
         )
     if fmt == "jpeg":
         if not data.rstrip(b"\0").endswith(b"\xff\xd9"):

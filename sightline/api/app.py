@@ -1,0 +1,65 @@
+"""The Sightline HTTP API: detection on demand, model operations, camera state and the live view."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+
+from inference.detector import Detector
+from sightline.api import errors
+from sightline.api.batcher import DetectBatcher
+from sightline.api.render import FrameFetcher, camera_rules
+from sightline.api.routes import cameras, detect, health, live, models
+from sightline.api.tail import TailConsumer, TailState
+from sightline.config import SightlineConfig
+
+
+def create_app(
+    config: SightlineConfig,
+    *,
+    tail: bool = True,
+    load_model: bool = True,
+    detector: Detector | None = None,
+) -> FastAPI:
+    """`tail=False` skips the Kafka tail thread (e.g. a detect-only benchmark without a broker)."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        tail_thread = TailConsumer(config, app.state.tail_state) if tail else None
+        if tail_thread is not None:
+            tail_thread.start()
+        if load_model:
+            batcher = DetectBatcher(config, detector)
+            await batcher.start()
+            app.state.batcher = batcher
+        try:
+            yield
+        finally:
+            app.state.stopping.set()
+            if app.state.batcher is not None:
+                await app.state.batcher.close()
+            if tail_thread is not None:
+                tail_thread.stop()
+                tail_thread.join(timeout=5)
+            app.state.fetcher.close()
+
+    app = FastAPI(
+        title="Sightline API",
+        version="1",
+        description="Streaming video analytics over Kafka: detect, models, cameras, alerts, live view.",
+        lifespan=lifespan,
+    )
+    app.state.config = config
+    app.state.batcher = None
+    app.state.tail_state = TailState(config)
+    app.state.fetcher = FrameFetcher(config)
+    app.state.rules = camera_rules(config)
+    # Set on shutdown so open SSE streams end instead of holding the server up.
+    app.state.stopping = threading.Event()
+    errors.install(app)
+    for module in (health, detect, models, cameras, live):
+        app.include_router(module.router)
+    return app

@@ -1,0 +1,287 @@
+"""A background thread tails camera-events, frames, detections and alerts into rolling state.
+
+The API answers /v1/cameras, /v1/alerts and the live view from memory, so a page refresh never
+costs a Kafka round trip. The consumer uses `assign` (no group, no commits): every API
+instance sees everything, and on start it rewinds a little to have a latest frame to show.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import threading
+import time
+import uuid
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
+
+from schemas.alert import AlertRecord
+from schemas.camera_event import CameraEvent
+from schemas.detections import DetectionsRecord
+from schemas.errors import ContractError
+from schemas.headers import headers_to_dict
+from sightline.config import SightlineConfig
+from streams.kafka import consumer_config
+
+log = logging.getLogger(__name__)
+
+RATE_WINDOW_S = 5.0
+FRAME_CACHE = 32  # frame payloads kept per camera for the live view
+REWIND = {"frames": 16, "detections": 16}  # records per partition re-read on start
+LAG_EVERY_S = 2.0
+
+
+class Rate:
+    """Events per second over the last few seconds of arrival (wall clock)."""
+
+    def __init__(self) -> None:
+        self.times: deque[float] = deque()
+        self.first: float | None = None
+
+    def add(self, now: float) -> None:
+        self.first = self.first or now
+        self.times.append(now)
+        self._trim(now)
+
+    def _trim(self, now: float) -> None:
+        while self.times and self.times[0] < now - RATE_WINDOW_S:
+            self.times.popleft()
+
+    def per_second(self, now: float) -> float:
+        self._trim(now)
+        if not self.times or self.first is None:
+            return 0.0
+        span = min(RATE_WINDOW_S, max(now - self.first, 1.0))
+        return len(self.times) / span
+
+
+@dataclass
+class CameraState:
+    camera_id: str
+    online: bool | None = None
+    last_event: dict[str, Any] | None = None
+    fps_in: Rate = field(default_factory=Rate)
+    fps_out: Rate = field(default_factory=Rate)
+    last_capture_ns: int | None = None
+    partitions: set[int] = field(default_factory=set)
+    latest: DetectionsRecord | None = None
+    frames: OrderedDict[tuple[str, int, int], bytes] = field(default_factory=OrderedDict)
+
+
+class TailState:
+    """Thread-safe rolling state shared by the tail thread and the request handlers."""
+
+    def __init__(self, config: SightlineConfig) -> None:
+        self.config = config
+        self.lock = threading.Lock()
+        self.cameras: dict[str, CameraState] = {c.id: CameraState(c.id) for c in config.cameras}
+        self.alerts: deque[tuple[int, dict[str, Any]]] = deque(maxlen=config.api.recent_alerts)
+        self.alert_seq = 0
+        self.lag: dict[int, int] = {}  # frames partition -> inference group lag
+        self.connected = False
+
+    def _camera(self, camera_id: str) -> CameraState:
+        cam = self.cameras.get(camera_id)
+        if cam is None:
+            cam = self.cameras[camera_id] = CameraState(camera_id)
+        return cam
+
+    # -- updates from the tail thread ---------------------------------------------------------------
+    def on_frame(self, msg: Message, now: float) -> None:
+        values = headers_to_dict(msg.headers())
+        camera = values.get("camera-id")
+        if not camera:
+            return
+        with self.lock:
+            cam = self._camera(camera)
+            cam.fps_in.add(now)
+            cam.partitions.add(msg.partition())
+            with contextlib.suppress(ValueError):
+                cam.last_capture_ns = max(cam.last_capture_ns or 0, int(values.get("capture-ns", 0)))
+            if msg.value():
+                cam.frames[(msg.topic(), msg.partition(), msg.offset())] = msg.value()
+                while len(cam.frames) > FRAME_CACHE:
+                    cam.frames.popitem(last=False)
+
+    def on_detections(self, record: DetectionsRecord, now: float) -> None:
+        with self.lock:
+            cam = self._camera(record.camera_id)
+            cam.fps_out.add(now)
+            if cam.latest is None or record.capture_ns >= cam.latest.capture_ns:
+                cam.latest = record
+            if not self.config.api.tail_frames:
+                cam.last_capture_ns = max(cam.last_capture_ns or 0, record.capture_ns)
+
+    def on_event(self, event: CameraEvent) -> None:
+        with self.lock:
+            cam = self._camera(event.camera_id)
+            if cam.last_event is None or event.at_ns >= cam.last_event["at_ns"]:
+                cam.online = event.event == "online"
+                cam.last_event = event.model_dump()
+
+    def on_alert(self, alert: AlertRecord) -> None:
+        with self.lock:
+            self.alert_seq += 1
+            self.alerts.append((self.alert_seq, alert.model_dump()))
+
+    # -- reads from handlers ------------------------------------------------------------------------
+    def cameras_view(self) -> list[dict[str, Any]]:
+        now, now_ns = time.time(), time.time_ns()
+        configured = {c.id for c in self.config.cameras}
+        with self.lock:
+            out = []
+            for cam in sorted(self.cameras.values(), key=lambda c: c.camera_id):
+                lag = [self.lag[p] for p in cam.partitions if p in self.lag]
+                out.append(
+                    {
+                        "camera_id": cam.camera_id,
+                        "configured": cam.camera_id in configured,
+                        "online": cam.online,
+                        "last_event": cam.last_event,
+                        "fps_in": round(cam.fps_in.per_second(now), 2),
+                        "fps_out": round(cam.fps_out.per_second(now), 2),
+                        "last_frame_age_s": (
+                            round((now_ns - cam.last_capture_ns) / 1e9, 3) if cam.last_capture_ns else None
+                        ),
+                        "frames_partitions": sorted(cam.partitions),
+                        "inference_lag": sum(lag) if lag else None,
+                        "model": cam.latest.model.model_dump() if cam.latest else None,
+                        "last_seq": cam.latest.seq if cam.latest else None,
+                    }
+                )
+            return out
+
+    def recent_alerts(
+        self, camera: str | None = None, type_: str | None = None, limit: int = 50, after: int = 0
+    ) -> list[tuple[int, dict[str, Any]]]:
+        """Newest first; `after` keeps only alerts with a higher sequence number (for SSE)."""
+        with self.lock:
+            items = list(self.alerts)
+        out = []
+        for seq, alert in reversed(items):
+            if seq <= after:
+                break
+            if camera and alert["camera_id"] != camera:
+                continue
+            if type_ and alert["type"] != type_:
+                continue
+            out.append((seq, alert))
+            if len(out) >= limit:
+                break
+        return out
+
+    def latest(self, camera_id: str) -> tuple[DetectionsRecord | None, bytes | None]:
+        """Latest detections record of a camera and its frame bytes if still cached."""
+        with self.lock:
+            cam = self.cameras.get(camera_id)
+            if cam is None or cam.latest is None:
+                return None, None
+            ref = cam.latest.frame
+            return cam.latest, cam.frames.get((ref.topic, ref.partition, ref.offset))
+
+
+class TailConsumer(threading.Thread):
+    """Feeds `TailState`; reconnects (re-assigns) when topics are missing or Kafka is down."""
+
+    def __init__(self, config: SightlineConfig, state: TailState) -> None:
+        super().__init__(name="api-tail", daemon=True)
+        self.config, self.state = config, state
+        self.stop_event = threading.Event()
+        topics = config.topics
+        self.kinds = {
+            topics.camera_events.name: "events",
+            topics.detections.name: "detections",
+            topics.alerts.name: "alerts",
+        }
+        if config.api.tail_frames:
+            self.kinds[topics.frames.name] = "frames"
+
+    def stop(self) -> None:
+        self.stop_event.set()
+
+    def _consumer(self, group: str) -> Consumer:
+        conf = consumer_config(self.config.kafka, group, "sightline-api", read_committed=True)
+        conf["enable.partition.eof"] = False
+        return Consumer(conf)
+
+    def _assign(self, consumer: Consumer) -> bool:
+        metadata = consumer.list_topics(timeout=5)
+        assignment = []
+        for topic, kind in self.kinds.items():
+            meta = metadata.topics.get(topic)
+            if meta is None or meta.error is not None or not meta.partitions:
+                log.info("api tail: topic %s not there yet", topic)
+                return False
+            for p in meta.partitions:
+                low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=5)
+                back = self.config.api.recent_alerts if kind == "alerts" else REWIND.get(kind, 0)
+                start = low if kind == "events" else max(low, high - back)
+                assignment.append(TopicPartition(topic, p, start))
+        consumer.assign(assignment)
+        return True
+
+    def run(self) -> None:
+        consumer = lag_consumer = None
+        last_lag = 0.0
+        while not self.stop_event.is_set():
+            try:
+                if consumer is None:
+                    consumer = self._consumer(f"sightline-api-tail-{uuid.uuid4().hex[:12]}")
+                    lag_consumer = self._consumer(self.config.inference.group_id)
+                    if not self._assign(consumer):
+                        consumer.close()
+                        consumer = None
+                        self.stop_event.wait(2.0)
+                        continue
+                    self.state.connected = True
+                for msg in consumer.consume(500, 0.2):
+                    if msg.error() is None:
+                        self._dispatch(msg)
+                if lag_consumer is not None and time.monotonic() - last_lag > LAG_EVERY_S:
+                    last_lag = time.monotonic()
+                    self._update_lag(lag_consumer)
+            except KafkaException as exc:
+                log.warning("api tail: %s; retrying", exc)
+                self.state.connected = False
+                if consumer is not None:
+                    consumer.close()
+                consumer = None
+                self.stop_event.wait(2.0)
+        for c in (consumer, lag_consumer):
+            if c is not None:
+                c.close()
+
+    def _dispatch(self, msg: Message) -> None:
+        kind = self.kinds.get(msg.topic())
+        now = time.time()
+        try:
+            if kind == "frames":
+                self.state.on_frame(msg, now)
+            elif kind == "detections":
+                self.state.on_detections(DetectionsRecord.decode(msg.value()), now)
+            elif kind == "events":
+                self.state.on_event(CameraEvent.decode(msg.value()))
+            elif kind == "alerts":
+                self.state.on_alert(AlertRecord.decode(msg.value()))
+        except (ContractError, json.JSONDecodeError, TypeError) as exc:
+            log.debug("api tail: skipping %s[%d]@%d: %s", msg.topic(), msg.partition(), msg.offset(), exc)
+
+    def _update_lag(self, lag_consumer: Consumer) -> None:
+        """Inference group lag per frames partition: high watermark minus committed offset."""
+        topic = self.config.topics.frames.name
+        meta = lag_consumer.list_topics(topic, timeout=5).topics.get(topic)
+        if meta is None or not meta.partitions:
+            return
+        tps = [TopicPartition(topic, p) for p in meta.partitions]
+        committed = lag_consumer.committed(tps, timeout=5)
+        lag = {}
+        for tp in committed:
+            low, high = lag_consumer.get_watermark_offsets(TopicPartition(topic, tp.partition), timeout=5)
+            position = tp.offset if tp.offset >= 0 else low
+            lag[tp.partition] = max(0, high - position)
+        with self.state.lock:
+            self.state.lag = lag
