@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import typer
 
+from alerts import cli as alerts_cli
 from sightline.commands import assets, bench, common, dev, models
 from sightline.commands.batch import batch
 from sightline.commands.decode import decode, frames_app
+from sightline.commands.demo import demo
 from sightline.commands.infer import infer
 
 app = typer.Typer(help="Sightline: streaming video analytics over Apache Kafka.", no_args_is_help=True)
@@ -28,9 +30,12 @@ app.add_typer(assets.app, name="assets")
 app.add_typer(frames_app, name="frames")
 app.add_typer(bench.app, name="bench")
 app.add_typer(models.app, name="models")
+app.add_typer(alerts_cli.app, name="alerts")
+bench.app.command("alerts")(alerts_cli.bench)
 app.command()(decode)
 app.command()(infer)
 app.command()(batch)
+app.command()(demo)
 
 
 if __name__ == "__main__":

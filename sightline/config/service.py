@@ -48,3 +48,4 @@ class DriftSettings(Section):
     output_min_relative_shift: float = Field(0.3, ge=0, description="Same, for detection-derived features.")
     decode_scale: int = Field(2, ge=1, le=8, description="JPEG DCT downscale factor for frame statistics.")
     severity: Literal["info", "warning", "critical"] = "warning"
+    metrics_port: int = Field(9104, ge=0, le=65535, description="`sightline drift` serves /metrics; 0 = off.")

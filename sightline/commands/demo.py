@@ -1,0 +1,29 @@
+"""`sightline demo`: the whole chain on the sample videos (what `make run` runs)."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import typer
+
+from sightline.commands.common import config
+
+
+def demo(
+    duration: float = typer.Option(0, help="Stop after this many seconds; 0 runs until Ctrl-C."),
+    workdir: Path = typer.Option(Path(".sightline/demo"), help="Config and logs of the stages."),
+    api: bool = typer.Option(True, help="Start the API and live view."),
+) -> None:
+    """Kafka + Redis, two RTSP cameras, decoder, inference, alerts, webhook receiver, API."""
+    from sightline.demo import Demo, say
+
+    run = Demo(workdir, config())
+    signal.signal(signal.SIGINT, lambda *_: run.stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: run.stop.set())
+    try:
+        run.start(with_api=api)
+        summary = run.run(duration or None)
+    finally:
+        run.shutdown()
+    say(f"stopped cleanly: {summary}")
