@@ -1,10 +1,13 @@
-.PHONY: setup run test lint bench clean
+.PHONY: setup run test lint clean
+
+# `make run` stops after DURATION seconds; DURATION=0 runs until Ctrl-C.
+DURATION ?= 180
 
 setup:
 	@bash scripts/setup.sh
 
 run: setup
-	.venv/bin/sightline demo $(ARGS)
+	.venv/bin/sightline demo --duration $(DURATION)
 
 test: setup
 	.venv/bin/ruff check .
@@ -15,5 +18,5 @@ lint: setup
 	.venv/bin/ruff format --check .
 
 clean:
-	.venv/bin/sightline dev down || true
+	-.venv/bin/sightline dev down
 	rm -rf .sightline

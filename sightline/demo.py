@@ -123,8 +123,9 @@ class Demo:
             counts = {k: self._offsets(admin, consumer, v) - start[k] for k, v in names.items()}
             deliveries = list(self.receiver.deliveries)
             for delivery in deliveries[seen:]:
-                latency = (delivery.received_ns - delivery.capture_ns) / 1e6
-                say(f"  webhook ✓ {delivery.type:10} {delivery.alert_id[:12]}  capture→webhook {latency:,.0f} ms")
+                latency_ms = (delivery.received_ns - delivery.capture_ns) / 1e6
+                alert = f"{delivery.type:10} {delivery.alert_id[:12]}"
+                say(f"  webhook ✓ {alert}  capture→webhook {latency_ms:,.0f} ms")
             seen = len(deliveries)
             by_type = Counter(d.type for d in deliveries)
             elapsed = time.monotonic() - started
