@@ -26,6 +26,7 @@ def main(
 
 
 app.add_typer(dev.app, name="dev")
+app.add_typer(dev.topics_app, name="topics")
 app.add_typer(assets.app, name="assets")
 app.add_typer(frames_app, name="frames")
 app.add_typer(bench.app, name="bench")

@@ -67,3 +67,10 @@ def test_environment_overrides_the_file(tmp_path: Path, monkeypatch: pytest.Monk
 def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "absent.yaml")
+
+
+def test_example_config_in_the_repo_is_valid() -> None:
+    from streams.paths import repo_root
+
+    config = load_config(repo_root() / "sightline.example.yaml")
+    assert {c.id for c in config.cameras} == {"lane1", "dock"}

@@ -31,3 +31,21 @@ def test_topics_are_created_with_partitions_and_existing_ones_checked(stack: Sta
     frames = reports[config.topics.frames.name]
     assert not frames.created
     assert frames.warning and f"config asks for {topic_partitions}" in frames.warning
+
+
+def test_dev_status_json_reports_logs(stack: Stack, monkeypatch) -> None:  # noqa: ANN001
+    import json
+
+    from typer.testing import CliRunner
+
+    from sightline.cli import app
+
+    dev = stack.dev.settings
+    for key, value in {"KAFKA_PORT": dev.kafka_port, "KAFKA_CONTROLLER_PORT": dev.kafka_controller_port,
+                       "REDIS_PORT": dev.redis_port, "DATA_DIR": dev.data_dir}.items():  # fmt: skip
+        monkeypatch.setenv(f"SIGHTLINE_DEV__{key}", str(value))
+    result = CliRunner().invoke(app, ["dev", "status", "--json"])
+    assert result.exit_code == 0, result.output
+    statuses = {s["name"]: s for s in json.loads(result.output)}
+    assert statuses["kafka"]["running"] and statuses["redis"]["running"]
+    assert statuses["kafka"]["log_file"].endswith("kafka.log")

@@ -62,3 +62,17 @@ def fetch() -> None:
         typer.echo(f"kafka jars: {kafka_libs(cfg.dev.kafka_version, cfg.dev.log4j_version)}", err=True)
     except KafkaDistError as exc:
         fail(str(exc))
+
+
+topics_app = typer.Typer(help="Kafka topics.", no_args_is_help=True)
+
+
+@topics_app.command("create")
+def create_topics() -> None:
+    """Create the configured topics, or check the existing ones (partitions, retention)."""
+    for report in ensure_topics(config()):
+        state = "created" if report.created else "exists"
+        typer.echo(
+            f"{report.name}: {state}, {report.partitions} partitions"
+            + (f" ({report.warning})" if report.warning else "")
+        )

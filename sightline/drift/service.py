@@ -114,8 +114,10 @@ class DriftService:
     def run(self, max_idle_s: float | None = None) -> DriftStats:
         topics = self.config.topics
         handlers = {topics.frames.name: self._frame, topics.detections.name: self._detections}
-        self.consumer.subscribe(list(handlers))
-        last_msg, last_commit = time.monotonic(), time.monotonic()
+        # Idle time only counts once partitions are assigned: joining the group can take seconds.
+        assigned: list[float] = []
+        self.consumer.subscribe(list(handlers), on_assign=lambda _c, _p: assigned.append(time.monotonic()))
+        last_msg = last_commit = time.monotonic()
         try:
             while not self.stop.is_set():
                 msgs = self.consumer.consume(200, 0.2)
@@ -135,7 +137,8 @@ class DriftService:
                 if time.monotonic() - last_commit > COMMIT_EVERY_S:
                     self._commit()
                     last_commit = time.monotonic()
-                if max_idle_s is not None and not msgs and time.monotonic() - last_msg > max_idle_s:
+                idle = time.monotonic() - max(last_msg, assigned[0] if assigned else float("inf"))
+                if max_idle_s is not None and assigned and not msgs and idle > max_idle_s:
                     break
         finally:
             self.producer.flush(30)

@@ -1,0 +1,548 @@
+"""Deployment files (compose, Prometheus, Grafana, Kubernetes) against the code they deploy.
+
+No Docker engine is needed: files are parsed and cross-checked with the config schema and the
+Prometheus metrics the code registers. `docker compose config` and `promtool` run when present.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import pkgutil
+import re
+import shutil
+import subprocess
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import pytest
+import yaml
+from pydantic import BaseModel
+
+from sightline.config import ApiSettings, MetricsSettings, SightlineConfig, load_config
+
+REPO = Path(__file__).resolve().parent.parent
+COMPOSE_DIR = REPO / "compose"
+COMPOSE_FILE = COMPOSE_DIR / "docker-compose.yml"
+CONFIG_FILE = COMPOSE_DIR / "sightline.yaml"
+K8S_DIR = COMPOSE_DIR / "k8s"
+DASHBOARDS = COMPOSE_DIR / "grafana" / "dashboards"
+
+# Services running the sightline image, and the sub-command each runs.
+SIGHTLINE_SERVICES = {
+    "decoder": ["decode"],
+    "inference": ["infer"],
+    "inference-gpu": ["infer"],
+    "alerts": ["alerts", "run"],
+    "api": ["api"],
+    "drift": ["drift"],
+}
+ONE_SHOT = {"topics", "setup"}
+# Variables named SIGHTLINE_* that are not config fields, and the module that reads each.
+NON_CONFIG_ENV = {
+    "SIGHTLINE_CONFIG": "sightline/config/__init__.py",
+    "SIGHTLINE_CACHE": "streams/paths.py",
+    "SIGHTLINE_WORKER_ID": "inference/worker.py",
+}
+# Prometheus job -> the port (config defaults) its Sightline target listens on.
+JOB_PORTS = {
+    "sightline-decoder": MetricsSettings().decoder_port,
+    "sightline-inference": MetricsSettings().inference_port,
+    "sightline-alerts": MetricsSettings().alerts_port,
+    "sightline-drift": SightlineConfig().drift.metrics_port,
+    "sightline-api": ApiSettings().port,
+}
+SERVICE_PORTS = {
+    "decoder": JOB_PORTS["sightline-decoder"],
+    "inference": JOB_PORTS["sightline-inference"],
+    "inference-gpu": JOB_PORTS["sightline-inference"],
+    "alerts": JOB_PORTS["sightline-alerts"],
+    "api": JOB_PORTS["sightline-api"],
+    "drift": JOB_PORTS["sightline-drift"],
+}
+# Dashboard metrics that come from outside the Sightline code, with the compose service exporting them.
+EXTERNAL_METRICS = {"up": "prometheus", "kafka_consumergroup_lag": "kafka-exporter"}
+# Packages whose modules define Prometheus metrics (all their submodules are imported).
+METRICS_MODULES = ("decoders.metrics", "inference.metrics", "alerts.metrics")
+METRICS_PACKAGES = ("sightline.api", "sightline.drift")
+
+
+# -- helpers --------------------------------------------------------------------------------
+def _yaml(path: Path) -> Any:
+    return yaml.safe_load(path.read_text())
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    data = _yaml(COMPOSE_FILE)
+    assert isinstance(data, dict) and isinstance(data.get("services"), dict)
+    return data
+
+
+def _services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return compose["services"]
+
+
+def _env(service: dict[str, Any]) -> dict[str, str]:
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(item.split("=", 1) for item in env)
+    return {str(k): str(v) for k, v in env.items()}
+
+
+def _field_path(name: str) -> list[str]:
+    """`SIGHTLINE_KAFKA__BOOTSTRAP_SERVERS` -> ["kafka", "bootstrap_servers"], checked against the schema."""
+    assert name.startswith("SIGHTLINE_"), name
+    parts = name.removeprefix("SIGHTLINE_").lower().split("__")
+    model: type[BaseModel] | None = SightlineConfig
+    for i, part in enumerate(parts):
+        assert model is not None, f"{name}: {'.'.join(parts[:i])} is not a section"
+        fields = model.model_fields
+        assert part in fields, f"{name}: {part!r} is not a field of {model.__name__} ({sorted(fields)})"
+        annotation = fields[part].annotation
+        model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+    assert model is None, f"{name} names a whole section, not a field"
+    return parts
+
+
+def _check_env_overrides(env: dict[str, str], monkeypatch: pytest.MonkeyPatch, where: str) -> SightlineConfig:
+    """Every SIGHTLINE_* variable is a real config field (or read by the code) and takes effect."""
+    config_vars = {}
+    for name, value in env.items():
+        if not name.startswith("SIGHTLINE_"):
+            continue
+        if name in NON_CONFIG_ENV:
+            assert name in (REPO / NON_CONFIG_ENV[name]).read_text(), f"{name} is not read by the code"
+            continue
+        config_vars[name] = (_field_path(name), value)
+    for name, (_, value) in config_vars.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("SIGHTLINE_CONFIG", raising=False)
+    config = load_config(CONFIG_FILE)
+    for name, (path, value) in config_vars.items():
+        actual: Any = config
+        for part in path:
+            actual = getattr(actual, part)
+        assert str(actual) == value, f"{where}: {name}={value} did not override the config (got {actual!r})"
+    return config
+
+
+# -- docker compose -------------------------------------------------------------------------
+def test_compose_has_every_service(compose: dict[str, Any]) -> None:
+    expected = {
+        "kafka", "redis", "topics", "setup", "decoder", "inference", "inference-gpu", "alerts", "api",
+        "prometheus", "grafana", "kafka-exporter",
+    }  # fmt: skip
+    assert expected <= set(_services(compose))
+
+
+def test_kafka_is_a_single_kraft_node(compose: dict[str, Any]) -> None:
+    kafka = _services(compose)["kafka"]
+    assert kafka["image"] == "apache/kafka:4.1.1"
+    env = _env(kafka)
+    assert set(env["KAFKA_PROCESS_ROLES"].split(",")) == {"broker", "controller"}
+    assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"] == f"{env['KAFKA_NODE_ID']}@kafka:9093"
+    assert "CONTROLLER://:9093" in env["KAFKA_LISTENERS"]
+    assert env["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"] == "1"
+    assert env["KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR"] == "1"  # exactly-once workers
+    advertised = env["KAFKA_ADVERTISED_LISTENERS"].split(",")
+    for name in SIGHTLINE_SERVICES:
+        bootstrap = _env(_services(compose)[name])["SIGHTLINE_KAFKA__BOOTSTRAP_SERVERS"]
+        assert f"PLAINTEXT://{bootstrap}" in advertised, f"{name} bootstraps from {bootstrap}"
+
+
+def _cli_commands() -> set[tuple[str, ...]]:
+    import typer
+
+    from sightline.cli import app
+
+    found: set[tuple[str, ...]] = set()
+
+    def walk(command: Any, path: tuple[str, ...]) -> None:  # typer's (vendored) click objects
+        found.add(path)
+        for name, sub in (getattr(command, "commands", None) or {}).items():
+            walk(sub, (*path, name))
+
+    walk(typer.main.get_command(app), ())
+    return found
+
+
+def test_commands_used_by_the_deployments_exist() -> None:
+    commands = _cli_commands()
+    used = {tuple(c) for c in SIGHTLINE_SERVICES.values()} | {("assets", "fetch"), ("models", "fetch")}
+    missing = sorted(" ".join(c) for c in used - commands)
+    assert not missing, (
+        f"compose/k8s run `sightline {', '.join(missing)}`, which sightline.cli does not mount"
+    )
+
+
+def test_sightline_services_run_the_cli(compose: dict[str, Any]) -> None:
+    services = _services(compose)
+    for name, command in SIGHTLINE_SERVICES.items():
+        service = services[name]
+        assert service["command"][: len(command)] == command, name
+        assert "entrypoint" not in service, f"{name} must use the image's `sightline` entrypoint"
+        redis_host = _env(service)["SIGHTLINE_REDIS__URL"].split("//")[1].split(":")[0]
+        assert redis_host in services, f"{name}: redis host {redis_host} is not a compose service"
+    dockerfile = (COMPOSE_DIR / "Dockerfile").read_text()
+    assert 'ENTRYPOINT ["sightline"]' in dockerfile
+    assert re.search(r"^USER (?!root|0)", dockerfile, re.MULTILINE), "the image must not run as root"
+    gpu = (COMPOSE_DIR / "Dockerfile.gpu").read_text()
+    assert "nvidia/cuda" in gpu and 'ENTRYPOINT ["sightline"]' in gpu
+    assert "optional-dependencies']['gpu']" in gpu, "the GPU image installs the `gpu` extra"
+
+
+@pytest.mark.parametrize("name", sorted(SIGHTLINE_SERVICES) + sorted(ONE_SHOT))
+def test_env_overrides_are_config_fields(
+    compose: dict[str, Any], name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service = _services(compose)[name]
+    env = _env(service)
+    config = _check_env_overrides(env, monkeypatch, f"compose service {name}")
+    # The config the container reads is the mounted compose/sightline.yaml.
+    mounted = _bind_mounts(service)
+    assert mounted[PurePosixPath(env["SIGHTLINE_CONFIG"])] == CONFIG_FILE
+    assert config.metrics.host == "0.0.0.0", f"{name}: metrics must listen beyond the container"
+    assert str(config.inference.registry_dir) in {str(p) for p in _volume_targets(service)}
+
+
+def _bind_mounts(service: dict[str, Any]) -> dict[PurePosixPath, Path]:
+    mounts = {}
+    for volume in service.get("volumes", []):
+        source, target = volume.split(":")[:2]
+        if source.startswith((".", "/")):
+            mounts[PurePosixPath(target)] = (COMPOSE_DIR / source).resolve()
+    return mounts
+
+
+def _volume_targets(service: dict[str, Any]) -> list[PurePosixPath]:
+    return [PurePosixPath(v.split(":")[1]) for v in service.get("volumes", [])]
+
+
+def test_ports_match_config_defaults(compose: dict[str, Any]) -> None:
+    services = _services(compose)
+    config = load_config(CONFIG_FILE)
+    assert config.metrics.model_dump(exclude={"host"}) == MetricsSettings().model_dump(exclude={"host"})
+    assert config.api.port == ApiSettings().port
+    for name, port in SERVICE_PORTS.items():
+        probe = json.dumps(services[name]["healthcheck"]["test"])
+        assert f"127.0.0.1:{port}/" in probe, f"{name} healthcheck should probe port {port}"
+    assert f"{ApiSettings().port}:{ApiSettings().port}" in services["api"]["ports"]
+
+
+def test_mounted_files_and_build_contexts_exist(compose: dict[str, Any]) -> None:
+    for name, service in _services(compose).items():
+        for target, source in _bind_mounts(service).items():
+            assert source.exists(), f"{name} mounts {source} at {target}, which is not in the repo"
+        build = service.get("build")
+        if build:
+            context = (COMPOSE_DIR / build["context"]).resolve()
+            assert context == REPO, f"{name}: build context should be the repo root"
+            assert (context / build["dockerfile"]).is_file()
+    ignored = (REPO / ".dockerignore").read_text().split()
+    for needed in ("pyproject.toml", "sightline", "streams", "decoders", "inference", "alerts", "schemas"):
+        assert needed not in ignored, f".dockerignore must not exclude {needed}"
+
+
+def test_inference_has_replicas_and_a_gpu_profile(compose: dict[str, Any]) -> None:
+    services = _services(compose)
+    cpu, gpu = services["inference"], services["inference-gpu"]
+    assert cpu["deploy"]["replicas"] >= 2
+    assert "profiles" not in cpu
+    assert gpu["profiles"] == ["gpu"]
+    [device] = gpu["deploy"]["resources"]["reservations"]["devices"]
+    assert device["driver"] == "nvidia" and "gpu" in device["capabilities"]
+    assert gpu["build"]["dockerfile"] == "compose/Dockerfile.gpu"
+    assert _env(gpu)["SIGHTLINE_INFERENCE__PROVIDER"] in {"cuda", "tensorrt"}
+    # One consumer group: no service overrides the group id from sightline.yaml.
+    for service in (cpu, gpu):
+        assert "SIGHTLINE_INFERENCE__GROUP_ID" not in _env(service)
+
+
+def test_depends_on_uses_conditions_that_can_be_met(compose: dict[str, Any]) -> None:
+    services = _services(compose)
+    for name, service in services.items():
+        depends = service.get("depends_on", {})
+        assert isinstance(depends, dict), f"{name}: depends_on needs the long form with conditions"
+        for target, spec in depends.items():
+            condition = spec["condition"]
+            if condition == "service_healthy":
+                assert "healthcheck" in services[target], (
+                    f"{name} waits for {target}, which has no healthcheck"
+                )
+            elif condition == "service_completed_successfully":
+                assert services[target].get("restart") == "no", f"{target} must be a one-shot job"
+            else:
+                pytest.fail(f"{name} -> {target}: unexpected condition {condition}")
+    for name in SIGHTLINE_SERVICES:
+        assert {"kafka", "redis", "topics"} <= set(services[name]["depends_on"]), name
+        assert "healthcheck" in services[name]
+
+
+def test_docker_compose_config_validates() -> None:
+    docker = shutil.which("docker")
+    if docker is None:
+        pytest.skip("no docker client on PATH; `docker compose config -q` not run")
+    probe = subprocess.run([docker, "compose", "version"], capture_output=True, text=True, timeout=60)
+    if probe.returncode != 0:
+        reason = (probe.stderr or probe.stdout).strip().splitlines()[0]
+        pytest.skip(f"the docker client has no compose plugin ({reason}); `docker compose config -q` not run")
+    for extra in ([], ["--profile", "gpu"]):
+        result = subprocess.run(
+            [docker, "compose", "-f", str(COMPOSE_FILE), *extra, "config", "-q"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stderr
+
+
+# -- Prometheus -----------------------------------------------------------------------------
+def _jobs(path: Path) -> dict[str, dict[str, Any]]:
+    return {job["job_name"]: job for job in _yaml(path)["scrape_configs"]}
+
+
+def _job_ports(job: dict[str, Any]) -> set[int]:
+    ports = {int(t.rsplit(":", 1)[1]) for sc in job.get("static_configs", []) for t in sc["targets"]}
+    ports |= {int(sd["port"]) for sd in job.get("dns_sd_configs", [])}
+    return ports
+
+
+def test_prometheus_scrapes_every_service_on_the_config_ports(compose: dict[str, Any]) -> None:
+    services = _services(compose)
+    jobs = _jobs(COMPOSE_DIR / "prometheus.yml")
+    for job_name, port in JOB_PORTS.items():
+        job = jobs[job_name]
+        assert _job_ports(job) == {port}, job_name
+        hosts = {t.rsplit(":", 1)[0] for sc in job.get("static_configs", []) for t in sc["targets"]}
+        hosts |= {n for sd in job.get("dns_sd_configs", []) for n in sd["names"]}
+        assert hosts and hosts <= set(services), f"{job_name} scrapes {hosts}"
+    assert set(jobs["sightline-inference"]["dns_sd_configs"][0]["names"]) >= {"inference", "inference-gpu"}
+    assert "kafka-exporter" in jobs
+    mounts = _bind_mounts(services["prometheus"])
+    assert mounts[PurePosixPath("/etc/prometheus/prometheus.yml")] == COMPOSE_DIR / "prometheus.yml"
+
+
+def test_local_prometheus_has_the_same_jobs_on_loopback() -> None:
+    compose_jobs = _jobs(COMPOSE_DIR / "prometheus.yml")
+    local_jobs = _jobs(COMPOSE_DIR / "prometheus.local.yml")
+    for job_name, port in JOB_PORTS.items():
+        job = local_jobs[job_name]
+        targets = [t for sc in job["static_configs"] for t in sc["targets"]]
+        assert targets == [f"127.0.0.1:{port}"], job_name
+        assert job.get("metrics_path", "/metrics") == compose_jobs[job_name].get("metrics_path", "/metrics")
+
+
+def test_promtool_accepts_the_configs() -> None:
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool not installed (Debian package `prometheus`, `make setup`)")
+    for name in ("prometheus.yml", "prometheus.local.yml"):
+        result = subprocess.run(
+            [promtool, "check", "config", str(COMPOSE_DIR / name)], capture_output=True, text=True, timeout=60
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
+# -- Grafana --------------------------------------------------------------------------------
+PROMQL_KEYWORDS = {
+    "by", "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless", "bool",
+    "offset", "inf", "nan",
+}  # fmt: skip
+
+
+def promql_metric_names(expr: str) -> set[str]:
+    """Metric names in a PromQL expression (no full parser: strings, matchers and ranges removed)."""
+    text = re.sub(r'"(?:\\.|[^"\\])*"', '""', expr)
+    text = re.sub(r"\{[^{}]*\}", "", text)
+    text = re.sub(r"\[[^\[\]]*\]", "", text)
+    text = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^()]*\)", " ", text)
+    names = set()
+    for match in re.finditer(r"(?<![\w$.])[A-Za-z_:][A-Za-z0-9_:]*", text):
+        if text[match.end() :].lstrip().startswith("("):
+            continue  # a function or aggregation
+        if match.group().lower() not in PROMQL_KEYWORDS:
+            names.add(match.group())
+    return names
+
+
+def test_promql_metric_names_parser() -> None:
+    expr = (
+        'histogram_quantile(0.95, sum by (le, endpoint) (rate(a_seconds_bucket{x=~"$cam", y="b c"}[5m]))) '
+        "/ on (job) group_left (z) sum without (le) (b_total offset 5m) > bool 1e3"
+    )
+    assert promql_metric_names(expr) == {"a_seconds_bucket", "b_total"}
+
+
+def _dashboards() -> list[dict[str, Any]]:
+    files = sorted(DASHBOARDS.glob("*.json"))
+    assert files, "no Grafana dashboards"
+    return [json.loads(f.read_text()) for f in files]
+
+
+def dashboard_exprs() -> list[str]:
+    exprs = []
+
+    def walk(panels: list[dict[str, Any]]) -> None:
+        for panel in panels:
+            exprs.extend(t["expr"] for t in panel.get("targets", []) if t.get("expr"))
+            walk(panel.get("panels", []))
+
+    for dashboard in _dashboards():
+        walk(dashboard["panels"])
+    return exprs
+
+
+def _dashboard_metric_names() -> set[str]:
+    names = set().union(*(promql_metric_names(e) for e in dashboard_exprs()))
+    for dashboard in _dashboards():
+        for var in dashboard.get("templating", {}).get("list", []):
+            query = var.get("query")
+            query = query.get("query", "") if isinstance(query, dict) else query or ""
+            names |= set(re.findall(r"label_values\(\s*([A-Za-z_:][\w:]*)\s*,", query))
+    return names
+
+
+def _import_package(name: str) -> None:
+    """The package and all its submodules: metrics are defined at module level wherever they are used."""
+    module = importlib.import_module(name)
+    for info in pkgutil.walk_packages(module.__path__, prefix=f"{name}."):
+        importlib.import_module(info.name)
+
+
+def exported_metric_names() -> set[str]:
+    """Every sample name the Sightline code can export, read from prometheus_client's registry."""
+    from prometheus_client import REGISTRY
+
+    for module in METRICS_MODULES:
+        importlib.import_module(module)
+    for package in METRICS_PACKAGES:
+        _import_package(package)
+    suffixes = {
+        "counter": ("_total", "_created"),
+        "histogram": ("_bucket", "_sum", "_count", "_created"),
+        "summary": ("", "_sum", "_count", "_created"),
+        "gauge": ("",),
+        "info": ("_info",),
+    }
+    names = set()
+    for family in REGISTRY.collect():
+        names |= {family.name + suffix for suffix in suffixes.get(family.type, ("",))}
+        names |= {sample.name for sample in family.samples}
+    return names
+
+
+def test_dashboard_metrics_are_exported_by_the_code(compose: dict[str, Any]) -> None:
+    exported = exported_metric_names()
+    wanted = _dashboard_metric_names()
+    assert {
+        "sightline_decoder_frames_published_total",
+        "sightline_inference_frame_age_seconds_bucket",
+    } <= wanted
+    for prefix in ("sightline_api_", "sightline_drift_", "kafka_consumergroup_lag"):
+        assert any(name.startswith(prefix) for name in wanted), f"no panel shows {prefix}*"
+    for name in sorted(wanted):
+        if name in EXTERNAL_METRICS:
+            assert EXTERNAL_METRICS[name] in _services(compose), f"{name} needs {EXTERNAL_METRICS[name]}"
+            continue
+        assert name in exported, f"the dashboard queries {name}, which no Sightline module exports"
+
+
+def test_grafana_provisioning_matches_the_mounts(compose: dict[str, Any]) -> None:
+    grafana = _services(compose)["grafana"]
+    mounts = _bind_mounts(grafana)
+    provisioning = mounts[PurePosixPath("/etc/grafana/provisioning")]
+    [datasource] = _yaml(provisioning / "datasources" / "prometheus.yml")["datasources"]
+    assert datasource["url"] == "http://prometheus:9090" and datasource["type"] == "prometheus"
+    [provider] = _yaml(provisioning / "dashboards" / "sightline.yml")["providers"]
+    dashboards_dir = PurePosixPath(provider["options"]["path"])
+    assert mounts[dashboards_dir] == DASHBOARDS
+    home = PurePosixPath(_env(grafana)["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"])
+    assert home.parent == dashboards_dir and (DASHBOARDS / home.name).is_file()
+    for dashboard in _dashboards():
+        assert dashboard["uid"]
+        for panel in dashboard["panels"]:
+            if panel["type"] != "row":
+                assert panel["datasource"]["uid"] == datasource["uid"], panel["title"]
+
+
+# -- Kubernetes -----------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def k8s() -> list[dict[str, Any]]:
+    kustomization = _yaml(K8S_DIR / "kustomization.yaml")
+    listed = kustomization["resources"]
+    on_disk = {p.name for p in K8S_DIR.glob("*.yaml")} - {"kustomization.yaml"}
+    assert set(listed) == on_disk, "every manifest is listed in kustomization.yaml"
+    docs = []
+    for name in listed:
+        docs.extend(d for d in yaml.safe_load_all((K8S_DIR / name).read_text()) if d)
+    for doc in docs:
+        assert doc["apiVersion"] and doc["kind"] and doc["metadata"]["name"], doc
+    return docs
+
+
+def _k8s(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    [doc] = [d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name]
+    return doc
+
+
+def _k8s_config(docs: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch) -> SightlineConfig:
+    env = _k8s(docs, "ConfigMap", "sightline-env")["data"]
+    return _check_env_overrides({k: str(v) for k, v in env.items()}, monkeypatch, "k8s sightline-env")
+
+
+def test_k8s_configmap_is_the_compose_config(k8s: list[dict[str, Any]]) -> None:
+    embedded = _k8s(k8s, "ConfigMap", "sightline-config")["data"]["sightline.yaml"]
+    assert yaml.safe_load(embedded) == _yaml(CONFIG_FILE), "compose/k8s/configmap.yaml is out of date"
+
+
+def test_k8s_deployments(k8s: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch) -> None:
+    config = _k8s_config(k8s, monkeypatch)
+    expected = {
+        "sightline-decoder": (["decode"], config.metrics.decoder_port),
+        "sightline-inference": (["infer"], config.metrics.inference_port),
+        "sightline-alerts": (["alerts", "run"], config.metrics.alerts_port),
+        "sightline-api": (["api"], config.api.port),
+    }
+    for name, (args, port) in expected.items():
+        deployment = _k8s(k8s, "Deployment", name)
+        pod = deployment["spec"]["template"]
+        assert deployment["spec"]["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+        [container] = pod["spec"]["containers"]
+        assert container["args"] == args
+        assert [p["containerPort"] for p in container["ports"]] == [port]
+        assert pod["metadata"]["annotations"]["prometheus.io/port"] == str(port)
+        assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
+        assert {"configMapRef": {"name": "sightline-env"}} in container["envFrom"]
+        for var in container.get("env", []):
+            if var["name"] not in NON_CONFIG_ENV:
+                _field_path(var["name"])
+        volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+        mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+        assert volumes[mounts["/etc/sightline"]]["configMap"]["name"] == "sightline-config"
+        assert str(config.inference.registry_dir) in mounts
+    service = _k8s(k8s, "Service", "sightline-api")
+    assert service["spec"]["ports"][0]["port"] == config.api.port
+
+
+def test_keda_scales_inference_on_the_frames_lag(
+    k8s: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = _k8s_config(k8s, monkeypatch)
+    scaled = _k8s(k8s, "ScaledObject", "sightline-inference")
+    assert scaled["apiVersion"].startswith("keda.sh/")
+    assert scaled["spec"]["scaleTargetRef"]["name"] == "sightline-inference"
+    _k8s(k8s, "Deployment", "sightline-inference")
+    [trigger] = scaled["spec"]["triggers"]
+    assert trigger["type"] == "kafka"
+    meta = trigger["metadata"]
+    assert meta["topic"] == config.topics.frames.name
+    assert meta["consumerGroup"] == config.inference.group_id
+    assert meta["bootstrapServers"] == config.kafka.bootstrap_servers
+    assert 1 <= scaled["spec"]["minReplicaCount"] <= scaled["spec"]["maxReplicaCount"]
+    assert scaled["spec"]["maxReplicaCount"] <= config.topics.frames.partitions
+
+
+def test_docs_exist() -> None:
+    for name in ("deployment.md", "capacity.md"):
+        assert (REPO / "docs" / name).is_file(), name
