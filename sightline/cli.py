@@ -5,11 +5,13 @@ from __future__ import annotations
 import typer
 
 from alerts import cli as alerts_cli
+from sightline.api.cli import api, bench_api
 from sightline.commands import assets, bench, common, dev, models
 from sightline.commands.batch import batch
 from sightline.commands.decode import decode, frames_app
 from sightline.commands.demo import demo
 from sightline.commands.infer import infer
+from sightline.drift.cli import drift
 
 app = typer.Typer(help="Sightline: streaming video analytics over Apache Kafka.", no_args_is_help=True)
 
@@ -37,6 +39,9 @@ app.command()(decode)
 app.command()(infer)
 app.command()(batch)
 app.command()(demo)
+app.command()(api)
+app.command()(drift)
+bench.app.command("api")(bench_api)
 
 
 if __name__ == "__main__":

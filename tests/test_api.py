@@ -177,12 +177,12 @@ def test_cameras_alerts_and_annotated_frame_from_the_topics(api: tuple, bus_jpg:
     while True:
         cams = {c["camera_id"]: c for c in client.get("/v1/cameras").json()["cameras"]}
         cam = cams.get("cam-a")
-        if cam and cam["online"] and cam["last_seq"] == 0 and cam["inference_lag"] is not None:
+        # Nobody consumes frames in the inference group here, so the frame counts as lag.
+        if cam and cam["online"] and cam["last_seq"] == 0 and (cam["inference_lag"] or 0) >= 1:
             break
         assert time.monotonic() < deadline, cams
         time.sleep(0.3)
     assert cam["fps_in"] > 0 and cam["fps_out"] > 0 and cam["last_frame_age_s"] >= 0
-    assert cam["inference_lag"] >= 1, "nobody consumed the frame in the inference group"
 
     alerts = client.get("/v1/alerts").json()["alerts"]
     assert [a["summary"] for a in alerts][:2] == ["alert 1", "alert 0"], "newest first"
