@@ -1,4 +1,4 @@
-.PHONY: setup run test lint clean
+.PHONY: setup run test test-recipes lint clean
 
 # `make run` stops after DURATION seconds; DURATION=0 runs until Ctrl-C.
 DURATION ?= 180
@@ -12,6 +12,9 @@ run: setup
 test: setup
 	.venv/bin/ruff check .
 	.venv/bin/python -m pytest -q $(PYTEST_ARGS)
+
+test-recipes: setup
+	.venv/bin/python -m pytest -q -m slow tests/inference
 
 lint: setup
 	.venv/bin/ruff check .

@@ -19,9 +19,8 @@ from typing import Any
 
 import faust
 from faust.types import EventT, StreamT
-from redis.asyncio import Redis
 
-from alerts.checkpoint import CheckpointStore
+from alerts.checkpoint import CheckpointStore, connect
 from alerts.engine import Engine
 from alerts.runner import BatchResult, RawRecord, RulesRunner
 from alerts.webhooks.dead_letters import KafkaDeadLetters, Source
@@ -97,7 +96,7 @@ class AlertsApp:
             stream_buffer_maxsize=max(4096, settings.batch_max * 2),
             broker_max_poll_records=max(500, settings.batch_max),
         )
-        self.redis = Redis.from_url(config.redis.url)
+        self.redis = connect(config.redis.url)
         store = CheckpointStore(self.redis, settings.redis_prefix, settings.app_id)
         self.runner = RulesRunner(Engine(rules), store, topics.detections.name, topics.pos_events.name)
         self.alerts_topic = topics.alerts.name

@@ -23,9 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from redis.asyncio import Redis
 
-from alerts.checkpoint import CheckpointStore
+from alerts.checkpoint import CheckpointStore, connect
 from alerts.replay_rules import evaluate
 from alerts.synthetic import Box, Walker, box_at, record
 from alerts.webhooks.receiver import Receiver
@@ -153,7 +152,7 @@ def _wait(predicate: Callable[[], bool], timeout: float) -> None:
 
 def _committed(config: SightlineConfig) -> int:
     async def read() -> int:
-        redis = Redis.from_url(config.redis.url)
+        redis = connect(config.redis.url)
         try:
             offsets = await CheckpointStore(redis, config.alerts.redis_prefix, config.alerts.app_id).offsets()
         finally:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
 
 def dumps(value: Any) -> bytes:
@@ -19,6 +19,13 @@ def dumps(value: Any) -> bytes:
 
 def loads(data: bytes) -> Any:
     return json.loads(data)
+
+
+def connect(url: str, max_connections: int = 64) -> Redis:
+    """A client whose pool waits for a free connection instead of failing under bursts."""
+    return Redis(
+        connection_pool=BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=None)
+    )
 
 
 class CheckpointStore:

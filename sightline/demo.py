@@ -23,7 +23,7 @@ from confluent_kafka.admin import AdminClient
 
 from sightline.assets import media_path
 from sightline.config import SightlineConfig, load_config
-from sightline.rtsp_camera import RtspCamera
+from sightline.rtsp_camera import RtspRelay
 from streams.devinfra import DevStack
 from streams.paths import repo_root
 from streams.topics import ensure_topics
@@ -38,7 +38,7 @@ class Demo:
         self.base = base or load_config(None)
         self.secret = secrets.token_hex(16)
         self.token = secrets.token_hex(8)
-        self.cameras: list[RtspCamera] = []
+        self.relay: RtspRelay | None = None
         self.children: dict[str, subprocess.Popen[bytes]] = {}
         self.receiver: Any = None
         self.stop = threading.Event()
@@ -46,9 +46,10 @@ class Demo:
     # -- set-up --------------------------------------------------------------------------
     def _config(self) -> dict[str, Any]:
         data = self.base.model_dump(mode="json")
+        assert self.relay is not None
         data["cameras"] = [
-            {"id": cam.path, "url": cam.url, "rtsp_transport": "udp", "fps": 10, "stall_timeout_s": 5}
-            for cam in self.cameras
+            {"id": cam, "url": self.relay.url(cam), "rtsp_transport": "udp", "fps": 10, "stall_timeout_s": 5}
+            for cam in CAMERAS
         ]
         data["inference"]["registry_dir"] = str(Path(self.base.inference.registry_dir).resolve())
         data["alerts"]["rules_file"] = str(repo_root() / "alerts" / "demo_rules.yaml")
@@ -80,11 +81,10 @@ class Demo:
         shared = shared_dir()
         fetch_model("nanodet-m", registry=ModelRegistry(self.base.inference.registry_dir),
                     seed_dir=shared / "models" if shared else None)  # fmt: skip
+        self.relay = RtspRelay({cam: media_path(clip) for cam, clip in CAMERAS.items()}, log_dir=self.workdir)
+        self.relay.start()
         for cam_id, clip in CAMERAS.items():
-            camera = RtspCamera(media_path(clip), cam_id, log_dir=self.workdir)
-            camera.start()
-            self.cameras.append(camera)
-            say(f"camera {cam_id}: {camera.url} (RTSP over UDP, from {clip})")
+            say(f"camera {cam_id}: {self.relay.url(cam_id)} (RTSP over UDP, from {clip})")
         self.receiver = Receiver(self.secret).start()
         say(f"webhook receiver: {self.receiver.url} (verifies HMAC signatures)")
         config = self._config()
@@ -151,8 +151,8 @@ class Demo:
             except subprocess.TimeoutExpired:
                 say(f"{name} did not stop in 30 s; killing it")
                 proc.kill()
-        for camera in self.cameras:
-            camera.kill()
+        if self.relay is not None:
+            self.relay.kill()
         if self.receiver is not None:
             self.receiver.stop()
 

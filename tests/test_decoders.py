@@ -14,7 +14,7 @@ from decoders.runner import run_cameras
 from schemas.camera_event import CameraEvent
 from schemas.frame import validate_frame_record
 from sightline.config import CameraSettings
-from sightline.rtsp_camera import RtspCamera
+from sightline.rtsp_camera import RtspRelay
 from tests.conftest import Stack
 from tests.helpers import read_topic
 
@@ -83,10 +83,10 @@ def test_keyframes_only_keeps_only_keyframes(stack: Stack, tmp_path: Path) -> No
 
 def test_rtsp_camera_reconnects_after_server_restart(stack: Stack, vtest_path: Path, tmp_path: Path) -> None:
     config = stack.fresh_config("rtsp")
-    rtsp = RtspCamera(vtest_path, "cam1", log_dir=tmp_path)
+    rtsp = RtspRelay({"cam1": vtest_path}, log_dir=tmp_path)
     rtsp.start()
     camera = CameraSettings(
-        id="rtsp-cam", url=rtsp.url, rtsp_transport="udp", stall_timeout_s=3,
+        id="rtsp-cam", url=rtsp.url("cam1"), rtsp_transport="udp", stall_timeout_s=3,
         reconnect_initial_s=0.5, reconnect_max_s=2,
     )  # fmt: skip
     stop = threading.Event()

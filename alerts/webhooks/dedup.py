@@ -7,7 +7,28 @@ after the receiver acknowledged, so a crash before that re-delivers (never loses
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+async def _persist(what: str, call: Callable[[], Awaitable[T]]) -> T:
+    """Retried until Redis answers: an outage stalls deliveries, it never loses or doubles one."""
+    delay = 0.1
+    while True:
+        try:
+            return await call()
+        except (RedisError, OSError) as exc:
+            log.warning("redis %s failed (%s); retrying in %.1fs", what, exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
 
 class DeliveryLedger:
@@ -20,7 +41,9 @@ class DeliveryLedger:
         return f"{self.prefix}:delivered:{endpoint}:{alert_id}"
 
     async def delivered(self, endpoint: str, alert_id: str) -> bool:
-        return bool(await self.redis.exists(self.key(endpoint, alert_id)))
+        key = self.key(endpoint, alert_id)
+        return bool(await _persist("lookup", lambda: self.redis.exists(key)))
 
     async def mark(self, endpoint: str, alert_id: str) -> None:
-        await self.redis.set(self.key(endpoint, alert_id), b"1", ex=self.ttl_s)
+        key = self.key(endpoint, alert_id)
+        await _persist("write", lambda: self.redis.set(key, b"1", ex=self.ttl_s))

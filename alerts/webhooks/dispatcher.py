@@ -57,12 +57,28 @@ class Dispatcher:
         if endpoint.pending >= endpoint.settings.max_pending:
             outcome = Outcome("dead", 0, f"backlog of {endpoint.pending} exceeds max_pending")
         else:
-            outcome = await endpoint.deliver(alert, body)
+            outcome = await self._deliver(endpoint, alert, body)
         if outcome.status == "dead":
             log.warning("alert %s to %s dead-lettered: %s", alert.alert_id, endpoint.name, outcome.reason)
             await self._dead_letter(endpoint.name, alert, body, outcome.reason, source)
             metrics.DEAD.labels(endpoint.name).inc()
         return outcome
+
+    async def _deliver(self, endpoint: Endpoint, alert: AlertRecord, body: bytes) -> Outcome:
+        """An unexpected error (a bug, a client failure) retries the delivery; it never drops it."""
+        delay = 0.5
+        while True:
+            try:
+                return await endpoint.deliver(alert, body)
+            except Exception:
+                log.exception(
+                    "delivering alert %s to %s failed; retrying in %.1fs",
+                    alert.alert_id,
+                    endpoint.name,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
 
     async def _dead_letter(
         self, endpoint: str, alert: AlertRecord, body: bytes, reason: str, src: Source | None

@@ -12,8 +12,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
-from redis.asyncio import Redis
 
+from alerts.checkpoint import connect
 from alerts.webhooks.dead_letters import STAGE, KafkaDeadLetters, Source
 from alerts.webhooks.dispatcher import Dispatcher
 from schemas.alert import AlertRecord
@@ -107,7 +107,7 @@ async def replay(
     batch = await asyncio.to_thread(read_parked, config, group, from_beginning)
     parked, consumer = batch.parked, batch.consumer
     report = ReplayReport(scanned=batch.scanned)
-    redis = Redis.from_url(config.redis.url)
+    redis = connect(config.redis.url)
     sink = KafkaDeadLetters(config.kafka, config.topics.dead_letter.name)
     dispatcher = Dispatcher.build(config.alerts, redis, sink)
     known = {e.name for e in dispatcher.endpoints}
