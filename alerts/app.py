@@ -1,9 +1,10 @@
 """The faust-streaming app: a rules agent (detections + POS -> alerts) and a delivery agent
 (alerts -> webhooks), both with manual acks so offsets are committed only after the work.
 
-Order per rules batch: evaluate -> publish alerts and wait for the broker -> checkpoint state
-and offsets in Redis -> ack. Order per alert: deliver to (or dead-letter for) every endpoint
--> ack, in offset order. See docs/alerts.md for what that guarantees.
+Order per rules batch: evaluate -> publish alerts and wait for the broker; then, at most every
+`checkpoint_interval_ms`: checkpoint state and offsets in Redis -> ack. Order per alert: deliver
+to (or dead-letter for) every endpoint -> ack, in offset order. docs/alerts.md says what that
+guarantees.
 """
 
 from __future__ import annotations

@@ -44,6 +44,10 @@ def _logging(level: str) -> None:
 @app.callback(invoke_without_command=True)
 def main(ctx: typer.Context, config: ConfigOpt = None) -> None:
     """With no command, runs the processors (same as `run`)."""
+    if config is not None:
+        from sightline.commands.common import set_config_path
+
+        set_config_path(str(config))  # `sightline alerts -c FILE replay` works like `replay -c FILE`
     if ctx.invoked_subcommand is None:
         run(config=config)
 
