@@ -177,8 +177,7 @@ class DevStack:
                     "kafka.tools.StorageTool",
                     "format",
                     "--standalone",
-                    "-t",
-                    cluster_id,
+                    f"--cluster-id={cluster_id}",  # one argument: ids may start with '-'
                     "-c",
                     str(props),
                 ],
