@@ -33,7 +33,7 @@ from sightline.config import SightlineConfig
 from sightline.config.alerts import RulesSettings
 
 log = logging.getLogger(__name__)
-RULES_STAGE = "alerts-rules"
+RULES_STAGE = "alerts"  # a `dlq-stage` value of schemas/dead_letter.headers.schema.json
 # Alerts held by the delivery agent beyond the largest endpoint backlog: a dead endpoint hits its
 # own `max_pending` (and dead-letters) before it can exhaust the shared slots of the others.
 EXTRA_IN_FLIGHT = 5_000

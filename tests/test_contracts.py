@@ -198,3 +198,16 @@ def test_kcat_reads_detections_as_json(stack: Stack) -> None:
         timeout=30,
     )
     assert out.stdout.strip() == 'cam1 {"camera_id": "cam1"}'
+
+
+@pytest.mark.parametrize("stage", ["decoder", "inference", "alerts", "webhook", "api"])
+def test_dead_letter_headers_follow_the_published_schema(stage: str) -> None:
+    from alerts.app import RULES_STAGE
+    from alerts.webhooks.dead_letters import STAGE as WEBHOOK_STAGE
+    from schemas.headers import headers_to_dict
+
+    schema = json.loads((SCHEMAS / "dead_letter.headers.schema.json").read_text())
+    validator = Draft202012Validator(schema)
+    headers = headers_to_dict(dead_letter_headers([("camera-id", b"cam1")], "why", stage, "t", 0, 5))
+    assert not list(validator.iter_errors(headers))
+    assert {RULES_STAGE, WEBHOOK_STAGE} <= set(schema["properties"]["dlq-stage"]["enum"])

@@ -3,34 +3,27 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
-from sightline.config import ConfigError, SightlineConfig, _describe, _line_index
+from sightline.config import (
+    ConfigError,
+    SightlineConfig,
+    describe_validation_error,
+    read_yaml_mapping,
+    yaml_line_index,
+)
 from sightline.config.alerts import RulesSettings
 
 
 def load_rules(path: str | Path) -> RulesSettings:
     """Parse and validate a rules YAML file; errors name the file and line."""
-    file = Path(path)
-    if not file.is_file():
-        raise ConfigError(f"rules file {file} does not exist")
-    text = file.read_text()
-    try:
-        data: Any = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{file}: not valid YAML: {exc}") from exc
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{file}: a rules file is a mapping with `version` and `cameras`")
+    data, text = read_yaml_mapping(path, "rules file", "a mapping with `version` and `cameras`")
     try:
         return RulesSettings(**data)
     except ValidationError as exc:
         raise ConfigError(
-            _describe(exc, _line_index(text), str(file)).replace("configuration", "rules")
+            describe_validation_error(exc, yaml_line_index(text), str(path)).replace("configuration", "rules")
         ) from None
 
 

@@ -16,7 +16,7 @@ from sightline.config import KafkaSettings
 from streams.kafka import make_producer
 
 log = logging.getLogger(__name__)
-STAGE = "alerts-webhook"
+STAGE = "webhook"  # a `dlq-stage` value of schemas/dead_letter.headers.schema.json
 
 
 @dataclass(frozen=True, slots=True)

@@ -88,7 +88,7 @@ class SightlineConfig(BaseSettings):
         raise KeyError(camera_id)
 
 
-def _line_index(text: str) -> dict[tuple[str, ...], int]:
+def yaml_line_index(text: str) -> dict[tuple[str, ...], int]:
     """Map every YAML path (keys and list indexes as strings) to its 1-based line."""
     index: dict[tuple[str, ...], int] = {}
 
@@ -109,7 +109,7 @@ def _line_index(text: str) -> dict[tuple[str, ...], int]:
     return index
 
 
-def _describe(error: ValidationError, lines: dict[tuple[str, ...], int], source: str) -> str:
+def describe_validation_error(error: ValidationError, lines: dict[tuple[str, ...], int], source: str) -> str:
     messages = []
     for item in error.errors():
         loc = tuple(str(part) for part in item["loc"])
@@ -137,27 +137,35 @@ def _check_unique_cameras(config: SightlineConfig, lines: dict[tuple[str, ...], 
         seen[cam.id] = i
 
 
-def load_config(path: str | os.PathLike[str] | None = None) -> SightlineConfig:
-    """Load YAML from `path` (or $SIGHTLINE_CONFIG), apply env overrides, validate."""
-    path = path or os.environ.get(ENV_CONFIG_PATH)
-    text, source = "", "<defaults>"
-    if path:
-        file = Path(path)
-        if not file.is_file():
-            raise ConfigError(f"configuration file {file} does not exist")
-        text, source = file.read_text(), str(file)
+def read_yaml_mapping(path: str | os.PathLike[str], what: str, expected: str) -> tuple[dict[str, Any], str]:
+    """A hand-written YAML file whose top level must be a mapping; returns (data, text)."""
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"{what} {file} does not exist")
+    text = file.read_text()
     try:
-        data: Any = yaml.safe_load(text) if text else {}
+        data: Any = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{source}: not valid YAML: {exc}") from exc
+        raise ConfigError(f"{file}: not valid YAML: {exc}") from exc
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{source}: the top level must be a mapping of sections")
-    lines = _line_index(text) if text else {}
+        raise ConfigError(f"{file}: the top level must be {expected}")
+    return data, text
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> SightlineConfig:
+    """Load YAML from `path` (or $SIGHTLINE_CONFIG), apply env overrides, validate."""
+    path = path or os.environ.get(ENV_CONFIG_PATH)
+    data: dict[str, Any] = {}
+    text, source = "", "<defaults>"
+    if path:
+        data, text = read_yaml_mapping(path, "configuration file", "a mapping of sections")
+        source = str(path)
+    lines = yaml_line_index(text) if text else {}
     try:
         config = SightlineConfig(**data)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, lines, source)) from None
+        raise ConfigError(describe_validation_error(exc, lines, source)) from None
     _check_unique_cameras(config, lines, source)
     return config
