@@ -85,6 +85,9 @@ class AlertsApp:
             value_serializer="raw",
             key_serializer="raw",
             web_enabled=False,
+            # Records taken but not yet checkpointed are simply re-read by the next owner (the
+            # checkpoint skips what was applied), so shutdown need not wait for them to drain.
+            stream_wait_empty=False,
             autodiscover=False,
             topic_allow_declare=False,
             consumer_auto_offset_reset="earliest",
