@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -103,7 +104,8 @@ class Demo:
         partitions = admin.list_topics(topic, timeout=5).topics[topic].partitions
         return sum(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=5)[1] for p in partitions)
 
-    def run(self, duration: float | None) -> dict[str, Any]:
+    def run(self, duration: float | None, until: Callable[[Demo], bool] | None = None) -> dict[str, Any]:
+        """Print a summary every 5 s until Ctrl-C, `duration`, a stage exiting, or `until(self)`."""
         from confluent_kafka import Consumer
 
         admin = AdminClient({"bootstrap.servers": self.base.kafka.bootstrap_servers})
@@ -136,7 +138,7 @@ class Demo:
                 say(f"stage(s) exited: {', '.join(dead)}; see {self.workdir}")
                 break
             summary = {**counts, "webhooks": dict(by_type)}
-            if duration and elapsed >= duration:
+            if (duration and elapsed >= duration) or (until is not None and until(self)):
                 break
         consumer.close()
         return summary
