@@ -6,6 +6,7 @@ thread settings, so their ratio says how much the Kafka plumbing costs.
 
 from __future__ import annotations
 
+import math
 import os
 import statistics
 import threading
@@ -43,6 +44,13 @@ def isolated(config: SightlineConfig, tag: str) -> SightlineConfig:
     return config
 
 
+def native_fps(video: Path) -> float:
+    import av
+
+    with av.open(str(video)) as container:
+        return float(container.streams.video[0].average_rate or 25)
+
+
 def raw_fps(detector: Detector, frame: np.ndarray, batch: int, seconds: float) -> float:
     """Engine only, on an already preprocessed batch: the model's own speed here."""
     tensor, _ = preprocess([frame] * batch, detector.manifest)
@@ -66,15 +74,15 @@ def pipeline_fps(config: SightlineConfig, detector: Detector, video: Path, frame
 
 
 def latency(
-    config: SightlineConfig, detector: Detector, video: Path, cameras: int, seconds: float
+    config: SightlineConfig, detector: Detector, video: Path, cameras: int, fps: float, seconds: float
 ) -> dict[str, Any]:
-    """Live load below capacity: `cameras` real-time sources; frame age from capture to ack."""
+    """Live load below capacity: `cameras` real-time sources at `fps`; frame age, capture to ack."""
     config = isolated(config, "lat")
     stop = threading.Event()
     worker = InferenceWorker(config, detector=detector, worker_id=f"bench-lat-{os.getpid()}", stop=stop)
     worker_thread = threading.Thread(target=worker.run, name="bench-worker")
     worker_thread.start()
-    sources = [CameraSettings(id=f"live{i}", url=str(video), loop=True) for i in range(cameras)]
+    sources = [CameraSettings(id=f"live{i}", url=str(video), loop=True, fps=fps) for i in range(cameras)]
     feed_stop = threading.Event()
     feed = threading.Thread(
         target=run_cameras, args=(config, sources, feed_stop), kwargs={"metrics_port": 0, "realtime": True}
@@ -121,9 +129,11 @@ def run(
         raws.append(raw_fps(detector, frame, batch, seconds=8))
         pipes.append(pipeline_fps(config, detector, video, frames)["fps"])
     raw, pipe = statistics.median(raws), statistics.median(pipes)
-    # 70% of measured capacity, in whole 10 fps cameras (the sample video's native rate).
-    cameras = max(1, int(pipe * 0.7 // 10))
-    live = latency(config, detector, video, cameras, duration or 30.0)
+    # 70% of measured capacity, spread over cameras of at most the video's native rate.
+    load = pipe * 0.7
+    native = native_fps(video)
+    cameras = max(1, math.ceil(load / native))
+    live = latency(config, detector, video, cameras, load / cameras, duration or 30.0)
     result: dict[str, Any] = {
         "model": f"{detector.manifest.name}:{detector.manifest.version}",
         "batch": batch,
@@ -134,7 +144,7 @@ def run(
         "pipeline_fps": round(pipe, 1),
         "ratio": round(pipe / raw, 3),
         "latency_cameras": cameras,
-        "latency_load_fps": cameras * 10,
+        "latency_load_fps": round(load, 1),
         **live,
     }
     if duration is not None:
