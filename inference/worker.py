@@ -69,7 +69,7 @@ class DetectorSource:
         if detector is None:
             inf = config.inference
             registry = ModelRegistry(inf.registry_dir)
-            kind = _engine_kind(config)
+            kind = engine_kind(config)
             options: dict[str, Any] = {
                 "engine_options": {} if kind == "tensorrt" else {"threads": inf.threads},
                 "score_threshold": inf.score_threshold,
@@ -98,7 +98,7 @@ class DetectorSource:
             self._fixed.close()
 
 
-def _engine_kind(config: SightlineConfig) -> str:
+def engine_kind(config: SightlineConfig) -> str:
     inf = config.inference
     if inf.engine == "tensorrt":
         return "tensorrt"  # native TensorRT engine

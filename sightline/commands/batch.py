@@ -19,6 +19,7 @@ def batch(
     """Process a recorded video through the same engine and output decoders as the workers."""
     from inference.detector import Detector
     from inference.registry import ModelRegistry, RegistryError
+    from inference.worker import engine_kind
     from sightline.batch import run_batch
 
     cfg = config()
@@ -27,7 +28,9 @@ def batch(
         manifest, path = ModelRegistry(cfg.inference.registry_dir).promoted(model or cfg.inference.model)
     except RegistryError as exc:
         fail(f"{exc}\n  hint: `sightline models fetch nanodet-m`")
-    detector = Detector.from_path(path, manifest, "cpu", {"threads": cfg.inference.threads}, max_batch=size)
+    kind = engine_kind(cfg)
+    options = {} if kind == "tensorrt" else {"threads": cfg.inference.threads}
+    detector = Detector.from_path(path, manifest, kind, options, max_batch=size)
     with out.open("w") as handle:
         result = run_batch(video, detector, handle, batch=size, tracking=not no_tracking)
     typer.echo(f"{result['frames']} frames in {result['seconds']} s: {result['fps']} fps -> {out}")

@@ -52,6 +52,7 @@ def bench_inference(
     from inference.detector import Detector
     from inference.fetch import RECIPES, fetch_model
     from inference.registry import ModelRegistry, RegistryError
+    from inference.worker import engine_kind
     from sightline.bench import inference as bench
     from streams.paths import shared_dir
 
@@ -68,7 +69,9 @@ def bench_inference(
         shared = shared_dir()
         fetch_model(model, registry=registry, seed_dir=shared / "models" if shared else None)
         manifest, path = registry.promoted(model)
-    detector = Detector.from_path(path, manifest, "cpu", {"threads": threads}, max_batch=batch)
+    kind = engine_kind(cfg)  # CPU by default; SIGHTLINE_INFERENCE__PROVIDER=cuda|tensorrt on a GPU
+    options = {} if kind == "tensorrt" else {"threads": threads}
+    detector = Detector.from_path(path, manifest, kind, options, max_batch=batch)
     clip = Path(video) if Path(video).exists() else media_path(video)
     result = bench.run(cfg, detector, clip, batch=batch, threads=threads, frames=frames, rounds=rounds,
                        duration=duration)  # fmt: skip
