@@ -1,6 +1,6 @@
 """Obtain models by the project's own recipes (or a checksum-matching seed copy) and register them.
 
-python -m inference.fetch nanodet-m-416-coco --registry .sightline/models
+sightline models fetch nanodet-m   (see sightline/commands/models.py)
 """
 
 from __future__ import annotations
