@@ -1,4 +1,8 @@
-"""Fixtures for inference tests: shared models/media (skipped when absent) and hand-built ONNX graphs."""
+"""Fixtures for inference tests: real models and media, and hand-built ONNX graphs.
+
+Models and media come through the project's own fetchers (`fetch_model`, `media_path`), which
+use a checksum-matching copy in ../shared when there is one and the recipes otherwise.
+"""
 
 from __future__ import annotations
 
@@ -15,11 +19,17 @@ REPO = Path(__file__).resolve().parents[2]
 SHARED = Path(os.environ.get("SIGHTLINE_SHARED", REPO.parent / "shared"))
 
 
-def shared_file(relative: str) -> Path:
-    path = SHARED / relative
-    if not path.is_file():
-        pytest.skip(f"{path} not available (set SIGHTLINE_SHARED)")
-    return path
+def model_file(name: str) -> Path:
+    from inference.fetch import fetch_model
+
+    seed = SHARED / "models" if SHARED.is_dir() else None
+    return fetch_model(name, seed_dir=seed, verify=False).path
+
+
+def media_file(name: str) -> Path:
+    from sightline.assets import media_path
+
+    return media_path(name)
 
 
 @pytest.fixture(scope="session")
@@ -31,24 +41,24 @@ def shared_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def nanodet_path() -> Path:
-    return shared_file("models/nanodet-m-416-coco.onnx")
+    return model_file("nanodet-m")
 
 
 @pytest.fixture(scope="session")
 def ssd_path() -> Path:
-    return shared_file("models/ssdlite-mobilenetv2-person.onnx")
+    return model_file("ssdlite-person")
 
 
 @pytest.fixture(scope="session")
 def yolo11n_path() -> Path:
-    return shared_file("models/yolo11n-640-untrained.onnx")
+    return model_file("yolo11n-untrained")
 
 
 @pytest.fixture(scope="session")
 def bus_bgr() -> np.ndarray:
     import cv2
 
-    frame = cv2.imread(str(shared_file("media/bus.jpg")))
+    frame = cv2.imread(str(media_file("bus.jpg")))
     assert frame is not None
     return frame
 
@@ -58,7 +68,7 @@ def vtest_frames() -> dict[int, np.ndarray]:
     """Frames 380..404 of vtest.avi as BGR arrays, decoded once with PyAV."""
     import av
 
-    path = shared_file("media/vtest.avi")
+    path = media_file("vtest.avi")
     frames: dict[int, np.ndarray] = {}
     with av.open(str(path)) as container:
         for index, frame in enumerate(container.decode(video=0)):
