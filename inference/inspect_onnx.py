@@ -34,16 +34,20 @@ class OnnxSignature:
     metadata: dict[str, str] = field(default_factory=dict)
     probed_shapes: list[tuple[int, ...]] = field(default_factory=list)
 
-    @property
-    def names(self) -> list[str] | None:
-        """Class names from Ultralytics-style ``names`` metadata (``{0: 'person', ...}``), if present."""
-        raw = self.metadata.get("names")
+    def _literal(self, key: str) -> object:
+        """A metadata value written as a Python literal (Ultralytics exports), or None."""
+        raw = self.metadata.get(key)
         if not raw:
             return None
         try:
-            parsed = ast.literal_eval(raw)
+            return ast.literal_eval(raw)
         except (ValueError, SyntaxError):
             return None
+
+    @property
+    def names(self) -> list[str] | None:
+        """Class names from Ultralytics-style ``names`` metadata (``{0: 'person', ...}``), if present."""
+        parsed = self._literal("names")
         if isinstance(parsed, dict):
             return [str(parsed[k]) for k in sorted(parsed)]
         if isinstance(parsed, list | tuple):
@@ -53,13 +57,7 @@ class OnnxSignature:
     @property
     def imgsz(self) -> tuple[int, int] | None:
         """Export size as (h, w) from Ultralytics ``imgsz`` metadata, if present."""
-        raw = self.metadata.get("imgsz")
-        if not raw:
-            return None
-        try:
-            parsed = ast.literal_eval(raw)
-        except (ValueError, SyntaxError):
-            return None
+        parsed = self._literal("imgsz")
         if isinstance(parsed, int):
             return parsed, parsed
         if isinstance(parsed, list | tuple) and len(parsed) == 2:

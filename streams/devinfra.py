@@ -16,6 +16,7 @@ import time
 import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import IO
 
 from confluent_kafka.admin import AdminClient
 
@@ -138,6 +139,13 @@ class DevStack:
             return None
         return pid if _pid_alive(pid) else None
 
+    def _spawn(self, name: str, command: list[str], stdout: IO[bytes] | int) -> None:
+        """Start a service in its own session (Ctrl-C of `dev up` must not stop it) and record its pid."""
+        proc = subprocess.Popen(
+            command, stdout=stdout, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        )
+        (self._dir(name) / "pid").write_text(str(proc.pid))
+
     # -- kafka ---------------------------------------------------------------------------
     def _kafka_command(self) -> list[str]:
         libs = kafka_libs(self.settings.kafka_version, self.settings.log4j_version)
@@ -187,14 +195,7 @@ class DevStack:
             if fmt.returncode != 0:
                 raise DevStackError(f"formatting Kafka storage failed:\n{fmt.stdout}\n{fmt.stderr}")
         with log.open("ab") as out:
-            proc = subprocess.Popen(
-                [*base, "kafka.Kafka", str(props)],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        (kdir / "pid").write_text(str(proc.pid))
+            self._spawn("kafka", [*base, "kafka.Kafka", str(props)], out)
 
     def _wait_kafka(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -221,7 +222,8 @@ class DevStack:
         if not Path(binary).exists():
             raise DevStackError("redis-server is not installed; run `make setup`")
         rdir = self._dir("redis")
-        proc = subprocess.Popen(
+        self._spawn(
+            "redis",
             [
                 binary,
                 "--bind",
@@ -239,12 +241,8 @@ class DevStack:
                 "--logfile",
                 str(rdir / "redis.log"),
             ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
+            subprocess.DEVNULL,
         )
-        (rdir / "pid").write_text(str(proc.pid))
 
     def _wait_redis(self, timeout: float) -> None:
         import redis
