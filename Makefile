@@ -1,4 +1,4 @@
-.PHONY: setup run test test-recipes lint clean
+.PHONY: setup run test test-chaos test-recipes lint clean
 
 # `make run` stops after DURATION seconds; DURATION=0 runs until Ctrl-C.
 DURATION ?= 180
@@ -12,6 +12,10 @@ run: setup
 test: setup
 	.venv/bin/ruff check .
 	.venv/bin/python -m pytest -q $(PYTEST_ARGS)
+
+# Long fault-injection tests (broker and Redis killed and restarted); .ci/run calls it after `make test`.
+test-chaos: setup
+	.venv/bin/python -m pytest -q -m chaos $(PYTEST_ARGS)
 
 test-recipes: setup
 	.venv/bin/python -m pytest -q -m slow tests/inference

@@ -289,6 +289,29 @@ class DevStack:
                 os.killpg(pid, signal.SIGKILL)
             (self.root / name / "pid").unlink(missing_ok=True)
 
+    def kill(self, name: str) -> None:
+        """SIGKILL one service, keeping its data: how the chaos tests and benchmark crash it."""
+        pid = self._pid(name)
+        if pid is None:
+            return
+        os.killpg(pid, signal.SIGKILL)
+        while _pid_alive(pid):
+            time.sleep(0.05)
+        (self.root / name / "pid").unlink(missing_ok=True)
+
+    def start(self, name: str, timeout: float = 90.0) -> None:
+        """Start one service again on its old data (after `kill`), and wait until it answers."""
+        if name == "kafka":
+            if self._pid("kafka") is None:
+                self._start_kafka()
+            self._wait_kafka(timeout)
+        elif name == "redis":
+            if self._pid("redis") is None:
+                self._start_redis()
+            self._wait_redis(timeout)
+        else:
+            raise ValueError(f"unknown service {name!r}")
+
     def status(self) -> list[ServiceStatus]:
         kafka_pid, redis_pid = self._pid("kafka"), self._pid("redis")
         return [

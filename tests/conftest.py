@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -93,3 +95,43 @@ def write_config(config: SightlineConfig, path: Path) -> Path:
 
     path.write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
     return path
+
+
+@pytest.fixture(scope="module")
+def own_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """A Kafka broker and Redis of this test module alone, which its tests may kill and restart.
+
+    Fault tests crash the infrastructure (`own_stack.dev.kill("kafka")`, `.dev.start("kafka")`),
+    so they never share the session's broker with the rest of the suite.
+    """
+    dev_settings = DevSettings(
+        kafka_port=free_port(),
+        kafka_controller_port=free_port(),
+        redis_port=free_port(),
+        data_dir=tmp_path_factory.mktemp("own-stack"),
+    )
+    dev = DevStack(dev_settings)
+    dev.up()
+    config = SightlineConfig(
+        kafka={"bootstrap_servers": dev.bootstrap_servers},
+        redis={"url": dev.redis_url},
+        dev=dev_settings.model_dump(),
+    )
+    ensure_topics(config)
+    try:
+        yield Stack(dev=dev, config=config)
+    finally:
+        dev.down()
+
+
+def outage(dev: DevStack, service: str, seconds: float) -> threading.Thread:
+    """Kill -9 `service` now and start it again after `seconds`, in the background."""
+
+    def crash_and_restart() -> None:
+        dev.kill(service)
+        time.sleep(seconds)
+        dev.start(service)
+
+    thread = threading.Thread(target=crash_and_restart, name=f"outage-{service}", daemon=True)
+    thread.start()
+    return thread
