@@ -32,6 +32,7 @@ from inference.detector import Detector
 from inference.frames import load_image
 from inference.hotswap import PromotedDetector
 from inference.registry import ModelRegistry
+from inference.tracker_state import TrackerStateStore
 from inference.tracking import CameraTrackers
 from inference.wire import to_wire
 from schemas.dead_letter import dead_letter_headers
@@ -39,6 +40,7 @@ from schemas.errors import ContractError
 from schemas.frame import parse_frame_headers
 from sightline.config import SightlineConfig
 from streams.claimcheck import ClaimCheckStore
+from streams.health import Health
 from streams.kafka import consumer_config, producer_config
 
 log = logging.getLogger(__name__)
@@ -120,8 +122,13 @@ class InferenceWorker:
         self.worker_id = worker_id or os.environ.get("SIGHTLINE_WORKER_ID") or socket.gethostname()
         self.stop = stop or threading.Event()
         self.stats = WorkerStats()
+        self.health = Health("inference")
         self.detectors = DetectorSource(config, detector)
         self.trackers = CameraTrackers(enabled=inf.tracking, frame_rate=10.0)
+        # Tracker snapshots on a compacted topic, so tracks survive restarts and rebalances.
+        self.tracker_state = TrackerStateStore(
+            config, self.trackers, client_id=f"sightline-inference-{self.worker_id}-tracker-state"
+        )
         self.claims = ClaimCheckStore(config.redis.url, config.frames.claim_check_ttl_s)
         self.known_cameras = {c.id for c in config.cameras}
         self.decode_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="jpeg")
@@ -222,6 +229,7 @@ class InferenceWorker:
             raise WorkerError(f"transaction failed fatally: {error}") from exc
         log.warning("transaction aborted (%s); re-reading the batch", error)
         self.producer.abort_transaction(30)
+        self.trackers.rollback()  # the batch's tracker updates are undone with it
         committed = self.consumer.committed(batch.offsets(), timeout=30)
         for tp in committed:
             if tp.offset < 0:  # nothing committed yet: start of the partition, as auto.offset.reset
@@ -235,6 +243,7 @@ class InferenceWorker:
 
     def _on_assign(self, consumer: Consumer, partitions: list) -> None:
         log.info("partitions assigned: %s", [p.partition for p in partitions])
+        self.tracker_state.restore(p.partition for p in partitions)  # before any of their frames
         self._last_activity = time.monotonic()
 
     # -- model side ----------------------------------------------------------------------
@@ -270,11 +279,23 @@ class InferenceWorker:
         started = time.monotonic()
         results, timings = detector.detect(images) if images else ([], None)
         if self.exactly_once:
+            self.trackers.begin()  # undo log, rolled back by _abort_and_rewind
             self.producer.begin_transaction()
         produced_ns = time.time_ns()
         for job, detections in zip(good, results, strict=True):
-            tracked = self.trackers.update(job.meta.camera_id, detections, job.meta.stream_ts)
+            tracked = self.trackers.update(
+                job.meta.camera_id,
+                detections,
+                job.meta.stream_ts,
+                seq=job.meta.seq,
+                partition=job.msg.partition(),
+                offset=job.msg.offset(),
+            )
             self._produce(batch, self._record(job, tracked, detector, timings, started, produced_ns), job)
+        # One tracker snapshot per camera, in the batch's transaction in exactly-once mode.
+        self.tracker_state.publish(
+            self.producer, [(j.meta.camera_id, j.msg.partition()) for j in good], batch
+        )
         for rejected in batch.rejected:
             self._dead_letter(batch, rejected)
         if timings is not None:

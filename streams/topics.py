@@ -36,6 +36,7 @@ def ensure_topics(config: SightlineConfig, timeout: float = 30.0) -> list[TopicR
             config={
                 "retention.ms": str(t.retention_ms),
                 "max.message.bytes": str(config.kafka.message_max_bytes),
+                **t.configs,
             },
         )
         for t in wanted

@@ -31,6 +31,8 @@ class TopicSettings(Section):
     name: str = Field(pattern=r"^[A-Za-z0-9._-]{1,249}$")
     partitions: int = Field(6, ge=1)
     retention_ms: int = Field(24 * 3600 * 1000, ge=-1)
+    # Extra topic configs applied at creation, e.g. {"cleanup.policy": "compact"}.
+    configs: dict[str, str] = Field(default_factory=dict)
 
 
 def _topic(name: str, partitions: int, retention_ms: int) -> TopicSettings:
@@ -51,6 +53,16 @@ class TopicsSettings(Section):
     )
     pos_events: TopicSettings = Field(
         default_factory=lambda: _topic("sightline.pos-events", 3, 7 * 86400_000)
+    )
+    # Latest ByteTrack state per camera (key), so tracks survive worker restarts and
+    # rebalances; partition i holds the cameras of frames partition i, so keep the counts equal.
+    tracker_state: TopicSettings = Field(
+        default_factory=lambda: TopicSettings(
+            name="sightline.tracker-state",
+            partitions=6,
+            retention_ms=-1,
+            configs={"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"},
+        )
     )
 
     def all(self) -> list[TopicSettings]:
