@@ -2,15 +2,17 @@
 (alerts -> webhooks), both with manual acks so offsets are committed only after the work.
 
 Order per rules batch: evaluate -> publish alerts and wait for the broker; then, at most every
-`checkpoint_interval_ms`: checkpoint state and offsets in Redis -> ack. Order per alert: deliver
-to (or dead-letter for) every endpoint -> ack, in offset order. docs/alerts.md says what that
-guarantees.
+`checkpoint_interval_ms`: checkpoint state and offsets in Redis (fenced) -> ack. A failure to
+load, publish or checkpoint aborts: the in-memory state is dropped and the records taken since
+the last checkpoint are applied again to the checkpointed state, with backoff, until it works.
+docs/alerts.md says what that guarantees.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import socket
 import time
 from collections import deque
@@ -18,11 +20,15 @@ from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiokafka
 import faust
+from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import EventT, StreamT
+from redis.exceptions import RedisError
 
-from alerts.checkpoint import CheckpointStore, connect
+from alerts.checkpoint import CheckpointFenced, CheckpointStore, connect
 from alerts.engine import Engine
+from alerts.metrics import HEALTH
 from alerts.runner import BatchResult, RawRecord, RulesRunner
 from alerts.webhooks.dead_letters import KafkaDeadLetters, Source
 from alerts.webhooks.dispatcher import Dispatcher
@@ -37,10 +43,37 @@ RULES_STAGE = "alerts"  # a `dlq-stage` value of schemas/dead_letter.headers.sch
 # Alerts held by the delivery agent beyond the largest endpoint backlog: a dead endpoint hits its
 # own `max_pending` (and dead-letters) before it can exhaust the shared slots of the others.
 EXTRA_IN_FLIGHT = 5_000
+# A publish not acknowledged by then counts as failed (the batch is re-applied and re-published).
+PUBLISH_TIMEOUT_S = 30.0
+RETRY_MAX_S = 5.0
 
 
 def broker_urls(bootstrap: str) -> list[str]:
     return [f"kafka://{host.strip()}" for host in bootstrap.split(",") if host.strip()]
+
+
+class _CommittedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    """faust reads `read_committed` only in its own exactly-once mode; the rules must always:
+    a batch an exactly-once inference worker aborted is never applied."""
+
+    def _create_worker_consumer(self, transport: Any) -> aiokafka.AIOKafkaConsumer:
+        consumer = super()._create_worker_consumer(transport)
+        consumer._isolation_level = "read_committed"  # read by AIOKafkaConsumer.start()
+        return consumer
+
+
+class _CommittedConsumer(faust_aiokafka.Consumer):
+    def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
+        return _CommittedConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+
+class _CommittedTransport(faust_aiokafka.Transport):
+    Consumer = _CommittedConsumer
+
+
+class _App(faust.App):
+    def _new_transport(self) -> Any:
+        return _CommittedTransport(self.conf.broker_consumer, self)
 
 
 @dataclass
@@ -72,6 +105,85 @@ class InOrderAcker:
             await self.stream.ack(queue.popleft().event)
 
 
+class PublishFailed(Exception):
+    """The broker did not acknowledge a batch's alerts or dead letters."""
+
+
+def _raw(event: EventT) -> RawRecord:
+    m = event.message
+    return RawRecord(m.topic, m.partition, m.offset, m.value)
+
+
+def _tp(raw: RawRecord) -> str:
+    return f"{raw.topic}:{raw.partition}"
+
+
+class RulesProgress:
+    """The rules agent's exactly-once bookkeeping: records taken, applied and published since
+    the last checkpoint. `commit()` checkpoints them and acks them; `abort()` drops the in-memory
+    state, and the next `advance`/`commit` first re-applies them to the checkpointed state.
+
+    Re-applying the same records to the same state raises the same alerts (the engine is
+    deterministic), so alerts already acknowledged by the broker are not published again.
+    """
+
+    def __init__(self, runner: RulesRunner, publish: Any) -> None:
+        self.runner = runner
+        self._publish = publish  # async (BatchResult) -> None, raises on failure
+        self.held: list[EventT] = []
+        self._published: dict[str, int] = {}  # partition -> last offset whose output is out
+        self._replay = False
+
+    async def advance(self, events: list[EventT]) -> None:
+        """Apply `events` (after the held ones, if the state was dropped) and publish."""
+        todo = (self.held if self._replay else []) + events
+        raws = [_raw(e) for e in todo]
+        result = await self.runner.process(raws)
+        await self._publish(self._unpublished(result))
+        for raw in raws:
+            self._published[_tp(raw)] = max(raw.offset, self._published.get(_tp(raw), -1))
+        self.held += events
+        self._replay = False
+
+    def _unpublished(self, result: BatchResult) -> BatchResult:
+        def new(raw: RawRecord) -> bool:
+            return raw.offset > self._published.get(_tp(raw), -1)
+
+        kept = [(a, o) for a, o in zip(result.alerts, result.origins, strict=True) if new(o)]
+        return BatchResult(
+            alerts=[a for a, _ in kept],
+            origins=[o for _, o in kept],
+            rejected=[(raw, why) for raw, why in result.rejected if new(raw)],
+            applied=result.applied,
+            replayed=result.replayed,
+        )
+
+    async def commit(self, stream: StreamT | None) -> None:
+        if self._replay:
+            await self.advance([])
+        await self.runner.checkpoint()
+        events, self.held = self.held, []
+        self._published.clear()
+        if stream is not None:
+            for event in events:
+                await stream.ack(event)
+
+    def abort(self) -> None:
+        self.runner.forget()
+        self._replay = bool(self.held)
+
+    def drop(self) -> None:
+        """The partitions were revoked: whoever owns them next re-reads from the commit point."""
+        self.runner.forget()
+        self.held = []
+        self._published.clear()
+        self._replay = False
+
+
+def _dependency(exc: BaseException) -> str:
+    return "kafka" if isinstance(exc, PublishFailed) else "redis"
+
+
 class AlertsApp:
     """Builds the faust app from the configuration; `app.main()`/a Worker runs it."""
 
@@ -79,7 +191,7 @@ class AlertsApp:
         self.config = config
         settings = config.alerts
         topics = config.topics
-        self.app = faust.App(
+        self.app = _App(
             settings.app_id,
             broker=broker_urls(config.kafka.bootstrap_servers),
             value_serializer="raw",
@@ -103,6 +215,7 @@ class AlertsApp:
         self.redis = connect(config.redis.url)
         store = CheckpointStore(self.redis, settings.redis_prefix, settings.app_id)
         self.runner = RulesRunner(Engine(rules), store, topics.detections.name, topics.pos_events.name)
+        self.progress = RulesProgress(self.runner, self._publish)
         self.alerts_topic = topics.alerts.name
         self.dlq_topic = topics.dead_letter.name
         self.dead_letters = KafkaDeadLetters(config.kafka, self.dlq_topic)
@@ -111,8 +224,10 @@ class AlertsApp:
         self.slots = asyncio.Semaphore(largest + EXTRA_IN_FLIGHT)
         self._rules_lock = asyncio.Lock()
         self._rules_stream: StreamT | None = None
-        self._unacked: list[EventT] = []
         self._last_checkpoint = time.monotonic()
+        self._epoch = 0  # bumped on every revocation: a batch being retried is then dropped
+        self._failures = 0
+        self._retry_at = 0.0
         if settings.run_rules:
             source = self.app.topic(topics.detections.name, topics.pos_events.name, value_serializer="raw")
             self.app.agent(source, name="rules", concurrency=1)(self._rules_agent)
@@ -123,30 +238,89 @@ class AlertsApp:
         self.app.on_partitions_revoked.connect(self._on_revoked)
 
     async def _on_revoked(self, app: faust.App, revoked: Any, **kwargs: Any) -> None:
-        """Save what was applied, then drop in-memory state: the next owner reloads it."""
+        """Save what was applied if Redis lets us, then drop in-memory state: the next owner
+        reloads it (or, if the save failed, re-applies from the previous checkpoint)."""
+        self._epoch += 1
         async with self._rules_lock:
-            if self._unacked:
-                await self._checkpoint()
-            self.runner.forget()
+            if self.progress.held:
+                try:
+                    await asyncio.wait_for(self.progress.commit(self._rules_stream), 10.0)
+                except Exception as exc:  # never let a rebalance crash the app
+                    log.warning("no checkpoint on revocation (%s); the next owner re-applies", exc)
+            self.progress.drop()
 
     # -- rules ---------------------------------------------------------------------------------
+    def _current(self, event: EventT) -> bool:
+        """Taken before the last rebalance: faust re-reads it from the commit point anyway."""
+        message = event.message
+        return (
+            message.generation_id == self.app.consumer_generation_id
+            and message.tp in self.app.consumer.assignment()
+        )
+
     async def _rules_agent(self, stream: StreamT) -> None:
         settings = self.config.alerts
         self._rules_stream = stream
-        async for events in stream.noack_take(settings.batch_max, within=settings.batch_wait_ms / 1000):
+        async for taken in stream.noack_take(settings.batch_max, within=settings.batch_wait_ms / 1000):
             async with self._rules_lock:
-                batch = [
-                    RawRecord(e.message.topic, e.message.partition, e.message.offset, e.message.value)
-                    for e in events
-                ]
-                result = await self.runner.process(batch)
-                await self._publish(result)
-                self._unacked.extend(events)
-                if time.monotonic() - self._last_checkpoint >= settings.checkpoint_interval_ms / 1000:
+                events = [e for e in taken if self._current(e)]
+                await self._rules_batch(events)
+
+    async def _rules_batch(self, events: list[EventT]) -> None:
+        """Apply, publish and (when due) checkpoint; on failure abort and retry until it works."""
+        interval = self.config.alerts.checkpoint_interval_ms / 1000
+        epoch, pending = self._epoch, events
+        while True:
+            if epoch != self._epoch:
+                return  # revoked meanwhile: the batch is re-read after the rebalance
+            try:
+                if pending:
+                    await self.progress.advance(pending)
+                    pending = []
+                if time.monotonic() - self._last_checkpoint >= interval:
                     await self._checkpoint()
+                self._recovered()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                await self._abort(exc, wait=False)
+
+    async def _checkpoint(self) -> None:
+        await self.progress.commit(self._rules_stream)
+        self._last_checkpoint = time.monotonic()
+
+    async def _abort(self, exc: Exception, wait: bool = True) -> None:
+        """Drop the in-memory state (re-applied from the checkpoint next time) and back off."""
+        self.progress.abort()
+        self._failures += 1
+        if isinstance(exc, CheckpointFenced):
+            log.warning("rules: %s; re-reading from the newer checkpoint", exc)
+        elif isinstance(exc, PublishFailed | RedisError | OSError):
+            HEALTH.degraded(_dependency(exc), f"{type(exc).__name__}: {exc}")
+        else:
+            log.error("rules batch failed; retrying from the checkpoint", exc_info=exc)
+        delay = random.uniform(0, min(RETRY_MAX_S, 0.1 * 2 ** min(self._failures, 10)))
+        self._retry_at = time.monotonic() + delay
+        if wait:
+            await asyncio.sleep(delay)
+
+    def _recovered(self) -> None:
+        if self._failures:
+            self._failures = 0
+            HEALTH.ok("redis")
+            HEALTH.ok("kafka")
 
     async def _publish(self, result: BatchResult) -> None:
         """Alerts (and rejected records) acknowledged by the broker before any checkpoint."""
+        try:
+            await asyncio.wait_for(self._send_all(result), PUBLISH_TIMEOUT_S)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            raise PublishFailed(f"{type(exc).__name__}: {exc}") from exc
+
+    async def _send_all(self, result: BatchResult) -> None:
         producer = self.app.producer
         sends: list[Awaitable[Any]] = []
         for alert in result.alerts:
@@ -161,20 +335,18 @@ class AlertsApp:
         if sends:
             await asyncio.gather(*sends)
 
-    async def _checkpoint(self) -> None:
-        await self.runner.checkpoint()
-        stream, events = self._rules_stream, self._unacked
-        self._unacked = []
-        self._last_checkpoint = time.monotonic()
-        if stream is not None:
-            for event in events:
-                await stream.ack(event)
-
     async def _checkpoint_timer(self) -> None:
         """An idle stream still gets its last records checkpointed and committed."""
-        if self._unacked and not self._rules_lock.locked():
-            async with self._rules_lock:
+        if not self.progress.held or self._rules_lock.locked() or time.monotonic() < self._retry_at:
+            return
+        async with self._rules_lock:
+            try:
                 await self._checkpoint()
+                self._recovered()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                await self._abort(exc, wait=False)
 
     # -- delivery ------------------------------------------------------------------------------
     async def _deliver_agent(self, stream: StreamT) -> None:

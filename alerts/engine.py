@@ -44,6 +44,10 @@ class CameraEngine:
         self.lanes = {e.name: e for e in self.evaluators if isinstance(e, LaneEvaluator)}
 
     def on_frame(self, frame: Frame) -> list[AlertRecord]:
+        """Apply one record; a `seq` already applied (a duplicate) changes nothing."""
+        if self.ctx.seen(frame.seq):
+            return []
+        self.ctx.last_seq = frame.seq
         self.ctx.observe(frame.capture_ns)
         points = anchor_points(frame.xyxy, self.ctx.anchor)
         alerts: list[AlertRecord] = []

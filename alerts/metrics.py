@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from streams.health import Health
+
+# Kafka and Redis as this process sees them: degraded while retrying, logged once per change.
+HEALTH = Health("alerts")
+
 DETECTIONS = Counter("sightline_alerts_detections_total", "Detections records evaluated by the rules")
 SKIPPED = Counter("sightline_alerts_records_skipped_total", "Records skipped", ["reason"])
 RAISED = Counter("sightline_alerts_raised_total", "Alerts raised by the rules", ["type"])

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from alerts.engine import Engine
 from alerts.pos import PosEvent
@@ -22,7 +22,7 @@ from schemas.detections import DetectionsRecord
 from schemas.errors import ContractError
 from sightline.config import KafkaSettings
 from sightline.config.alerts import RulesSettings
-from streams.kafka import make_consumer
+from streams.kafka import consumer_config
 
 RANGE = re.compile(r"^(?P<topic>[A-Za-z0-9._-]+)(?::(?P<partition>\d+)(?::(?P<start>\d+)-(?P<end>\d*))?)?$")
 
@@ -63,8 +63,14 @@ def read_jsonl(path: Path, errors: list[str]) -> Iterator[DetectionsRecord]:
 
 
 def read_topic(kafka: KafkaSettings, rng: TopicRange, errors: list[str]) -> Iterator[DetectionsRecord]:
-    """Partition by partition, in offset order: per camera that is the order the app saw."""
-    consumer: Consumer = make_consumer(kafka, "sightline-replay-rules", "sightline-replay-rules")
+    """Partition by partition, in offset order: per camera that is the order the app saw.
+
+    Committed records only (read_committed, as the live app reads): an aborted exactly-once batch
+    is not replayed. Offsets of aborted records and transaction markers are never delivered, so
+    a partition ends at its end-of-partition event, not at a given offset.
+    """
+    config = consumer_config(kafka, "sightline-replay-rules", "sightline-replay-rules", read_committed=True)
+    consumer = Consumer({**config, "enable.partition.eof": True})
     try:
         meta = consumer.list_topics(rng.topic, timeout=10).topics.get(rng.topic)
         if meta is None or meta.error is not None or not meta.partitions:
@@ -79,16 +85,17 @@ def read_topic(kafka: KafkaSettings, rng: TopicRange, errors: list[str]) -> Iter
             if last < first:
                 continue
             consumer.assign([TopicPartition(rng.topic, p, first)])
-            offset = first
-            while offset <= last:
+            while True:
                 msg = consumer.poll(5.0)
                 if msg is None:
-                    raise TimeoutError(f"no record at {rng.topic}:{p}:{offset} within 5 s")
+                    raise TimeoutError(f"no record of {rng.topic}:{p} after offset {first} within 5 s")
                 if msg.error():
+                    if msg.error().code() == KafkaError._PARTITION_EOF:
+                        break
                     continue
-                offset = msg.offset() + 1
                 if msg.offset() > last:
                     break
+                first = msg.offset()
                 try:
                     yield DetectionsRecord.decode(msg.value() or b"")
                 except ContractError as exc:

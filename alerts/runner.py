@@ -2,6 +2,10 @@
 
 The faust agent in `alerts.app` feeds it batches; keeping it free of faust makes the
 exactly-once bookkeeping easy to read and to test.
+
+Infrastructure errors (Redis, a fenced checkpoint) are raised, never turned into dead letters:
+the caller then `forget()`s and re-applies from the checkpoint. Only records that break their
+contract are rejected, and a bug in a rule rejects only the record that triggered it.
 """
 
 from __future__ import annotations
@@ -11,9 +15,10 @@ import time
 from dataclasses import dataclass, field
 
 from pydantic import ValidationError
+from redis.exceptions import RedisError
 
 from alerts import metrics
-from alerts.checkpoint import CheckpointStore
+from alerts.checkpoint import CheckpointFenced, CheckpointStore
 from alerts.engine import Engine
 from alerts.pos import PosEvent
 from schemas.alert import AlertRecord
@@ -21,6 +26,10 @@ from schemas.detections import DetectionsRecord
 from schemas.errors import ContractError
 
 log = logging.getLogger(__name__)
+# Errors of what the runner depends on: retried by the caller, never blamed on a record.
+INFRA_ERRORS: tuple[type[BaseException], ...] = (RedisError, OSError, CheckpointFenced)
+# A seq this far below the newest one is no duplicate but a numbering that started over.
+SEQ_RESET_WARNING = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +43,8 @@ class RawRecord:
 @dataclass
 class BatchResult:
     alerts: list[AlertRecord] = field(default_factory=list)
+    # The record whose arrival raised each alert (same length as `alerts`).
+    origins: list[RawRecord] = field(default_factory=list)
     # (record, reason) pairs for the dead-letter topic: records that break their contract.
     rejected: list[tuple[RawRecord, str]] = field(default_factory=list)
     applied: int = 0
@@ -46,14 +57,18 @@ class RulesRunner:
         self.store = store
         self.detections_topic = detections_topic
         self.pos_topic = pos_topic
-        self._offsets: dict[str, int] = {}
+        self._offsets: dict[str, int] = {}  # last applied, in memory
+        # Checkpointed offset each partition's in-memory state started from (or was last saved
+        # at): saves and camera loads are fenced on it.
+        self._base: dict[str, int] = {}
         self._loaded: set[str] = set()
         self._dirty: set[str] = set()
         self._pending_offsets: dict[str, int] = {}
 
     def forget(self) -> None:
-        """After a rebalance: reload state and offsets from Redis on next use."""
+        """After a rebalance or a failure: reload state and offsets from Redis on next use."""
         self._offsets.clear()
+        self._base.clear()
         self._loaded.clear()
         self.engine.cameras.clear()
         self._dirty.clear()
@@ -62,7 +77,7 @@ class RulesRunner:
     async def _ensure_camera(self, camera_id: str) -> None:
         if camera_id in self._loaded:
             return
-        snapshot = await self.store.camera(camera_id)
+        snapshot = await self.store.camera(camera_id, expected=self._base)
         engine = self.engine.camera(camera_id)
         if snapshot is not None:
             try:
@@ -76,15 +91,19 @@ class RulesRunner:
         for raw in batch:
             tp = f"{raw.topic}:{raw.partition}"
             if tp not in self._offsets:
-                self._offsets[tp] = await self.store.offset(tp)
+                self._offsets[tp] = self._base[tp] = await self.store.offset(tp)
             if raw.offset <= self._offsets[tp]:
                 result.replayed += 1  # applied before a restart: already in the checkpoint
                 metrics.SKIPPED.labels("already applied").inc()
                 continue
             self._offsets[tp] = self._pending_offsets[tp] = raw.offset
             try:
-                result.alerts += await self._apply(raw)
+                raised = await self._apply(raw)
+                result.alerts += raised
+                result.origins += [raw] * len(raised)
                 result.applied += 1
+            except INFRA_ERRORS:
+                raise
             except (ContractError, ValidationError) as exc:
                 reason = (
                     exc.reason if isinstance(exc, ContractError) else f"invalid POS event: {exc.errors()[0]}"
@@ -105,6 +124,10 @@ class RulesRunner:
                 metrics.SKIPPED.labels("no rules for camera").inc()
                 return []
             await self._ensure_camera(record.camera_id)
+            camera = self.engine.camera(record.camera_id)
+            if camera.ctx.seen(record.seq):
+                self._duplicate(record, camera.ctx.last_seq)
+                return []
             self._dirty.add(record.camera_id)
             return self.engine.on_record(record)
         event = PosEvent.model_validate_json(raw.value or b"")
@@ -116,13 +139,29 @@ class RulesRunner:
         self._dirty.add(target[0])
         return self.engine.on_pos(event)
 
+    def _duplicate(self, record: DetectionsRecord, last_seq: int) -> None:
+        metrics.SKIPPED.labels("duplicate seq").inc()
+        if last_seq - record.seq >= SEQ_RESET_WARNING:
+            log.warning(
+                "camera %s: seq %d is far below the last applied %d; records are skipped until the "
+                "seq passes it (was the camera's numbering restarted?)",
+                record.camera_id,
+                record.seq,
+                last_seq,
+            )
+
     async def checkpoint(self) -> None:
-        """Persist what the last batches changed; call only after their alerts are published."""
+        """Persist what the last batches changed; call only after their alerts are published.
+
+        Raises `CheckpointFenced` (nothing saved) when another owner checkpointed one of this
+        runner's partitions since it loaded it; then `forget()` and re-apply.
+        """
         if not self._dirty and not self._pending_offsets:
             return
         started = time.perf_counter()
         states = {cam: self.engine.cameras[cam].snapshot() for cam in sorted(self._dirty)}
-        await self.store.save(states, self._pending_offsets)
+        await self.store.save(states, self._pending_offsets, expected=self._base)
+        self._base.update(self._pending_offsets)
         self._dirty.clear()
         self._pending_offsets = {}
         metrics.CHECKPOINT.observe(time.perf_counter() - started)

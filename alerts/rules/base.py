@@ -29,6 +29,9 @@ class CameraContext:
         self.anchor = anchor
         self.max_capture_ns = -1
         self.last_sweep_ns = -1
+        # Newest detections `seq` applied: a record at or below it is a duplicate (an
+        # at-least-once worker re-publishing after a restart) and must not count again.
+        self.last_seq = -1
         # Capture time of the record being handled; alerts raised now carry it.
         self.trigger_ns = 0
 
@@ -47,12 +50,17 @@ class CameraContext:
             return True
         return False
 
+    def seen(self, seq: int) -> bool:
+        """True for a record at or below the newest applied `seq` (the decoder's seq increases)."""
+        return seq <= self.last_seq
+
     def state(self) -> dict[str, int]:
-        return {"max": self.max_capture_ns, "sweep": self.last_sweep_ns}
+        return {"max": self.max_capture_ns, "sweep": self.last_sweep_ns, "seq": self.last_seq}
 
     def load(self, state: dict[str, int]) -> None:
         self.max_capture_ns = state["max"]
         self.last_sweep_ns = state["sweep"]
+        self.last_seq = state.get("seq", -1)  # checkpoints written before seq was kept
         self.trigger_ns = max(self.max_capture_ns, 0)
 
     def alert(

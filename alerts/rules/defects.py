@@ -23,7 +23,8 @@ class DefectEvaluator(Evaluator):
         super().__init__(ctx)
 
     def initial_state(self) -> dict[str, Any]:
-        # tracks[tid] = {"hist": [[seq, hit], ...] (last N), "hits": [evidence...], "fired", "first", "last"}
+        # tracks[tid] = {"hist": [[seq, hit], ...] (last N), "hits": [evidence...], "fired", "first",
+        #               "first_ns", "last"}
         return {"tracks": {}}
 
     def on_frame(self, frame: Frame, points: NDArray[np.float64]) -> list[AlertRecord]:
@@ -46,6 +47,7 @@ class DefectEvaluator(Evaluator):
                     "hits": [],
                     "fired": False,
                     "first": frame.seq,
+                    "first_ns": frame.capture_ns,
                     "last": frame.capture_ns,
                 }
             elif frame.capture_ns < tr["last"]:
@@ -100,7 +102,9 @@ class DefectEvaluator(Evaluator):
                     k: best[k] for k in ("seq", "capture_ns", "box", "confidence", "frame_key", "frame")
                 },
             },
-            id_parts=(tid, tr["first"]),
+            # Tracker ids start over when a worker restarts: the capture time of the first frame
+            # keeps two objects with the same track id (and first seq) apart.
+            id_parts=(tid, tr["first"], tr.get("first_ns", hits[0]["capture_ns"])),
         )
 
     def on_time(self, sweep: bool) -> list[AlertRecord]:

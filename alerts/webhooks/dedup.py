@@ -7,28 +7,21 @@ after the receiver acknowledged, so a crash before that re-delivers (never loses
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-log = logging.getLogger(__name__)
+from alerts.metrics import HEALTH
+from streams.retry import acall_with_retry
+
 T = TypeVar("T")
 
 
-async def _persist(what: str, call: Callable[[], Awaitable[T]]) -> T:
+async def _persist(call: Callable[[], Awaitable[T]]) -> T:
     """Retried until Redis answers: an outage stalls deliveries, it never loses or doubles one."""
-    delay = 0.1
-    while True:
-        try:
-            return await call()
-        except (RedisError, OSError) as exc:
-            log.warning("redis %s failed (%s); retrying in %.1fs", what, exc, delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+    return await acall_with_retry(call, health=HEALTH, dependency="redis", retry_on=(RedisError, OSError))
 
 
 class DeliveryLedger:
@@ -42,8 +35,8 @@ class DeliveryLedger:
 
     async def delivered(self, endpoint: str, alert_id: str) -> bool:
         key = self.key(endpoint, alert_id)
-        return bool(await _persist("lookup", lambda: self.redis.exists(key)))
+        return bool(await _persist(lambda: self.redis.exists(key)))
 
     async def mark(self, endpoint: str, alert_id: str) -> None:
         key = self.key(endpoint, alert_id)
-        await _persist("write", lambda: self.redis.set(key, b"1", ex=self.ttl_s))
+        await _persist(lambda: self.redis.set(key, b"1", ex=self.ttl_s))

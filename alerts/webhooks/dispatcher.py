@@ -13,11 +13,13 @@ import httpx
 from redis.asyncio import Redis
 
 from alerts import metrics
+from alerts.metrics import HEALTH
 from alerts.webhooks.dead_letters import DeadLetterSink, Source
 from alerts.webhooks.dedup import DeliveryLedger
 from alerts.webhooks.delivery import Endpoint, Outcome
 from schemas.alert import AlertRecord
 from sightline.config.alerts import AlertsSettings
+from streams.retry import acall_with_retry
 
 log = logging.getLogger(__name__)
 
@@ -84,15 +86,13 @@ class Dispatcher:
         self, endpoint: str, alert: AlertRecord, body: bytes, reason: str, src: Source | None
     ) -> None:
         """Retried until it sticks: an alert is either delivered or parked, never dropped."""
-        delay = 0.5
-        while True:
-            try:
-                await self.dead_letters.send(alert, body, endpoint, reason, src)
-                return
-            except Exception:
-                log.exception("dead-lettering alert %s failed; retrying in %.1fs", alert.alert_id, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 30.0)
+        await acall_with_retry(
+            lambda: self.dead_letters.send(alert, body, endpoint, reason, src),
+            health=HEALTH,
+            dependency="kafka",
+            retry_on=(Exception,),
+            max_delay_s=30.0,
+        )
 
     async def aclose(self) -> None:
         for endpoint in self.endpoints:
