@@ -78,3 +78,55 @@ def bench_inference(
     if not as_json:
         typer.echo(f"pipeline {result['pipeline_fps']} fps vs raw {result['raw_fps']} fps", err=True)
     print_json_line(result)
+
+
+@app.command("chaos")
+def bench_chaos(
+    faults: str = typer.Option(
+        "kafka,redis,worker,alerts,decoder,zombie,webhook,rtsp", help="Comma-separated faults, run in order."
+    ),
+    delivery: str = typer.Option("both", help="at-least-once, exactly-once or both (one after the other)."),
+    duration: float = typer.Option(
+        30.0, min=1, help="Seconds of normal running before each fault (seeded 50-100%)."
+    ),
+    outage_s: float | None = typer.Option(
+        None, "--outage-s", help="Length of every outage (default: per fault)."
+    ),
+    recovery_timeout: float = typer.Option(90.0, help="Give up waiting for new detections after a fault."),
+    seed: int = typer.Option(0, help="Seed for the injection points."),
+    workdir: str | None = typer.Option(
+        None, help="Logs, configs and the private stack (default: a temp dir)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Only the JSON line on stdout."),
+) -> None:
+    """Whole chain as processes on a private Kafka + Redis, one fault at a time: lost and duplicates."""
+    from pathlib import Path
+
+    from sightline.bench.chaos import MODES, ChaosOptions, run_chaos
+
+    modes = list(MODES) if delivery == "both" else [delivery]
+    if any(m not in MODES for m in modes):
+        typer.echo("error: --delivery must be at-least-once, exactly-once or both", err=True)
+        raise typer.Exit(2)
+    options = ChaosOptions(
+        faults=[f.strip() for f in faults.split(",") if f.strip()],
+        modes=modes,
+        duration_s=duration,
+        outage_s=outage_s,
+        recovery_timeout_s=recovery_timeout,
+        seed=seed,
+    )
+    try:
+        result = run_chaos(
+            config(), options, Path(workdir) if workdir else None, lambda m: typer.echo(m, err=True)
+        )
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if not as_json:
+        for row in result["faults"]:
+            summary = f"recovery {row['recovery_s']} s, lost {row['lost']}, duplicates {row['duplicates']}"
+            typer.echo(f"{row['mode']:14} {row['fault']:8} {summary}  {'; '.join(row['findings'])}", err=True)
+    print_json_line(result)
+    if result["lost"] or result["duplicates"]:
+        raise typer.Exit(1)
