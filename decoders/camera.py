@@ -9,18 +9,24 @@ import time
 from dataclasses import dataclass
 
 import av
+from confluent_kafka import KafkaException
 
 from decoders import metrics
 from decoders.encode import encode_jpeg
 from decoders.errors import SourceError, StreamStalled
 from decoders.publisher import FramePublisher, LiveQueue
+from decoders.resume import find_last_frame
 from decoders.sampler import FpsSampler
 from decoders.source import open_source
 from schemas.camera_event import CameraEvent
 from schemas.frame import FrameMeta
 from sightline.config import CameraSettings
+from streams.retry import call_with_retry
 
 log = logging.getLogger(__name__)
+
+# stream_ts travels with 6 decimals; a frame at most this far past the resume point was published.
+_TS_TOLERANCE_S = 1e-4
 
 
 @dataclass
@@ -49,14 +55,19 @@ class CameraRunner:
         *,
         max_frames: int | None = None,
         realtime: bool = False,
+        rewind: bool = False,
     ) -> None:
         self.camera = camera
         self.publisher = publisher
         self.stop = stop
         self.max_frames = max_frames
         self.realtime = realtime
+        self.rewind = rewind
         self.stats = CameraStats()
         self.seq = 0
+        # A resumed file source skips frames up to this stream time, already on the topic.
+        self._resume_ts: float | None = None
+        self._base_ns: int | None = None
         self._live_queue = LiveQueue(publisher, camera.id) if camera.is_live else None
         # Bound once: looking up a labelled child per frame is measurable on the hot path.
         self._online = metrics.CAMERA_ONLINE.labels(camera.id)
@@ -83,6 +94,8 @@ class CameraRunner:
     def run(self) -> CameraStats:
         """Never raises: a failing camera reports its error and leaves the others alone."""
         try:
+            if not self._resume():
+                return self.stats  # stopped before Kafka could tell where to resume
             if self.camera.is_live:
                 self._run_live()
             else:
@@ -97,11 +110,40 @@ class CameraRunner:
             self._event("error", self.stats.error)
         return self.stats
 
+    def _resume(self) -> bool:
+        """Carry on after this camera's last frame on the topic: seq always, file position too.
+
+        Returns False when stopped while waiting for Kafka.
+        """
+        try:
+            last = call_with_retry(
+                lambda: find_last_frame(self.publisher.config, self.camera.id),
+                health=self.publisher.health,
+                dependency="kafka",
+                retry_on=(KafkaException, TimeoutError),
+                stop=self.stop,
+            )
+        except (KafkaException, TimeoutError):
+            if self.stop.is_set():
+                return False
+            raise
+        if last is None:
+            return True
+        self.seq = last.seq + 1
+        where = ""
+        if not self.camera.is_live and not self.rewind and last.stream_ts is not None:
+            self._resume_ts = last.stream_ts
+            # Capture times continue after the last published one, spaced by stream time as before.
+            self._base_ns = max(time.time_ns(), last.capture_ns) - int(last.stream_ts * 1e9)
+            where = f", after stream time {last.stream_ts:.3f}s of {self.camera.url}"
+        log.info("camera %s: resuming at seq %d%s", self.camera.id, self.seq, where)
+        return True
+
     def _done(self) -> bool:
         return self.stop.is_set() or (self.max_frames is not None and self.stats.sent >= self.max_frames)
 
     def _run_file(self) -> None:
-        base_ns = time.time_ns()
+        base_ns = self._base_ns if self._base_ns is not None else time.time_ns()
         offset_s = 0.0
         while not self._done():
             container, stream = open_source(self.camera)
@@ -112,8 +154,19 @@ class CameraRunner:
                 container.close()
             if not self.camera.loop:
                 break
-            offset_s += last_t + (1.0 / float(stream.average_rate or 25))
-        self._event("offline", "end of file" if not self.stop.is_set() else "stopped")
+            step = last_t + (1.0 / float(stream.average_rate or 25))
+            offset_s += step
+            while self._resume_ts is not None and offset_s + last_t <= self._resume_ts + _TS_TOLERANCE_S:
+                offset_s += step  # a whole pass already published before a restart: skip it undecoded
+        reason = "stopped" if self.stop.is_set() else "end of file"
+        if self._resume_ts is not None and not self.stats.sent and not self.stop.is_set():
+            reason = "end of file (already published before this restart)"
+            log.warning(
+                "camera %s: %s was already published to its end (up to seq %d); nothing more to "
+                "publish (`sightline decode --rewind` publishes it again, numbering on)",
+                self.camera.id, self.camera.url, self.seq - 1,
+            )  # fmt: skip
+        self._event("offline", reason)
 
     def _run_live(self) -> None:
         delays = backoff_delays(self.camera.reconnect_initial_s, self.camera.reconnect_max_s)
@@ -125,20 +178,20 @@ class CameraRunner:
                 self._wait_reconnect(exc, attempt, next(delays))
                 attempt += 1
                 continue
+            decoded_before = self.stats.decoded
             try:
                 self._event("online", attempt=attempt)
                 self._pump(container, stream, 0, 0.0, live=True)
                 if not self._done():
                     raise StreamStalled(f"camera {self.camera.id}: stream ended")
             except (SourceError, av.error.FFmpegError) as exc:
+                if self.stats.decoded > decoded_before:  # a good connection: back off from the start
+                    delays = backoff_delays(self.camera.reconnect_initial_s, self.camera.reconnect_max_s)
+                    attempt = 0
                 self._wait_reconnect(exc, attempt, next(delays))
                 attempt += 1
-                continue
             finally:
                 container.close()
-            if self.stats.decoded:
-                delays = backoff_delays(self.camera.reconnect_initial_s, self.camera.reconnect_max_s)
-                attempt = 0
         self._event("offline", "stopped")
 
     def _wait_reconnect(self, exc: Exception, attempt: int, delay: float) -> None:
@@ -161,7 +214,8 @@ class CameraRunner:
     ) -> float:
         """Decode until the source ends or we stop; returns the last frame's stream time."""
         sampler = FpsSampler(self.camera.fps)
-        started = time.monotonic()
+        started: float | None = None  # monotonic time of stream time 0, set by the first frame sent
+        skip_to = None if live else self._resume_ts
         last_t = 0.0
         cam = self.camera
         decode_start = time.perf_counter()
@@ -173,10 +227,13 @@ class CameraRunner:
                 self.stats.decoded += 1
                 t = float(frame.time) if frame.time is not None else last_t
                 last_t = t
-                if not sampler.keep(t):
+                if not sampler.keep(t) or (
+                    skip_to is not None and offset_s + t <= skip_to + _TS_TOLERANCE_S
+                ):  # sampled out, or already on the topic before a restart
                     decode_start = time.perf_counter()
                     continue
                 if self.realtime and not live:
+                    started = time.monotonic() - t if started is None else started
                     time.sleep(max(0.0, started + t - time.monotonic()))
                 jpeg, width, height = encode_jpeg(frame, cam.jpeg_quality, cam.resize)
                 capture_ns = time.time_ns() if live else base_ns + int((offset_s + t) * 1e9)
@@ -184,8 +241,8 @@ class CameraRunner:
                 self._decode_seconds.observe(time.perf_counter() - decode_start)
                 if self._live_queue is not None:
                     self._live_queue.publish(meta, jpeg)
-                else:
-                    self.publisher.publish_blocking(meta, jpeg)
+                elif not self.publisher.publish_blocking(meta, jpeg):
+                    break  # stopped while waiting for Kafka or Redis; this frame was not sent
                 self.seq += 1
                 self.stats.sent += 1
                 decode_start = time.perf_counter()

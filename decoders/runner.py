@@ -5,14 +5,16 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from typing import Any
 
 from prometheus_client import start_http_server
 
 from decoders.camera import CameraRunner, CameraStats
 from decoders.publisher import FramePublisher
 from sightline.config import CameraSettings, SightlineConfig
+from streams.health import Health
 
 log = logging.getLogger(__name__)
 
@@ -45,16 +47,25 @@ def run_cameras(
     *,
     max_frames: int | None = None,
     realtime: bool = False,
+    rewind: bool = False,
     metrics_port: int | None = None,
+    producer_options: Mapping[str, Any] | None = None,
 ) -> dict[str, CameraStats]:
-    """Decode every camera until its source ends (files) or `stop` is set; returns stats."""
+    """Decode every camera until its source ends (files) or `stop` is set; returns stats.
+
+    Each camera resumes after its last frame on the topic (seq, and a file's position unless
+    `rewind`). Returns once Kafka acknowledged every frame, however long it was away, unless
+    `stop` is set first.
+    """
     stop = stop or threading.Event()
     port = config.metrics.decoder_port if metrics_port is None else metrics_port
     if port:
         start_http_server(port, addr=config.metrics.host)
-    publisher = FramePublisher.create(config)
+    health = Health("decoder")
+    publisher = FramePublisher.create(config, health=health, stop=stop, producer_options=producer_options)
     runners = [
-        CameraRunner(cam, publisher, stop, max_frames=max_frames, realtime=realtime) for cam in cameras
+        CameraRunner(cam, publisher, stop, max_frames=max_frames, realtime=realtime, rewind=rewind)
+        for cam in cameras
     ]
     threads = [threading.Thread(target=r.run, name=f"camera-{r.camera.id}", daemon=True) for r in runners]
     with stop_on_signals(stop):
@@ -62,9 +73,9 @@ def run_cameras(
             thread.start()
         while any(t.is_alive() for t in threads):
             publisher.producer.poll(0.1)
-    for thread in threads:
-        thread.join()
-    publisher.close()
+        for thread in threads:
+            thread.join()
+        publisher.close()  # inside: a signal while it waits for Kafka cuts the wait short
     if publisher.failed:
         log.error("%d frame records failed delivery", publisher.failed)
     return {r.camera.id: r.stats for r in runners}

@@ -29,12 +29,19 @@ def decode(
     rtsp_transport: str = typer.Option("tcp", help="udp or tcp, for an RTSP --source."),
     max_frames: int | None = typer.Option(None, help="Stop each camera after this many frames."),
     realtime: bool = typer.Option(False, help="Pace file sources at their frame rate, like a live camera."),
+    rewind: bool = typer.Option(
+        False, help="Publish file sources from their start again (seq numbering still continues)."
+    ),
 ) -> None:
-    """Decode cameras with PyAV and publish JPEG frame records to the frames topic."""
+    """Decode cameras with PyAV and publish JPEG frame records to the frames topic.
+
+    A restarted decoder carries on after each camera's last frame on the topic: seq numbers
+    never repeat, and a file source resumes where it stopped.
+    """
     cfg = config()
     cameras = _select_cameras(cfg, source, camera, fps, loop, rtsp_transport)
     ensure_topics(cfg)
-    stats = run_cameras(cfg, cameras, max_frames=max_frames, realtime=realtime)
+    stats = run_cameras(cfg, cameras, max_frames=max_frames, realtime=realtime, rewind=rewind)
     for cam_id, s in stats.items():
         line = f"{cam_id}: decoded={s.decoded} sent={s.sent} reconnects={s.reconnects}"
         typer.echo(line + (f" error={s.error}" if s.error else ""), err=True)

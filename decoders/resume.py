@@ -1,0 +1,113 @@
+"""Where a restarted camera carries on: the last frame it has on the frames topic.
+
+The topic, not local state, is the record of what Kafka acknowledged, so this holds even after
+a kill -9 with frames still in flight. Frame records are keyed by camera id, so one camera's
+frames share one partition: the tail of that partition is read backwards, a window at a time,
+for the camera's last record (its `seq`, and for files its `stream_ts`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+import zlib
+
+from confluent_kafka import Consumer, TopicPartition
+
+from schemas.errors import ContractError
+from schemas.frame import FrameMeta, parse_frame_headers
+from sightline.config import SightlineConfig
+from streams.kafka import make_consumer
+
+log = logging.getLogger(__name__)
+
+WINDOW = 500  # records read per step backwards
+LOOKBACK = 2_000  # records of the partition searched at most before giving up
+
+
+def key_partition(key: bytes, partitions: int) -> int:
+    """The partition of a keyed record under librdkafka's default partitioner (consistent_random)."""
+    return zlib.crc32(key) % partitions
+
+
+def find_last_frame(
+    config: SightlineConfig,
+    camera_id: str,
+    *,
+    window: int = WINDOW,
+    lookback: int = LOOKBACK,
+    timeout: float = 30.0,
+) -> FrameMeta | None:
+    """The camera's last frame record on the frames topic, or None when it has none there.
+
+    Raises KafkaException or TimeoutError while the broker is unreachable (callers retry).
+    """
+    topic = config.topics.frames.name
+    key = camera_id.encode()
+    consumer = make_consumer(
+        config.kafka, f"sightline-decoder-resume-{uuid.uuid4().hex[:12]}", read_committed=False
+    )
+    deadline = time.monotonic() + timeout
+    try:
+        metadata = consumer.list_topics(topic, timeout=timeout).topics[topic]
+        if metadata.error is not None or not metadata.partitions:
+            return None  # no frames topic yet: nothing was ever published
+        count = len(metadata.partitions)
+        if config.kafka.extra.get("partitioner", "consistent_random") in ("consistent_random", "consistent"):
+            candidates = [key_partition(key, count)]
+        else:  # a custom partitioner: the camera's frames may be in any partition
+            candidates = sorted(metadata.partitions)
+        found = [_last_in_partition(consumer, topic, p, key, window, lookback, deadline) for p in candidates]
+        metas = [m for m in found if m is not None]
+        return max(metas, key=lambda m: m.seq) if metas else None
+    finally:
+        consumer.close()
+
+
+def _last_in_partition(
+    consumer: Consumer, topic: str, partition: int, key: bytes, window: int, lookback: int, deadline: float
+) -> FrameMeta | None:
+    low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+    floor = max(low, high - lookback)
+    end = high
+    while end > floor:
+        start = max(floor, end - window)
+        last = _last_in_range(consumer, topic, partition, start, end, key, deadline)
+        if last is not None:
+            return last
+        end = start
+    if floor > low:
+        log.warning(
+            "camera %s: none of its frames in the last %d records of %s[%d]; numbering starts at 0 "
+            "(had it published before those, its seq numbers repeat)",
+            key.decode(), lookback, topic, partition,
+        )  # fmt: skip
+    return None
+
+
+def _last_in_range(
+    consumer: Consumer, topic: str, partition: int, start: int, end: int, key: bytes, deadline: float
+) -> FrameMeta | None:
+    """The last valid frame record with `key` among offsets [start, end)."""
+    tp = TopicPartition(topic, partition, start)
+    consumer.assign([tp])
+    position, last = start, None
+    while position < end:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"reading {topic}[{partition}] offsets {start}..{end} took too long")
+        for msg in consumer.consume(500, 0.5):
+            if msg.error() is not None or msg.offset() >= end:
+                continue
+            position = max(position, msg.offset() + 1)
+            if msg.key() != key:
+                continue
+            try:
+                last = parse_frame_headers(msg.key(), msg.headers())
+            except ContractError:
+                continue  # not a frame this decoder wrote; it says nothing about our numbering
+        # Offsets of transaction markers (and records deleted by retention) are never returned.
+        offset = consumer.position([TopicPartition(topic, partition)])[0].offset
+        if offset >= 0:
+            position = max(position, offset)
+    return last
