@@ -12,7 +12,6 @@ read again (a replayed batch) never updates the tracker twice.
 from __future__ import annotations
 
 import base64
-import copy
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -82,7 +81,7 @@ class CameraTrackers:
         self._last_used: dict[str, float] = {}
         self._positions: dict[str, FramePosition] = {}
         # Undo log of the open transaction: each camera's tracker and position before its first update.
-        self._undo: dict[str, tuple[ByteTrackTracker | None, FramePosition | None]] | None = None
+        self._undo: dict[str, dict[str, Any] | None] | None = None
 
     def update(
         self,
@@ -133,21 +132,16 @@ class CameraTrackers:
 
     def rollback(self) -> None:
         """Undo every update since ``begin`` (the batch's transaction aborted and is re-read)."""
-        for camera, (tracker, position) in (self._undo or {}).items():
-            if tracker is None:
-                self._trackers.pop(camera, None)
+        for camera, state in (self._undo or {}).items():
+            if state is None:
+                self.reset(camera)
             else:
-                self._trackers[camera] = tracker
-            if position is None:
-                self._positions.pop(camera, None)
-            else:
-                self._positions[camera] = position
+                self.load_state(state)
         self._undo = None
 
     def _remember(self, camera_id: str) -> None:
         if self._undo is not None and camera_id not in self._undo:
-            tracker = self._trackers.get(camera_id)
-            self._undo[camera_id] = (copy.deepcopy(tracker), self._positions.get(camera_id))
+            self._undo[camera_id] = self.state(camera_id)  # exported: cheaper than a deep copy
 
     # -- export / import --------------------------------------------------------------------
     def position(self, camera_id: str) -> FramePosition | None:
