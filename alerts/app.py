@@ -52,6 +52,27 @@ def broker_urls(bootstrap: str) -> list[str]:
     return [f"kafka://{host.strip()}" for host in bootstrap.split(",") if host.strip()]
 
 
+class _KafkaOutageFilter(logging.Filter):
+    """aiokafka logs every failed reconnect (several a second while the broker is away): say it
+    once through HEALTH instead, and keep its warnings quiet until the broker answers again."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR:
+            HEALTH.degraded("kafka", record.getMessage())
+            return False
+        return not (record.levelno >= logging.WARNING and not HEALTH.is_up("kafka"))
+
+
+def quiet_aiokafka() -> None:
+    """The filter on every aiokafka logger (a logger's filters do not apply to its children)."""
+    flt = _KafkaOutageFilter()
+    names = [n for n in logging.root.manager.loggerDict if n == "aiokafka" or n.startswith("aiokafka.")]
+    for name in names:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _KafkaOutageFilter) for f in logger.filters):
+            logger.addFilter(flt)
+
+
 class _CommittedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     """faust reads `read_committed` only in its own exactly-once mode; the rules must always:
     a batch an exactly-once inference worker aborted is never applied."""
@@ -236,6 +257,23 @@ class AlertsApp:
             alerts = self.app.topic(self.alerts_topic, value_serializer="raw")
             self.app.agent(alerts, name="deliver", concurrency=1)(self._deliver_agent)
         self.app.on_partitions_revoked.connect(self._on_revoked)
+        self.app.timer(2.0)(self._probe_kafka)
+        quiet_aiokafka()
+        self._probing = False
+
+    async def _probe_kafka(self) -> None:
+        """While Kafka is marked down, ask it for metadata every 2 s: it answers when back."""
+        if HEALTH.is_up("kafka") or self._probing:
+            return
+        self._probing = True
+        try:
+            producer = self.dead_letters.producer
+            await asyncio.to_thread(producer.list_topics, self.alerts_topic, 1.5)
+            HEALTH.ok("kafka")
+        except Exception:  # still away: the next tick asks again
+            pass
+        finally:
+            self._probing = False
 
     async def _on_revoked(self, app: faust.App, revoked: Any, **kwargs: Any) -> None:
         """Save what was applied if Redis lets us, then drop in-memory state: the next owner

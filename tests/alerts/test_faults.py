@@ -254,12 +254,17 @@ def lane_scenario(cameras: int = 2, frames: int = 300) -> tuple[dict, list]:
 
 
 def paced(config: SightlineConfig, records: list, per_s: float) -> threading.Thread:
+    """Publish `records` at `per_s` in the background; the producer buffers through an outage."""
+
     def run() -> None:
         producer = make_producer(config.kafka, "test-paced", linger_ms=1)
-        step = 10
-        for i in range(0, len(records), step):
-            produce_records(config, records[i : i + step], producer)
-            time.sleep(step / per_s)
+        topic = config.topics.detections.name
+        for i, r in enumerate(records):
+            producer.produce(topic, key=r.camera_id.encode(), value=r.encode())
+            if i % 10 == 9:
+                producer.poll(0)
+                time.sleep(10 / per_s)
+        assert producer.flush(120) == 0
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
@@ -348,13 +353,15 @@ def test_broker_restart_is_ridden_out_by_rules_and_delivery(
     base = own_stack.fresh_config("alerts-broker", partitions=2)
     config = alerts_config(base, rules, [hook(receiver)])
     proc = run_processor(config, tmp_path)
-    half = len(records) // 2
     try:
-        produce_records(config, records[:half])
+        feeder = paced(config, records, per_s=30)  # ~20 s of records: the outage is mid-stream
         wait_for(lambda: len(receiver.deliveries) >= 5, 60, "first deliveries", proc)
         outage(own_stack.dev, "kafka", 2.0).join()  # down for 2 s + its restart (~10-20 s)
-        produce_records(config, records[half:])
+        feeder.join()
         assert_exactly_once(receiver, expected, proc, 150)
         assert proc.alive(), "the processor exited during the broker outage"
     finally:
         proc.stop()
+    log = proc.log_path.read_text(errors="replace")
+    assert "kafka unavailable" in log and "kafka is back" in log, "the outage was not reported once"
+    assert log.count("Unable connect to node") == 0, "aiokafka logged every reconnect"
