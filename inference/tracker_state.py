@@ -20,7 +20,7 @@ import time
 from collections.abc import Iterable
 from typing import Any, Protocol
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from inference.tracking import CameraTrackers
 from sightline.config import SightlineConfig
@@ -168,6 +168,7 @@ class TrackerStateStore:
         """
         conf = consumer_config(self.kafka, self.group_id, self.client_id, read_committed=True)
         conf["enable.partition.eof"] = True
+        conf["fetch.wait.max.ms"] = 10  # the partitions are read once, to their end: don't linger
         consumer = Consumer(conf)
         try:
             if self._partitions is None:
@@ -175,7 +176,9 @@ class TrackerStateStore:
                 if self._partitions is None:
                     return {}
             wanted = sorted({p % self._partitions for p in frames_partitions})
-            consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in wanted])
+            # Offset 0, not OFFSET_BEGINNING (a ListOffsets round trip): if compaction removed it,
+            # auto.offset.reset=earliest moves to the log start.
+            consumer.assign([TopicPartition(self.topic, p, 0) for p in wanted])
             return self._read_to_end(consumer, set(wanted))
         finally:
             consumer.close()
