@@ -99,6 +99,7 @@ class Chain(Demo):
         self.receiver_port = 0
         self.held: set[str] = set()  # stages a fault keeps down: not restarted by `supervise`
         self.findings: list[str] = []
+        self.restart_at: dict[str, float] = {}
         self.commands = {
             "decoder": ("decode", "--camera", self.file_camera, "--realtime"),
             "live-decoder": ("decode", "--camera", self.live_camera),
@@ -171,11 +172,15 @@ class Chain(Demo):
                 proc.wait()
 
     def supervise(self) -> None:
-        """What a supervisor does: a stage that exited by itself is a finding, and is restarted."""
+        """What a supervisor does: a stage that exited by itself is a finding, and is restarted
+        (at most every 2 s, so a crash loop shows as a count rather than a busy loop)."""
+        now = time.monotonic()
         for name, proc in list(self.children.items()):
-            if name not in self.held and proc.poll() is not None:
-                self.findings.append(f"{name} exited (rc={proc.returncode})")
-                self.spawn(name)
+            if name in self.held or proc.poll() is None or now < self.restart_at.get(name, 0.0):
+                continue
+            self.findings.append(f"{name} exited (rc={proc.returncode})")
+            self.restart_at[name] = now + 2.0
+            self.spawn(name)
 
     def start_receiver(self) -> None:
         from alerts.webhooks.receiver import Receiver
@@ -387,13 +392,16 @@ class Probe:
         self.frame_ns: dict[tuple[int, int], int] = {}
         self.pending: list[tuple[str, int, int]] = []
         self.newest: dict[str, int] = {}  # camera -> newest frame time (ns) that has its detections
+        self.newest_frame: dict[str, int] = {}  # camera -> newest frame time (ns) on the topic
 
     def poll(self, timeout: float) -> None:
         for m in self.consumer.consume(200, timeout):
             if m.error() is not None:
                 continue
             if m.topic() == self.frames:
-                self.frame_ns[(m.partition(), m.offset())] = m.timestamp()[1] * 1_000_000
+                ts = self.frame_ns[(m.partition(), m.offset())] = m.timestamp()[1] * 1_000_000
+                camera = (m.key() or b"").decode(errors="replace")
+                self.newest_frame[camera] = max(self.newest_frame.get(camera, 0), ts)
             else:
                 try:
                     rec = json.loads(m.value())
@@ -502,16 +510,28 @@ class ModeRun:
         window.healed_ns = time.time_ns()
         self.log(f"{fault.name}: healed; waiting for new frames with detections from every camera")
         if not self.wait(lambda: self.back_since(window.healed_ns), self.options.recovery_timeout_s):
-            # Alive but stuck: do what a liveness probe would, and record it.
-            timeout = self.options.recovery_timeout_s
-            window.findings.append(f"no new detections {timeout:.0f} s after healing; all stages restarted")
-            for name in list(chain.children):
-                chain.kill(name, signal.SIGCONT)
-                chain.kill(name)
-                chain.spawn(name)
+            self.restart_stuck(window)
+        window.findings[:] = [f"{m} x{n}" if n > 1 else m for m, n in Counter(window.findings).items()]
         for finding in window.findings:
             self.log(f"{fault.name}: {finding}")
         return window
+
+    def restart_stuck(self, window: Window) -> None:
+        """Alive but stuck: do what a liveness probe would (kill -9, restart), and record it.
+        A camera without new frames points at its decoder; frames without detections at the
+        workers."""
+        assert self.probe is not None
+        chain, timeout = self.chain, self.options.recovery_timeout_s
+        decoder = {chain.file_camera: "decoder", chain.live_camera: "live-decoder"}
+        silent = [c for c in self.cameras if self.probe.newest_frame.get(c, 0) <= window.healed_ns]
+        stuck = [decoder[c] for c in silent] or [n for n in chain.children if n.startswith("inference")]
+        window.findings.append(
+            f"no new detections {timeout:.0f} s after healing; restarted {', '.join(stuck)}"
+        )
+        for name in stuck:
+            chain.kill(name, signal.SIGCONT)
+            chain.kill(name)
+            chain.spawn(name)
 
     def drain(self) -> None:
         """Stop the decoders cleanly, then give the worker and the processors time to finish."""

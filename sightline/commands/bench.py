@@ -100,6 +100,8 @@ def bench_chaos(
     as_json: bool = typer.Option(False, "--json", help="Only the JSON line on stdout."),
 ) -> None:
     """Whole chain as processes on a private Kafka + Redis, one fault at a time: lost and duplicates."""
+    import signal
+    import sys
     from pathlib import Path
 
     from sightline.bench.chaos import MODES, ChaosOptions, run_chaos
@@ -116,6 +118,8 @@ def bench_chaos(
         recovery_timeout_s=recovery_timeout,
         seed=seed,
     )
+    # SIGTERM unwinds like Ctrl-C, so the stages, the cameras and the private stack are stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         result = run_chaos(
             config(), options, Path(workdir) if workdir else None, lambda m: typer.echo(m, err=True)
