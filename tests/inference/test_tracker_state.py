@@ -159,6 +159,10 @@ def test_snapshot_round_trip_replay_guard_and_aborted_snapshots(
         got = restored.update(CAMERA, detections[i], i / 10, seq=i, partition=1, offset=i)
         assert got.tracker_id.tolist() == expected[i].tracker_id.tolist(), i
         assert np.array_equal(got.xyxy, expected[i].xyxy), i
+    # A new record (later offset) whose seq did not increase is a new frame, not a replay.
+    last = len(detections)
+    restarted = restored.update(CAMERA, detections[-1], last / 10, seq=0, partition=1, offset=last)
+    assert restored.position(CAMERA).seq == 0 and (restarted.tracker_id >= 0).any()
 
 
 class _Batch:
