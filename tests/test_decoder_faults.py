@@ -163,6 +163,9 @@ def test_restarted_file_camera_resumes_and_a_finished_one_publishes_nothing(
     assert {r.partition() for r in records} == {key_partition(b"cam-resume", 3)}
     events = [CameraEvent.decode(m.value()) for m in read_topic(config, config.topics.camera_events.name)]
     assert "already published" in (events[-1].reason or ""), "and says so"
+    run_cameras(config, [camera], metrics_port=0, max_frames=3, rewind=True)
+    rewound = _frames(config, expected=83)[80:]
+    assert [(m.seq, m.stream_ts) for m in rewound] == [(80, 0.0), (81, 1.0), (82, 2.0)], "--rewind"
 
 
 def test_restarted_looping_file_skips_whole_passes_and_resumes_mid_pass(

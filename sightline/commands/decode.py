@@ -6,14 +6,16 @@ import json
 import time
 
 import typer
-from confluent_kafka import TopicPartition
+from confluent_kafka import KafkaException, TopicPartition
 
 from decoders.runner import run_cameras
 from schemas.errors import ContractError
 from schemas.frame import validate_frame_record
 from sightline.commands.common import config, fail
 from sightline.config import CameraSettings, SightlineConfig
+from streams.health import Health
 from streams.kafka import make_consumer
+from streams.retry import call_with_retry
 from streams.topics import ensure_topics
 
 
@@ -40,7 +42,10 @@ def decode(
     """
     cfg = config()
     cameras = _select_cameras(cfg, source, camera, fps, loop, rtsp_transport)
-    ensure_topics(cfg)
+    # Started while Kafka is away (a supervisor restarting it mid-outage): wait for the broker.
+    call_with_retry(
+        lambda: ensure_topics(cfg), health=Health("decoder"), dependency="kafka", retry_on=(KafkaException,)
+    )
     stats = run_cameras(cfg, cameras, max_frames=max_frames, realtime=realtime, rewind=rewind)
     for cam_id, s in stats.items():
         line = f"{cam_id}: decoded={s.decoded} sent={s.sent} reconnects={s.reconnects}"
