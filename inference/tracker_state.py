@@ -89,10 +89,13 @@ class TrackerStateStore:
             self._partitions = self._partition_count(producer)
         produced = 0
         for camera, frames_partition in cameras.items():
-            state = self.trackers.state(camera)
-            if state is None or self._partitions is None:
-                continue
-            self._frames_partition[camera] = frames_partition
+            if self._partitions is None:
+                break
+            with self.trackers.lock:
+                state = self.trackers.state(camera)
+                if state is None:
+                    continue
+                self._frames_partition[camera] = frames_partition
             state["frames_partition"] = frames_partition
             batch.expect_delivery()
             self._produce(producer, camera, encode_state(state), frames_partition % self._partitions, batch)
@@ -127,38 +130,42 @@ class TrackerStateStore:
         assigned = set(frames_partitions)
         if not self.enabled or not assigned:
             return []
-        for camera, partition in list(self._frames_partition.items()):
-            if partition in assigned:
-                self.trackers.reset(camera)
-                del self._frames_partition[camera]
         try:
             values = self.load(assigned)
         except (KafkaException, TimeoutError) as exc:
             log.error(
                 "tracker state not restored (%s): tracks of partitions %s start afresh", exc, sorted(assigned)
             )
-            return []
+            values = {}
         restored = []
-        for camera, value in values.items():
-            state = decode_state(value)
-            if state is None or state.get("frames_partition") not in assigned:
-                if state is None and value:
-                    log.warning("unreadable tracker snapshot for camera %r: starting fresh tracks", camera)
-                continue
-            try:
-                self.trackers.load_state(state)
-            except (KeyError, TypeError, ValueError) as exc:
-                log.warning(
-                    "unreadable tracker snapshot for camera %r (%s): starting fresh tracks", camera, exc
-                )
-                self.trackers.reset(camera)
-                continue
-            self._frames_partition[camera] = int(state["frames_partition"])
-            restored.append(camera)
+        with self.trackers.lock:  # a model thread must never see half a restore
+            for camera, partition in list(self._frames_partition.items()):
+                if partition in assigned:
+                    self.trackers.reset(camera)
+                    del self._frames_partition[camera]
+            for camera, value in values.items():
+                if self._restore_one(camera, value, assigned):
+                    restored.append(camera)
         log.info(
             "restored tracker state of %d camera(s) for frames partitions %s", len(restored), sorted(assigned)
         )
         return restored
+
+    def _restore_one(self, camera: str, value: bytes, assigned: set[int]) -> bool:
+        state = decode_state(value)
+        if state is None:
+            log.warning("unreadable tracker snapshot for camera %r: starting fresh tracks", camera)
+            return False
+        if state.get("frames_partition") not in assigned:
+            return False  # a camera of a frames partition another worker owns
+        try:
+            self.trackers.load_state(state)
+        except (KeyError, TypeError, ValueError) as exc:
+            log.warning("unreadable tracker snapshot for camera %r (%s): starting fresh tracks", camera, exc)
+            self.trackers.reset(camera)
+            return False
+        self._frames_partition[camera] = int(state["frames_partition"])
+        return True
 
     def load(self, frames_partitions: Iterable[int]) -> dict[str, bytes]:
         """The latest committed value per camera key in the snapshot partitions of ``frames_partitions``.

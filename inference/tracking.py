@@ -12,6 +12,7 @@ read again (a replayed batch) never updates the tracker twice.
 from __future__ import annotations
 
 import base64
+import threading
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -82,6 +83,8 @@ class CameraTrackers:
         self._positions: dict[str, FramePosition] = {}
         # Undo log of the open transaction: each camera's tracker and position before its first update.
         self._undo: dict[str, dict[str, Any] | None] | None = None
+        # The model thread updates while the consumer thread may restore (on assignment).
+        self.lock = threading.RLock()
 
     def update(
         self,
@@ -100,22 +103,23 @@ class CameraTrackers:
         """
         if not self.enabled:
             return detections
-        position = self._positions.get(camera_id)
-        if seq is not None and position is not None and position.covers(seq, partition, offset):
-            return self._untracked(detections)
-        self._remember(camera_id)
-        tracker = self._trackers.get(camera_id)
-        if tracker is None:
-            tracker = self._trackers[camera_id] = self._new_tracker()
-        self._last_used[camera_id] = time.monotonic()
-        if seq is not None:
-            self._positions[camera_id] = FramePosition(seq, partition, offset)
-        tracked = tracker.update(detections, timestamp=timestamp)
-        if tracked.tracker_id is None:
-            tracked.tracker_id = np.full(len(tracked), -1, dtype=np.int64)
-        if self.drop_untracked:
-            tracked = tracked[tracked.tracker_id >= 0]
-        return tracked
+        with self.lock:
+            position = self._positions.get(camera_id)
+            if seq is not None and position is not None and position.covers(seq, partition, offset):
+                return self._untracked(detections)
+            self._remember(camera_id)
+            tracker = self._trackers.get(camera_id)
+            if tracker is None:
+                tracker = self._trackers[camera_id] = self._new_tracker()
+            self._last_used[camera_id] = time.monotonic()
+            if seq is not None:
+                self._positions[camera_id] = FramePosition(seq, partition, offset)
+            tracked = tracker.update(detections, timestamp=timestamp)
+            if tracked.tracker_id is None:
+                tracked.tracker_id = np.full(len(tracked), -1, dtype=np.int64)
+            if self.drop_untracked:
+                tracked = tracked[tracked.tracker_id >= 0]
+            return tracked
 
     def _untracked(self, detections: sv.Detections) -> sv.Detections:
         result = detections[:] if len(detections) else sv.Detections.empty()
@@ -132,12 +136,13 @@ class CameraTrackers:
 
     def rollback(self) -> None:
         """Undo every update since ``begin`` (the batch's transaction aborted and is re-read)."""
-        for camera, state in (self._undo or {}).items():
-            if state is None:
-                self.reset(camera)
-            else:
-                self.load_state(state)
-        self._undo = None
+        with self.lock:
+            for camera, state in (self._undo or {}).items():
+                if state is None:
+                    self.reset(camera)
+                else:
+                    self.load_state(state)
+            self._undo = None
 
     def _remember(self, camera_id: str) -> None:
         if self._undo is not None and camera_id not in self._undo:
@@ -149,16 +154,17 @@ class CameraTrackers:
 
     def state(self, camera_id: str) -> dict[str, Any] | None:
         """The camera's tracker as a JSON-able dict, or None if it has none."""
-        tracker = self._trackers.get(camera_id)
-        if tracker is None:
-            return None
-        position = self._positions.get(camera_id)
-        return {
-            "version": STATE_VERSION,
-            "camera_id": camera_id,
-            "position": asdict(position) if position is not None else None,
-            "tracker": _export_bytetrack(tracker),
-        }
+        with self.lock:
+            tracker = self._trackers.get(camera_id)
+            if tracker is None:
+                return None
+            position = self._positions.get(camera_id)
+            return {
+                "version": STATE_VERSION,
+                "camera_id": camera_id,
+                "position": asdict(position) if position is not None else None,
+                "tracker": _export_bytetrack(tracker),
+            }
 
     def load_state(self, state: dict[str, Any]) -> str:
         """Replace a camera's tracker by an exported one; returns the camera id.
@@ -168,24 +174,26 @@ class CameraTrackers:
         if state.get("version") != STATE_VERSION:
             raise ValueError(f"unsupported tracker state version {state.get('version')!r}")
         camera_id = str(state["camera_id"])
-        tracker = self._new_tracker()
-        _import_bytetrack(tracker, state["tracker"])
-        position = state.get("position")
-        self._trackers[camera_id] = tracker
-        self._last_used[camera_id] = time.monotonic()
-        if position is not None:
-            self._positions[camera_id] = FramePosition(**position)
-        else:
-            self._positions.pop(camera_id, None)
-        return camera_id
+        with self.lock:
+            tracker = self._new_tracker()
+            _import_bytetrack(tracker, state["tracker"])
+            position = state.get("position")
+            self._trackers[camera_id] = tracker
+            self._last_used[camera_id] = time.monotonic()
+            if position is not None:
+                self._positions[camera_id] = FramePosition(**position)
+            else:
+                self._positions.pop(camera_id, None)
+            return camera_id
 
     # -- housekeeping -----------------------------------------------------------------------
     def reset(self, camera_id: str | None = None) -> None:
         """Forget one camera's tracks (e.g. stream restarted) or all of them."""
-        for cam in [camera_id] if camera_id is not None else list(self._trackers):
-            self._trackers.pop(cam, None)
-            self._last_used.pop(cam, None)
-            self._positions.pop(cam, None)
+        with self.lock:
+            for cam in [camera_id] if camera_id is not None else list(self._trackers):
+                self._trackers.pop(cam, None)
+                self._last_used.pop(cam, None)
+                self._positions.pop(cam, None)
 
     def evict_idle(self, now: float | None = None) -> list[str]:
         """Drop trackers of cameras silent for longer than ``idle_ttl_s``; returns their ids."""
