@@ -365,3 +365,25 @@ def test_broker_restart_is_ridden_out_by_rules_and_delivery(
     log = proc.log_path.read_text(errors="replace")
     assert "kafka unavailable" in log and "kafka is back" in log, "the outage was not reported once"
     assert log.count("Unable connect to node") == 0, "aiokafka logged every reconnect"
+
+
+@pytest.mark.chaos
+@pytest.mark.timeout(180)
+def test_sigterm_during_a_broker_outage_stops_the_processor(own_stack: Stack, tmp_path: Path) -> None:
+    """A supervisor must be able to stop (and so restart) the processor while Kafka is away."""
+    rules, records = lane_scenario(frames=60)
+    config = alerts_config(own_stack.fresh_config("alerts-term", partitions=2), rules, [])
+    produce_records(config, records)
+    proc = run_processor(config, tmp_path)
+    try:
+        wait_for(lambda: len(alerts_on_topic(config)) > 0, 60, "first alerts", proc)
+        own_stack.dev.kill("kafka")
+        time.sleep(3.0)
+        started = time.monotonic()
+        assert proc.proc is not None
+        proc.proc.terminate()
+        proc.proc.wait(40)  # raises TimeoutExpired if SIGTERM is not honoured
+        assert time.monotonic() - started < 30
+    finally:
+        proc.stop()
+        own_stack.dev.start("kafka")
