@@ -293,21 +293,18 @@ class AlertsApp:
             self.progress.drop()
 
     # -- rules ---------------------------------------------------------------------------------
-    def _current(self, event: EventT) -> bool:
-        """Taken before the last rebalance: faust re-reads it from the commit point anyway."""
-        message = event.message
-        return (
-            message.generation_id == self.app.consumer_generation_id
-            and message.tp in self.app.consumer.assignment()
-        )
+    def _current(self, taken: list[EventT]) -> list[EventT]:
+        """Drop what was taken before the last rebalance: faust re-reads it from the commit point."""
+        generation = self.app.consumer_generation_id
+        assigned = self.app.consumer.assignment()
+        return [e for e in taken if e.message.generation_id == generation and e.message.tp in assigned]
 
     async def _rules_agent(self, stream: StreamT) -> None:
         settings = self.config.alerts
         self._rules_stream = stream
         async for taken in stream.noack_take(settings.batch_max, within=settings.batch_wait_ms / 1000):
             async with self._rules_lock:
-                events = [e for e in taken if self._current(e)]
-                await self._rules_batch(events)
+                await self._rules_batch(self._current(taken))
 
     async def _rules_batch(self, events: list[EventT]) -> None:
         """Apply, publish and (when due) checkpoint; on failure abort and retry until it works."""
