@@ -324,7 +324,7 @@ class AlertsApp:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                await self._abort(exc, wait=False)
+                await self._abort(exc)
 
     async def _checkpoint(self) -> None:
         await self.progress.commit(self._rules_stream)
