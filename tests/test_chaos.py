@@ -35,11 +35,13 @@ def test_chain_loses_and_doubles_nothing_through_a_broker_outage_and_a_decoder_k
     for fault in result["faults"]:
         assert set(fault) >= FIELDS, fault
         assert fault["frames"] > 0 and fault["alerts_expected"] >= 0, fault
+    assert {"lost", "duplicates", "max_recovery_s", "findings"} <= set(result)
     assert result["lost"] == sum(f["lost"] for f in result["faults"])
     assert result["duplicates"] == sum(f["duplicates"] for f in result["faults"])
     report = json.dumps(result["faults"], indent=1)
     assert result["lost"] == 0, f"lost frames, detections or alerts:\n{report}"
     assert result["duplicates"] == 0, f"duplicated frames, detections or alerts:\n{report}"
     for fault in result["faults"]:
+        assert not fault["findings"], f"stages exited or got stuck:\n{report}"
         assert fault["recovery_s"] is not None and fault["recovery_s"] < 30, report
     assert done.returncode == 0, done.stderr[-4000:]

@@ -642,10 +642,13 @@ def run_modes(
         faults = make_faults(options.faults, options.outage_s)
         chain = Chain(workdir / mode, base, dev, mode, live=any(f.name == "rtsp" for f in faults))
         results += ModeRun(chain, options, rng, log).run(faults)
+    recoveries = [r["recovery_s"] for r in results]
     return {
         "faults": results,
         "lost": sum(r["lost"] for r in results),
         "duplicates": sum(r["duplicates"] for r in results),
+        "max_recovery_s": None if None in recoveries else max(recoveries, default=0.0),
+        "findings": sum(len(r["findings"]) for r in results),
         "seed": options.seed,
         "duration_s": options.duration_s,
         "workdir": str(workdir),

@@ -11,6 +11,8 @@ from streams.topics import ensure_topics
 
 app = typer.Typer(help="Benchmarks against the local Kafka.", no_args_is_help=True)
 
+RECOVERY_TARGET_S = 30.0  # chaos: first new detections at most this long after a fault ends
+
 
 @app.command("decode")
 def bench_decode(
@@ -99,7 +101,10 @@ def bench_chaos(
     ),
     as_json: bool = typer.Option(False, "--json", help="Only the JSON line on stdout."),
 ) -> None:
-    """Whole chain as processes on a private Kafka + Redis, one fault at a time: lost and duplicates."""
+    """Whole chain as processes on a private Kafka + Redis, one fault at a time: lost and duplicates.
+
+    Exits 1 when anything was lost or doubled, a stage exited or got stuck, or a recovery took
+    longer than 30 s."""
     import signal
     import sys
     from pathlib import Path
@@ -132,5 +137,6 @@ def bench_chaos(
             summary = f"recovery {row['recovery_s']} s, lost {row['lost']}, duplicates {row['duplicates']}"
             typer.echo(f"{row['mode']:14} {row['fault']:8} {summary}  {'; '.join(row['findings'])}", err=True)
     print_json_line(result)
-    if result["lost"] or result["duplicates"]:
+    slow = result["max_recovery_s"] is None or result["max_recovery_s"] > RECOVERY_TARGET_S
+    if result["lost"] or result["duplicates"] or result["findings"] or slow:
         raise typer.Exit(1)
