@@ -14,6 +14,7 @@ import asyncio
 import logging
 import os
 import random
+import re
 import socket
 import threading
 import time
@@ -55,17 +56,25 @@ def broker_urls(bootstrap: str) -> list[str]:
     return [f"kafka://{host.strip()}" for host in bootstrap.split(",") if host.strip()]
 
 
+# What aiokafka says, at WARNING or above, when it cannot reach the broker.
+UNREACHABLE = re.compile(
+    r"connect|NodeNotReady|not ready|coordinator dead|Coordinator Request failed|update metadata"
+    r"|session expired|Failed fetch messages",
+    re.IGNORECASE,
+)
+
+
 class _KafkaOutageFilter(logging.Filter):
     """aiokafka logs every failed reconnect (several a second while the broker is away): say it
     once through HEALTH instead, and keep its warnings quiet until the broker answers again."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if "__assignor-__leader" in record.getMessage():
-            return True  # faust's optional leader topic, missing at every start: not an outage
-        if record.levelno >= logging.ERROR:
+        if record.levelno < logging.WARNING:
+            return True
+        if UNREACHABLE.search(record.getMessage()):
             HEALTH.degraded("kafka", record.getMessage())
             return False
-        return not (record.levelno >= logging.WARNING and not HEALTH.is_up("kafka"))
+        return record.levelno >= logging.ERROR or HEALTH.is_up("kafka")
 
 
 def quiet_aiokafka() -> None:
