@@ -11,10 +11,12 @@ from fastapi import FastAPI
 from inference.detector import Detector
 from sightline.api import errors
 from sightline.api.batcher import DetectBatcher
+from sightline.api.probe import DependencyProbe
 from sightline.api.render import FrameFetcher, camera_rules
 from sightline.api.routes import cameras, detect, health, live, models
 from sightline.api.tail import TailConsumer, TailState
 from sightline.config import SightlineConfig
+from streams.health import Health
 
 
 def create_app(
@@ -28,7 +30,9 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        tail_thread = TailConsumer(config, app.state.tail_state) if tail else None
+        probe = app.state.probe = DependencyProbe(config, app.state.health)
+        probe.start()
+        tail_thread = TailConsumer(config, app.state.tail_state, app.state.health) if tail else None
         if tail_thread is not None:
             tail_thread.start()
         if load_model:
@@ -44,6 +48,7 @@ def create_app(
             if tail_thread is not None:
                 tail_thread.stop()
                 tail_thread.join(timeout=5)
+            probe.stop()
             app.state.fetcher.close()
 
     app = FastAPI(
@@ -54,8 +59,11 @@ def create_app(
     )
     app.state.config = config
     app.state.batcher = None
+    app.state.probe = None
+    # Kafka, Redis and the tail: /readyz, the dependency gauge and one log line per change.
+    app.state.health = Health("api")
     app.state.tail_state = TailState(config)
-    app.state.fetcher = FrameFetcher(config)
+    app.state.fetcher = FrameFetcher(config, app.state.health)
     app.state.rules = camera_rules(config)
     # Set on shutdown so open SSE streams end instead of holding the server up.
     app.state.stopping = threading.Event()

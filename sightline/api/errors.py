@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import redis
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+
+RETRY_AFTER_S = 5  # what a 503 during a Kafka or Redis outage tells clients to wait
 
 
 class ApiError(Exception):
@@ -14,9 +17,38 @@ class ApiError(Exception):
         self.status, self.code, self.detail, self.headers = status, code, detail, headers
 
 
+class DependencyDown(Exception):
+    """Kafka or Redis cannot be reached right now: the request gets a 503 with Retry-After, not a 500."""
+
+    def __init__(self, dependency: str, reason: str) -> None:
+        super().__init__(f"{dependency} is unavailable: {reason}")
+        self.dependency, self.reason = dependency, reason
+
+
+def unavailable(dependency: str, reason: str) -> JSONResponse:
+    return JSONResponse(
+        {
+            "error": f"{dependency}_unavailable",
+            "detail": f"{dependency} is unavailable ({reason}); retry later",
+        },
+        status_code=503,
+        headers={"Retry-After": str(RETRY_AFTER_S)},
+    )
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _handle(_request: Request, exc: ApiError) -> JSONResponse:
         return JSONResponse(
             {"error": exc.code, "detail": exc.detail}, status_code=exc.status, headers=exc.headers
         )
+
+    @app.exception_handler(DependencyDown)
+    async def _down(_request: Request, exc: DependencyDown) -> JSONResponse:
+        return unavailable(exc.dependency, exc.reason)
+
+    @app.exception_handler(redis.ConnectionError)
+    @app.exception_handler(redis.TimeoutError)
+    async def _redis_down(request: Request, exc: redis.RedisError) -> JSONResponse:
+        request.app.state.health.degraded("redis", f"{type(exc).__name__}: {exc}")
+        return unavailable("redis", str(exc))

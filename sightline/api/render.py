@@ -10,14 +10,17 @@ from typing import Any
 
 import cv2
 import numpy as np
+import redis
 import simplejpeg
 import yaml
 from confluent_kafka import Consumer, TopicPartition
 
 from schemas.detections import DetectionsRecord
+from sightline.api.errors import DependencyDown
 from sightline.config import SightlineConfig
 from sightline.config.alerts import CameraRules, RulesSettings
 from streams.claimcheck import ClaimCheckStore
+from streams.health import Health
 from streams.kafka import consumer_config
 
 log = logging.getLogger(__name__)
@@ -95,10 +98,13 @@ def draw(image: np.ndarray, record: DetectionsRecord, shapes: list[dict[str, Any
 
 
 class FrameFetcher:
-    """Reads one frame record back by (topic, partition, offset), or from the Redis claim check."""
+    """Reads one frame record back by (topic, partition, offset), or from the Redis claim check.
 
-    def __init__(self, config: SightlineConfig) -> None:
-        self.config = config
+    While Kafka or Redis is down it raises `DependencyDown` (a 503) instead of hanging or failing.
+    """
+
+    def __init__(self, config: SightlineConfig, health: Health) -> None:
+        self.config, self.health = config, health
         self._lock = threading.Lock()
         self._consumer: Consumer | None = None
         self._claims: ClaimCheckStore | None = None
@@ -108,7 +114,13 @@ class FrameFetcher:
         if ref.claim_check:
             if self._claims is None:
                 self._claims = ClaimCheckStore(self.config.redis.url, self.config.frames.claim_check_ttl_s)
-            return self._claims.get(ref.claim_check)
+            try:
+                return self._claims.get(ref.claim_check)
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                self.health.degraded("redis", f"{type(exc).__name__}: {exc}")
+                raise DependencyDown("redis", str(exc)) from None
+        if not self.health.is_up("kafka"):
+            raise DependencyDown("kafka", "the broker does not answer")
         with self._lock:
             if self._consumer is None:
                 conf = consumer_config(self.config.kafka, f"sightline-api-frames-{uuid.uuid4().hex[:12]}")
@@ -117,6 +129,8 @@ class FrameFetcher:
             for msg in self._consumer.consume(1, timeout):
                 if msg.error() is None and msg.offset() == ref.offset:
                     return msg.value()
+        if not self.health.is_up("kafka"):  # the broker went away while we waited for the record
+            raise DependencyDown("kafka", "the broker does not answer")
         return None
 
     def close(self) -> None:

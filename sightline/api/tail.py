@@ -17,7 +17,7 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from schemas.alert import AlertRecord
 from schemas.camera_event import CameraEvent
@@ -25,6 +25,7 @@ from schemas.detections import DetectionsRecord
 from schemas.errors import ContractError
 from schemas.headers import headers_to_dict
 from sightline.config import SightlineConfig
+from streams.health import Health
 from streams.kafka import consumer_config
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,20 @@ RATE_WINDOW_S = 5.0
 FRAME_CACHE = 32  # frame payloads kept per camera for the live view
 REWIND = {"frames": 16, "detections": 16}  # records per partition re-read on start
 LAG_EVERY_S = 2.0
+# Consumer errors that waiting will not fix: fail clearly instead of logging them forever.
+FATAL_CODES = frozenset(
+    {
+        KafkaError.TOPIC_AUTHORIZATION_FAILED,
+        KafkaError.GROUP_AUTHORIZATION_FAILED,
+        KafkaError.CLUSTER_AUTHORIZATION_FAILED,
+        KafkaError.SASL_AUTHENTICATION_FAILED,
+        KafkaError._AUTHENTICATION,
+    }
+)
+
+
+def is_fatal(err: KafkaError) -> bool:
+    return err.fatal() or err.code() in FATAL_CODES
 
 
 class Rate:
@@ -185,11 +200,17 @@ class TailState:
 
 
 class TailConsumer(threading.Thread):
-    """Feeds `TailState`; reconnects (re-assigns) when topics are missing or Kafka is down."""
+    """Feeds `TailState`; waits for missing topics and rides out broker outages in place.
 
-    def __init__(self, config: SightlineConfig, state: TailState) -> None:
+    The consumer is built and assigned once: librdkafka reconnects by itself after an outage and
+    the consumer goes on from its own positions, so nothing is skipped or read twice. A missing
+    topic makes `/readyz` say so (the `tail` dependency) until it exists; a fatal error
+    (authorization, a fatal client error) stops the tail and leaves `tail` down with the reason.
+    """
+
+    def __init__(self, config: SightlineConfig, state: TailState, health: Health) -> None:
         super().__init__(name="api-tail", daemon=True)
-        self.config, self.state = config, state
+        self.config, self.state, self.health = config, state, health
         self.stop_event = threading.Event()
         topics = config.topics
         self.kinds = {
@@ -214,7 +235,7 @@ class TailConsumer(threading.Thread):
         for topic, kind in self.kinds.items():
             meta = metadata.topics.get(topic)
             if meta is None or meta.error is not None or not meta.partitions:
-                log.info("api tail: topic %s not there yet", topic)
+                self.health.degraded("tail", f"topic {topic} does not exist (yet)")
                 return False
             for p in meta.partitions:
                 low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=5)
@@ -225,35 +246,46 @@ class TailConsumer(threading.Thread):
         return True
 
     def run(self) -> None:
-        consumer = lag_consumer = None
-        last_lag = 0.0
+        consumer = self._consumer(f"sightline-api-tail-{uuid.uuid4().hex[:12]}")
+        lag_consumer = self._consumer(self.config.inference.group_id)
+        try:
+            self._tail(consumer, lag_consumer)
+        finally:
+            self.state.connected = False
+            consumer.close()
+            lag_consumer.close()
+
+    def _tail(self, consumer: Consumer, lag_consumer: Consumer) -> None:
+        # Assigned once; until then (topics missing, broker down) retry every couple of seconds.
         while not self.stop_event.is_set():
             try:
-                if consumer is None:
-                    consumer = self._consumer(f"sightline-api-tail-{uuid.uuid4().hex[:12]}")
-                    lag_consumer = self._consumer(self.config.inference.group_id)
-                    if not self._assign(consumer):
-                        consumer.close()
-                        consumer = None
-                        self.stop_event.wait(2.0)
-                        continue
-                    self.state.connected = True
-                for msg in consumer.consume(500, 0.2):
-                    if msg.error() is None:
-                        self._dispatch(msg)
-                if lag_consumer is not None and time.monotonic() - last_lag > LAG_EVERY_S:
-                    last_lag = time.monotonic()
-                    self._update_lag(lag_consumer)
+                if self._assign(consumer):
+                    break
             except KafkaException as exc:
-                log.warning("api tail: %s; retrying", exc)
-                self.state.connected = False
-                if consumer is not None:
-                    consumer.close()
-                consumer = None
-                self.stop_event.wait(2.0)
-        for c in (consumer, lag_consumer):
-            if c is not None:
-                c.close()
+                log.debug("api tail: cannot assign yet: %s", exc)
+            self.stop_event.wait(2.0)
+        else:
+            return
+        self.health.ok("tail")
+        self.state.connected = True
+        last_lag = 0.0
+        while not self.stop_event.is_set():
+            for msg in consumer.consume(500, 0.2):
+                err = msg.error()
+                if err is None:
+                    self._dispatch(msg)
+                elif is_fatal(err):
+                    log.error("api tail: fatal consumer error, the tail stops: %s", err)
+                    self.health.degraded("tail", f"fatal: {err.str()}")
+                    return
+                else:  # transient (broker restarting, ...): librdkafka retries by itself
+                    log.debug("api tail: %s", err)
+            if time.monotonic() - last_lag > LAG_EVERY_S:
+                last_lag = time.monotonic()
+                try:
+                    self._update_lag(lag_consumer)
+                except KafkaException as exc:  # the probe reports the outage; lag is stale meanwhile
+                    log.debug("api tail: lag not updated: %s", exc)
 
     def _dispatch(self, msg: Message) -> None:
         kind = self.kinds.get(msg.topic())

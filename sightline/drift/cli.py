@@ -5,23 +5,32 @@ from __future__ import annotations
 import threading
 
 import typer
-from prometheus_client import start_http_server
 
 
 def drift(
     max_idle: float | None = typer.Option(None, help="Exit after this many seconds without records."),
-    metrics_port: int | None = typer.Option(None, help="Serve /metrics here (default drift.metrics_port)."),
+    metrics_port: int | None = typer.Option(
+        None, help="Serve /metrics and /readyz here (default drift.metrics_port)."
+    ),
 ) -> None:
     """Compare each camera's recent frames and detections with its baseline; alert on drift."""
+    from confluent_kafka import KafkaException
+
     from decoders.runner import stop_on_signals
     from sightline.commands.common import config
-    from sightline.drift.service import run_drift
+    from sightline.drift.http import serve_health
+    from sightline.drift.service import DriftService
 
     cfg = config()
     port = cfg.drift.metrics_port if metrics_port is None else metrics_port
-    if port:
-        start_http_server(port, addr=cfg.metrics.host)
     stop = threading.Event()
+    service = DriftService(cfg, stop)
+    if port:
+        serve_health(service.health, cfg.metrics.host, port)
     with stop_on_signals(stop):
-        stats = run_drift(cfg, stop, max_idle_s=max_idle)
+        try:
+            stats = service.run(max_idle)
+        except KafkaException as exc:  # a missing topic, authorization: waiting will not fix it
+            typer.echo(f"drift: {exc.args[0] if exc.args else exc}", err=True)
+            raise typer.Exit(1) from None
     typer.echo(f"frames={stats.frames} detections={stats.detections} alerts={stats.alerts}", err=True)

@@ -2,6 +2,12 @@
 
 The drift consumer group reads every frame (its own group, so it never takes frames from the
 inference workers). State is in memory: after a restart each camera builds a fresh baseline.
+
+Kafka and Redis outages are ridden out, not fatal: claim checks are re-read with backoff until
+Redis answers, librdkafka reconnects to the broker by itself, alerts whose delivery failed are
+produced again, and offsets are committed only once every alert before them is delivered. While
+a dependency is down, `Health("drift")` says so (gauge, /readyz, one log line per change).
+Errors that waiting cannot fix (a missing topic, authorization) end the run with that error.
 """
 
 from __future__ import annotations
@@ -11,7 +17,8 @@ import threading
 import time
 from dataclasses import dataclass
 
-from confluent_kafka import Message
+import redis
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
 from prometheus_client import Counter, Gauge
 
 from schemas.alert import AlertRecord, TimeWindow, alert_id
@@ -22,7 +29,9 @@ from sightline.config import SightlineConfig
 from sightline.drift.features import CLASS_MIX, gray, image_stats, output_stats
 from sightline.drift.monitor import DriftEvent, DriftMonitor
 from streams.claimcheck import ClaimCheckStore
-from streams.kafka import make_consumer, make_producer
+from streams.health import Health
+from streams.kafka import consumer_config, producer_config
+from streams.retry import call_with_retry
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +43,26 @@ SCORE = Gauge(
 ALERTS = Counter("sightline_drift_alerts_total", "Drift alerts raised", ["camera", "feature"])
 SKIPPED = Counter("sightline_drift_skipped_total", "Records the drift monitor could not use", ["topic"])
 COMMIT_EVERY_S = 5.0
+PROBE_EVERY_S = 1.0  # while Kafka is down: how often to ask whether it is back
+# The loop may block on Redis for as long as an outage lasts (up to minutes): stay in the group.
+MAX_POLL_INTERVAL_MS = 600_000
+REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError)
+# Consumer errors that waiting will not fix: the run ends with them instead of logging them forever.
+FATAL_CODES = frozenset(
+    {
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+        KafkaError._UNKNOWN_TOPIC,
+        KafkaError.TOPIC_AUTHORIZATION_FAILED,
+        KafkaError.GROUP_AUTHORIZATION_FAILED,
+        KafkaError.CLUSTER_AUTHORIZATION_FAILED,
+        KafkaError.SASL_AUTHENTICATION_FAILED,
+        KafkaError._AUTHENTICATION,
+    }
+)
+
+
+def is_fatal(err: KafkaError) -> bool:
+    return err.fatal() or err.code() in FATAL_CODES
 
 
 @dataclass
@@ -77,13 +106,49 @@ class DriftService:
         self.stop = stop or threading.Event()
         self.monitor = DriftMonitor(config.drift)
         self.stats = DriftStats()
+        self.health = Health("drift")
         self.claims = ClaimCheckStore(config.redis.url, config.frames.claim_check_ttl_s)
-        self.consumer = make_consumer(config.kafka, config.drift.group_id, "sightline-drift")
-        self.producer = make_producer(config.kafka, "sightline-drift")
+        consumer_conf = consumer_config(config.kafka, config.drift.group_id, "sightline-drift")
+        consumer_conf["max.poll.interval.ms"] = MAX_POLL_INTERVAL_MS
+        consumer_conf["error_cb"] = self._client_error
+        self.consumer = Consumer(consumer_conf)
+        self.producer = Producer(
+            {**producer_config(config.kafka, "sightline-drift"), "error_cb": self._client_error}
+        )
+        self._redo: list[tuple[bytes | None, bytes]] = []  # alerts whose delivery failed: produce again
+        self._last_probe = 0.0
+
+    def _client_error(self, err: KafkaError) -> None:
+        if err.code() == KafkaError._ALL_BROKERS_DOWN:
+            self.health.degraded("kafka", err.str())
+        elif err.fatal():
+            log.error("drift: fatal Kafka client error: %s", err)
+        else:
+            log.debug("drift: kafka: %s", err)
+
+    def _probe_kafka(self) -> None:
+        """While Kafka is marked down, ask it for metadata now and then: the answer means it is back."""
+        if self.health.is_up("kafka") or time.monotonic() - self._last_probe < PROBE_EVERY_S:
+            return
+        self._last_probe = time.monotonic()
+        try:
+            self.consumer.list_topics(self.config.topics.frames.name, timeout=2)
+        except KafkaException:
+            return
+        self.health.ok("kafka")
+
+    def _claimed(self, key: str) -> bytes:
+        return call_with_retry(
+            lambda: self.claims.get(key),
+            health=self.health,
+            dependency="redis",
+            retry_on=REDIS_ERRORS,
+            stop=self.stop,
+        )
 
     def _frame(self, msg: Message) -> None:
         meta = parse_frame_headers(msg.key(), msg.headers())
-        payload = self.claims.get(meta.claim_check) if meta.claim_check else (msg.value() or b"")
+        payload = self._claimed(meta.claim_check) if meta.claim_check else (msg.value() or b"")
         try:
             stats = image_stats(gray(payload, self.config.drift.decode_scale))
         except ValueError as exc:
@@ -101,11 +166,27 @@ class DriftService:
         for event in events:
             alert = drift_alert(event, self.config.drift.severity)
             log.warning("drift: %s", alert.summary)
-            self.producer.produce(
-                self.config.topics.alerts.name, key=alert.camera_id.encode(), value=alert.encode()
-            )
+            self._produce(alert.camera_id.encode(), alert.encode())
             ALERTS.labels(event.camera_id, event.feature).inc()
             self.stats.alerts += 1
+
+    def _produce(self, key: bytes | None, value: bytes) -> None:
+        self.producer.produce(
+            self.config.topics.alerts.name, key=key, value=value, on_delivery=self._delivered
+        )
+
+    def _delivered(self, err: KafkaError | None, msg: Message) -> None:
+        if err is None:
+            return
+        if is_fatal(err) or err.code() == KafkaError.MSG_SIZE_TOO_LARGE:
+            raise KafkaException(err)
+        log.debug("drift: alert delivery failed, producing it again: %s", err)
+        self._redo.append((msg.key(), msg.value() or b""))
+
+    def _produce_again(self) -> None:
+        redo, self._redo = self._redo, []
+        for key, value in redo:
+            self._produce(key, value)
 
     def _export(self) -> None:
         for (camera, feature), score in self.monitor.scores().items():
@@ -122,35 +203,55 @@ class DriftService:
             while not self.stop.is_set():
                 msgs = self.consumer.consume(200, 0.2)
                 for msg in msgs:
-                    if msg.error() is not None:
-                        log.warning("drift consumer: %s", msg.error())
+                    if self.stop.is_set():
+                        break  # not handled, not stored: read again after a restart
+                    err = msg.error()
+                    if err is not None:
+                        if is_fatal(err):
+                            log.error("drift: %s; stopping", err)
+                            raise KafkaException(err)
+                        log.debug("drift consumer: %s", err)
                         continue
                     try:
                         handlers[msg.topic()](msg)
                     except ContractError as exc:
                         SKIPPED.labels(msg.topic()).inc()
                         log.debug("drift: skipping %s@%d: %s", msg.topic(), msg.offset(), exc)
-                    self.consumer.store_offsets(msg)
+                    except REDIS_ERRORS:
+                        if self.stop.is_set():
+                            break  # stopped while waiting for Redis: this frame is read again
+                        raise
+                    self._store(msg)
                     last_msg = time.monotonic()
                 self._export()
+                self._produce_again()
                 self.producer.poll(0)
-                if time.monotonic() - last_commit > COMMIT_EVERY_S:
+                self._probe_kafka()
+                # Offsets advance only past frames whose alerts were all delivered.
+                outstanding = len(self.producer) or self._redo
+                if not outstanding and time.monotonic() - last_commit > COMMIT_EVERY_S:
                     self._commit()
                     last_commit = time.monotonic()
                 idle = time.monotonic() - max(last_msg, assigned[0] if assigned else float("inf"))
                 if max_idle_s is not None and assigned and not msgs and idle > max_idle_s:
                     break
         finally:
-            self.producer.flush(30)
-            self._commit()
+            if self.producer.flush(30) == 0 and not self._redo:
+                self._commit(asynchronous=False)
             self.consumer.close()
             self.claims.close()
         return self.stats
 
-    def _commit(self) -> None:
+    def _store(self, msg: Message) -> None:
         try:
-            self.consumer.commit(asynchronous=False)
-        except Exception as exc:  # noqa: BLE001 - nothing stored yet, or a rebalance: next time
+            self.consumer.store_offsets(msg)
+        except KafkaException as exc:  # the partition moved away (e.g. during an outage)
+            log.debug("drift: offset not stored: %s", exc)
+
+    def _commit(self, asynchronous: bool = True) -> None:
+        try:
+            self.consumer.commit(asynchronous=asynchronous)
+        except KafkaException as exc:  # nothing stored yet, broker away, a rebalance: next time
             log.debug("drift commit: %s", exc)
 
 
