@@ -299,7 +299,7 @@ def make_faults(names: list[str], outage_s: float | None) -> list[Fault]:
 
 
 DETAILS = ("frames", "frames_without_detections", "duplicate_detections", "seq_gaps", "seq_repeats",
-           "alerts_lost", "alerts_duplicated", "alerts_unexpected")  # fmt: skip
+           "dead_letters", "alerts_lost", "alerts_duplicated", "alerts_unexpected")  # fmt: skip
 FAULTS = ("kafka", "redis", "worker", "alerts", "decoder", "zombie", "webhook", "rtsp")
 
 
@@ -578,6 +578,8 @@ class ModeRun:
         per_frame = Counter((d.frame.partition, d.frame.offset) for d, _, _ in dets)
         rows: list[Counter[str]] = [Counter() for _ in windows]
         last_seq: dict[str, int] = {}
+        for m in read_topic(cfg, cfg.topics.dead_letter.name):  # why a frame may have no detections
+            rows[window_of(m.timestamp()[1] * 1_000_000)]["dead_letters"] += 1
         for f in frames:
             row = rows[window_of(f.ts_ms * 1_000_000)]
             row["frames"] += 1
