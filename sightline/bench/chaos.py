@@ -528,10 +528,15 @@ class ModeRun:
         window.findings.append(
             f"no new detections {timeout:.0f} s after healing; restarted {', '.join(stuck)}"
         )
+        chain.held.update(stuck)
         for name in stuck:
             chain.kill(name, signal.SIGCONT)
+            chain.kill(name, signal.SIGABRT)  # PYTHONFAULTHANDLER: its threads' stacks go to its log
+        self.wait(lambda: all(chain.children[n].poll() is not None for n in stuck), 5)
+        for name in stuck:
             chain.kill(name)
             chain.spawn(name)
+        chain.held.difference_update(stuck)
 
     def drain(self) -> None:
         """Stop the decoders cleanly, then give the worker and the processors time to finish."""
@@ -660,6 +665,7 @@ def run_modes(
 def run_chaos(base: SightlineConfig, options: ChaosOptions, workdir: Path | None, log: Log) -> dict[str, Any]:
     """On a throw-away Kafka + Redis of its own (free ports, a temp dir): it kills them."""
     workdir = Path(workdir or tempfile.mkdtemp(prefix="sightline-chaos-")).resolve()
+    os.environ.setdefault("PYTHONFAULTHANDLER", "1")  # stages inherit it: a stuck one is SIGABRTed
     make_faults(options.faults, options.outage_s)  # fail fast on a bad --faults
     settings = DevSettings(kafka_port=free_port(), kafka_controller_port=free_port(), redis_port=free_port(),
                            data_dir=workdir / "stack")  # fmt: skip
