@@ -23,7 +23,7 @@ class FrameJob:
     msg: Message
     meta: FrameMeta
     fetched: float  # monotonic seconds
-    image: Future[np.ndarray]
+    image: Future[np.ndarray] | None  # dropped once the model has run
 
 
 @dataclass(slots=True)
@@ -38,6 +38,7 @@ class Batch:
     jobs: list[FrameJob] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
     next_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
+    first_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
     # Delivery bookkeeping (at-least-once): the batch is done when every produced record is acked.
     _pending: int = 0
     _sealed: bool = False
@@ -48,9 +49,14 @@ class Batch:
     def track(self, msg: Message) -> None:
         key = (msg.topic(), msg.partition())
         self.next_offsets[key] = max(self.next_offsets.get(key, 0), msg.offset() + 1)
+        self.first_offsets[key] = min(self.first_offsets.get(key, msg.offset()), msg.offset())
 
     def offsets(self) -> list[TopicPartition]:
         return [TopicPartition(t, p, o) for (t, p), o in sorted(self.next_offsets.items())]
+
+    def start_offsets(self) -> list[TopicPartition]:
+        """Where to seek to read the batch again (its first record per partition)."""
+        return [TopicPartition(t, p, o) for (t, p), o in sorted(self.first_offsets.items())]
 
     def is_empty(self) -> bool:
         return not self.jobs and not self.rejected

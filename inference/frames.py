@@ -1,9 +1,13 @@
 """Turning a frame record into pixels: validation, claim check, JPEG decoding.
 
 Runs on a thread pool (libjpeg-turbo releases the GIL) so decoding overlaps the model run.
+The image's own header is read before decoding, so a few hundred bytes declaring a giant image
+are rejected without allocating its pixels.
 """
 
 from __future__ import annotations
+
+import struct
 
 import cv2
 import numpy as np
@@ -15,14 +19,45 @@ from schemas.frame import FrameMeta, check_image_bytes
 from streams.claimcheck import ClaimCheckStore
 
 
-def load_image(msg: Message, meta: FrameMeta, claims: ClaimCheckStore | None, max_bytes: int) -> np.ndarray:
+def image_size(encoding: str, payload: bytes) -> tuple[int, int]:
+    """(width, height) from the JPEG SOF or PNG IHDR header, without decoding pixels."""
+    if encoding == "png":
+        if len(payload) < 24 or payload[12:16] != b"IHDR":
+            raise ContractError("truncated png header")
+        width, height = struct.unpack(">II", payload[16:24])
+        return int(width), int(height)
+    try:
+        height, width, _, _ = simplejpeg.decode_jpeg_header(payload)
+    except ValueError as exc:
+        raise ContractError(f"undecodable jpeg image: {exc}") from None
+    return int(width), int(height)
+
+
+def check_image_size(meta: FrameMeta, payload: bytes, max_pixels: int) -> None:
+    width, height = image_size(meta.encoding, payload)
+    if width * height > max_pixels:
+        raise ContractError(
+            f"image header says {width}x{height} = {width * height} pixels, over the limit {max_pixels}"
+        )
+    if (width, height) != (meta.width, meta.height):
+        raise ContractError(f"image is {width}x{height} but headers say {meta.width}x{meta.height}")
+
+
+def load_image(
+    msg: Message,
+    meta: FrameMeta,
+    claims: ClaimCheckStore | None,
+    max_bytes: int,
+    max_pixels: int = 50_000_000,
+) -> np.ndarray:
     """BGR uint8 pixels of a validated frame record; any problem is a ContractError."""
     payload = msg.value() or b""
     if meta.claim_check is not None:
         if claims is None:
             raise ContractError("claim-check frame but no Redis configured")
         payload = claims.get(meta.claim_check)
-        check_image_bytes(meta, payload, max_bytes)
+    check_image_bytes(meta, payload, max_bytes)
+    check_image_size(meta, payload, max_pixels)
     try:
         if meta.encoding == "jpeg":
             image = simplejpeg.decode_jpeg(payload, colorspace="BGR")

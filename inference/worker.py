@@ -24,10 +24,11 @@ from functools import partial
 from typing import Any
 
 import supervision as sv
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
 
 from inference import metrics
 from inference.batching import Batch, FrameJob, Rejected
+from inference.commits import OffsetCommits
 from inference.detector import Detector
 from inference.frames import load_image
 from inference.hotswap import PromotedDetector
@@ -39,11 +40,13 @@ from schemas.dead_letter import dead_letter_headers
 from schemas.errors import ContractError
 from schemas.frame import parse_frame_headers
 from sightline.config import SightlineConfig
-from streams.claimcheck import ClaimCheckStore
+from streams.claimcheck import ClaimCheckStore, ClaimCheckUnavailable
 from streams.health import Health
-from streams.kafka import consumer_config, producer_config
+from streams.kafka import consumer_config, is_fatal_error, is_missing_topic, producer_config
 
 log = logging.getLogger(__name__)
+
+UNKNOWN_TOPIC_GRACE_S = 10.0  # a topic being created may be unknown for a moment; then it is fatal
 
 
 class WorkerError(RuntimeError):
@@ -119,17 +122,26 @@ class InferenceWorker:
         self.config = config
         inf = config.inference
         self.exactly_once = inf.delivery == "exactly-once"
-        self.worker_id = worker_id or os.environ.get("SIGHTLINE_WORKER_ID") or socket.gethostname()
+        named = worker_id or os.environ.get("SIGHTLINE_WORKER_ID")
+        self.worker_id = named or socket.gethostname()
         self.stop = stop or threading.Event()
         self.stats = WorkerStats()
         self.health = Health("inference")
+        self.commits = OffsetCommits(self.health)
+        self.paused = False  # at-least-once back-pressure: partitions paused while acks lag
+        self._kafka_fatal: KafkaError | None = None
+        self._missing_topic_since: float | None = None  # set by "unknown topic", cleared by assignment
+        self._missing_topic_error: KafkaError | None = None
+        self._probe_at = 0.0
         self.detectors = DetectorSource(config, detector)
         self.trackers = CameraTrackers(enabled=inf.tracking, frame_rate=10.0)
         # Tracker snapshots on a compacted topic, so tracks survive restarts and rebalances.
         self.tracker_state = TrackerStateStore(
             config, self.trackers, client_id=f"sightline-inference-{self.worker_id}-tracker-state"
         )
-        self.claims = ClaimCheckStore(config.redis.url, config.frames.claim_check_ttl_s)
+        self.claims = ClaimCheckStore(
+            config.redis.url, config.frames.claim_check_ttl_s, health=self.health, stop=self.stop
+        )
         self.known_cameras = {c.id for c in config.cameras}
         self.decode_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="jpeg")
         self.batches: queue.Queue[Batch | None] = queue.Queue(maxsize=2)
@@ -138,19 +150,68 @@ class InferenceWorker:
         self.fatal: BaseException | None = None
 
         client = f"sightline-inference-{self.worker_id}"
-        # A stable transactional.id per worker lets a restarted worker fence its dead twin
-        # and abort the transaction it left open, instead of waiting for the timeout.
-        txn_id = f"{inf.group_id}-{self.worker_id}" if self.exactly_once else None
+        # transactional.id must be unique per live process: a named worker (--worker-id, e.g. a
+        # StatefulSet ordinal) keeps its id across restarts, so the restarted twin fences the dead
+        # one and aborts its open transaction at once; an unnamed one adds its pid, and the short
+        # transaction timeout bounds how long a dead twin's transaction blocks readers.
+        txn_id = f"{inf.group_id}-{named or f'{self.worker_id}-{os.getpid()}'}" if self.exactly_once else None
         pconf = producer_config(config.kafka, client, compression="lz4", linger_ms=2, transactional_id=txn_id)
+        pconf["error_cb"] = self._on_kafka_error
         if txn_id:
-            pconf["transaction.timeout.ms"] = 30_000
-            pconf["delivery.timeout.ms"] = 30_000
+            pconf["transaction.timeout.ms"] = 10_000
+            pconf["delivery.timeout.ms"] = 10_000
+        else:
+            pconf["delivery.timeout.ms"] = 0  # at-least-once: wait out any outage, never drop a record
+        self._producer_config = pconf
         self.producer = Producer(pconf)
         cconf = consumer_config(config.kafka, inf.group_id, client, read_committed=True)
         cconf["max.poll.interval.ms"] = 300_000
+        cconf["error_cb"] = self._on_kafka_error
+        cconf["on_commit"] = self.commits.on_commit
         self.consumer = Consumer(cconf)
         if self.exactly_once:
-            self.producer.init_transactions(30)
+            self._init_transactions()
+
+    # -- Kafka health --------------------------------------------------------------------
+    def _on_kafka_error(self, err: KafkaError) -> None:
+        """Client errors (error_cb and consumer events): transient ones mean degraded, fatal ones stop."""
+        if is_missing_topic(err):
+            self._missing_topic_since = self._missing_topic_since or time.monotonic()
+            self._missing_topic_error = err
+        elif is_fatal_error(err):
+            self._kafka_fatal = err
+        else:
+            self.health.degraded("kafka", str(err))
+
+    def _check_kafka(self) -> None:
+        """Fail on fatal client errors; while degraded, probe the broker every 2 s to notice it is back."""
+        if self._kafka_fatal is not None:
+            raise WorkerError(f"Kafka error the worker cannot recover from: {self._kafka_fatal}")
+        now = time.monotonic()
+        missing = self._missing_topic_since
+        if missing is not None and now - missing > UNKNOWN_TOPIC_GRACE_S:
+            raise WorkerError(
+                f"cannot consume {self.config.topics.frames.name!r}: {self._missing_topic_error}"
+            )
+        if self.health.is_up("kafka") or now < self._probe_at:
+            return
+        self._probe_at = now + 2.0
+        try:
+            self.consumer.list_topics(self.config.topics.frames.name, timeout=1)
+        except KafkaException:
+            return
+        self.health.ok("kafka")
+
+    def _init_transactions(self) -> None:
+        while True:
+            try:
+                self.producer.init_transactions(10)
+                return
+            except KafkaException as exc:
+                err = exc.args[0]
+                if not err.retriable() or self.stop.is_set():
+                    raise WorkerError(f"cannot start the transactional producer: {err}") from exc
+                self.health.degraded("kafka", f"init_transactions: {err}")
 
     # -- consumer side -------------------------------------------------------------------
     def _accept(self, msg: Message, batch: Batch) -> None:
@@ -167,8 +228,9 @@ class InferenceWorker:
         except ContractError as exc:
             batch.rejected.append(Rejected(msg, exc.reason))
             return
+        frames = self.config.frames
         future = self.decode_pool.submit(
-            load_image, msg, meta, self.claims, self.config.frames.max_frame_bytes
+            load_image, msg, meta, self.claims, frames.max_frame_bytes, frames.max_pixels
         )
         batch.jobs.append(FrameJob(msg, meta, time.monotonic(), future))
 
@@ -185,6 +247,8 @@ class InferenceWorker:
                 self._run_batch(batch)
             except KafkaException as exc:
                 self._abort_and_rewind(batch, exc)
+            except ClaimCheckUnavailable:
+                self._abort_and_rewind(batch, None)  # stopping while Redis is down: nothing committed
             return
         while True:
             self._check_fatal()
@@ -200,49 +264,130 @@ class InferenceWorker:
         while self.in_flight and self.in_flight[0].done.is_set():
             batch = self.in_flight.popleft()
             if batch.error is not None:
+                if self.stop.is_set():  # stopping mid-outage: leave it uncommitted, it is read again
+                    self.in_flight.clear()
+                    return
                 raise WorkerError(f"batch failed, not committing: {batch.error}")
             if not self.exactly_once:
-                self.consumer.commit(offsets=batch.offsets(), asynchronous=True)
+                self.health.ok("kafka")  # its records were acknowledged
+                self.commits.commit(self.consumer, batch.offsets())
+        self._apply_backpressure()
+
+    def _apply_backpressure(self) -> None:
+        """At-least-once: pause fetching while too many batches (and their images) await acks."""
+        if self.exactly_once:
+            return
+        full = len(self.in_flight) >= self.config.inference.max_in_flight_batches
+        if full == self.paused:
+            return
+        try:
+            assignment = self.consumer.assignment()
+            (self.consumer.pause if full else self.consumer.resume)(assignment)
+        except KafkaException as exc:
+            log.warning("could not %s partitions: %s", "pause" if full else "resume", exc)
+            return
+        self.paused = full
 
     def _check_fatal(self) -> None:
         if self.fatal is not None:
             raise WorkerError(f"model thread failed: {self.fatal!r}") from self.fatal
 
     def _drain(self) -> None:
-        """Finish everything fetched so far and commit it (used on revoke and shutdown)."""
+        """Finish everything fetched so far and commit it (used on revoke and shutdown).
+
+        Bounded: with Kafka away, what is not acknowledged in time stays uncommitted (read again).
+        """
         self._close_batch()
+        kafka_up = self.health.is_up("kafka")
+        deadline = time.monotonic() + (30.0 if kafka_up else 3.0)
         while self.in_flight:
             self._check_fatal()
+            if time.monotonic() > deadline:
+                log.warning("%d batches not acknowledged in time; left uncommitted", len(self.in_flight))
+                self.in_flight.clear()
+                break
             self.producer.poll(0.02)
             self._service()
         if not self.exactly_once:
-            try:
-                self.consumer.commit(asynchronous=False)
-            except KafkaException as exc:
-                if exc.args[0].code() != KafkaError._NO_OFFSET:
-                    raise
+            self.commits.commit_final(self.consumer, asynchronous=not self.health.is_up("kafka"))
 
-    def _abort_and_rewind(self, batch: Batch, exc: KafkaException) -> None:
-        """Abort the batch's transaction and re-read its frames, or stop if Kafka says we must."""
-        error = exc.args[0]
-        if not error.txn_requires_abort():
-            raise WorkerError(f"transaction failed fatally: {error}") from exc
+    def _abort_and_rewind(self, batch: Batch, exc: KafkaException | None) -> None:
+        """Abort the batch's transaction and re-read its frames.
+
+        A fatal producer error (fenced, epoch bumped after a timeout) gets a fresh producer with
+        the same transactional.id; a stop request leaves the transaction to time out (or to be
+        aborted by the restarted twin) instead of waiting for a broker that may be away.
+        """
+        if batch in self.in_flight:
+            self.in_flight.remove(batch)
+        if exc is not None:  # a transaction had begun
+            self.trackers.rollback()  # the batch's tracker updates are undone with it
+        error = exc.args[0] if exc is not None else None
+        if self.stop.is_set():
+            log.warning("stopping with an unfinished transaction (%s); it is not committed", error)
+            return
         log.warning("transaction aborted (%s); re-reading the batch", error)
-        self.producer.abort_transaction(30)
-        self.trackers.rollback()  # the batch's tracker updates are undone with it
-        committed = self.consumer.committed(batch.offsets(), timeout=30)
-        for tp in committed:
-            if tp.offset < 0:  # nothing committed yet: start of the partition, as auto.offset.reset
-                tp.offset = OFFSET_BEGINNING
-            self.consumer.seek(tp)
-        self.in_flight.remove(batch)
+        if error is not None and error.retriable():
+            self.health.degraded("kafka", f"transaction: {error}")
+        if error is not None and error.fatal():
+            self._new_producer(error)
+        else:
+            self._abort_transaction()
+        for tp in batch.start_offsets():
+            try:
+                self.consumer.seek(tp)
+            except KafkaException as seek_error:  # no longer ours: the next owner starts from the commit
+                log.info("not rewinding %s[%d]: %s", tp.topic, tp.partition, seek_error)
+
+    def _abort_transaction(self) -> None:
+        """Abort; if Kafka does not answer, a new producer with the same id fences and aborts it."""
+        for _ in range(3):
+            if self.stop.is_set():
+                return
+            try:
+                self.producer.abort_transaction(10)
+                return
+            except KafkaException as exc:
+                err = exc.args[0]
+                log.info("abort_transaction failed: %s", err)
+                if err.fatal():
+                    break
+                self.health.degraded("kafka", f"abort_transaction: {err}")
+        self._new_producer(err)
+
+    def _new_producer(self, error: KafkaError) -> None:
+        log.warning("transactional producer unusable (%s); starting a new one", error)
+        self.producer.purge()
+        self.producer = Producer(self._producer_config)
+        self._init_transactions()
+
+    def _on_lost(self, consumer: Consumer, partitions: list) -> None:
+        """Partitions taken away without a rebalance (session timed out, e.g. a broker outage).
+
+        Another worker may own them already: drop in-flight work without committing; their
+        frames are read again from the committed offsets by whoever owns them now.
+        """
+        log.warning(
+            "partitions lost: %s; dropping in-flight work uncommitted", [p.partition for p in partitions]
+        )
+        self.open_batch = None
+        self.in_flight.clear()
+        self.commits.forget()
 
     def _on_revoke(self, consumer: Consumer, partitions: list) -> None:
         log.info("partitions revoked: %s; finishing in-flight batches", [p.partition for p in partitions])
         self._drain()
+        self.commits.forget(partitions)
 
     def _on_assign(self, consumer: Consumer, partitions: list) -> None:
         log.info("partitions assigned: %s", [p.partition for p in partitions])
+        self._missing_topic_since = None
+        if self.paused:  # librdkafka keeps a partition paused across lost/revoked and re-assigned
+            try:
+                consumer.resume(partitions)
+            except KafkaException as exc:
+                log.warning("could not resume the new partitions: %s", exc)
+            self.paused = False
         self.tracker_state.restore(p.partition for p in partitions)  # before any of their frames
         self._last_activity = time.monotonic()
 
@@ -256,8 +401,11 @@ class InferenceWorker:
                     return
                 self._run_batch(batch)
         except BaseException as exc:  # noqa: BLE001 - surfaced to the consumer thread, which stops
-            log.exception("model thread failed")
-            self.fatal = exc
+            if isinstance(exc, ClaimCheckUnavailable) and self.stop.is_set():
+                log.warning("stopping while Redis is down: the batch stays uncommitted")
+            else:
+                log.exception("model thread failed")
+                self.fatal = exc
             if batch is not None:
                 batch.fail(repr(exc))
             while True:  # unblock the consumer thread, which may wait to hand over a batch
@@ -278,6 +426,9 @@ class InferenceWorker:
         detector = self.detectors.current()
         started = time.monotonic()
         results, timings = detector.detect(images) if images else ([], None)
+        images.clear()  # drop the decoded pixels now: batches may wait a while for acks
+        for job in batch.jobs:
+            job.image = None
         if self.exactly_once:
             self.trackers.begin()  # undo log, rolled back by _abort_and_rewind
             self.producer.begin_transaction()
@@ -304,11 +455,17 @@ class InferenceWorker:
             metrics.INFERENCE_SECONDS.observe(timings.inference_ms / 1e3)
         self.stats.batches += 1
         if self.exactly_once:
-            self.producer.send_offsets_to_transaction(
-                batch.offsets(), self.consumer.consumer_group_metadata(), 30
-            )
-            self.producer.commit_transaction(60)
+            self._commit_transaction(batch)
         batch.seal()
+
+    def _commit_transaction(self, batch: Batch) -> None:
+        """Offsets into the transaction, then commit. Any failure (even a retriable timeout while
+        Kafka is away) aborts and re-reads the batch: retrying in place never polls the consumer,
+        so a worker that lost its group could not rejoin."""
+        group = self.consumer.consumer_group_metadata()
+        self.producer.send_offsets_to_transaction(batch.offsets(), group, 10)
+        self.producer.commit_transaction(10)
+        self.health.ok("kafka")
 
     def _record(
         self,
@@ -361,38 +518,66 @@ class InferenceWorker:
             ("seq", str(meta.seq).encode()),
             ("content-type", b"application/json"),
         ]
-        batch.expect_delivery()
-        self._send(
+        error = self._send(
+            batch,
             self.config.topics.detections.name,
             meta.camera_id.encode(),
             value,
             headers,
             partial(self._on_delivered, batch, meta.camera_id, meta.capture_ns),
         )
+        if error is not None:
+            self._dead_letter(batch, Rejected(job.msg, f"detections record not produced: {error}"))
+            return
         self.stats.records += 1
 
     def _dead_letter(self, batch: Batch, rejected: Rejected) -> None:
         msg = rejected.msg
         log.warning(
-            "dead-lettering %s[%d]@%d: %s", msg.topic(), msg.partition(), msg.offset(), rejected.reason
+            "dead-lettering %s[%d]@%d: %.500s", msg.topic(), msg.partition(), msg.offset(), rejected.reason
         )
         metrics.DEAD_LETTERS.labels(rejected.reason.split(":")[0][:40]).inc()
-        headers = dead_letter_headers(
-            msg.headers(), rejected.reason, "inference", msg.topic(), msg.partition(), msg.offset()
-        )
-        batch.expect_delivery()
-        self._send(
-            self.config.topics.dead_letter.name, msg.key(), msg.value(), headers, partial(self._on_dlq, batch)
-        )
-        self.stats.dead_letters += 1
+        claim_check = next((v for k, v in msg.headers() or () if k == "claim-check" and v), None)
+        if claim_check:  # keep the parked image past its TTL, so the dead letter can be replayed
+            self.claims.keep(claim_check.decode("utf-8", "replace"))
+        value, reason = msg.value(), rejected.reason
+        room = self.config.kafka.message_max_bytes - 64 * 1024  # headers and record overhead
+        if value and len(value) > room:  # it would be refused again on every restart: keep the reason
+            reason, value = (
+                f"{reason}; value of {len(value)} bytes dropped (over the record size limit)",
+                None,
+            )
+        while True:
+            headers = dead_letter_headers(
+                msg.headers(), reason, "inference", msg.topic(), msg.partition(), msg.offset()
+            )
+            topic = self.config.topics.dead_letter.name
+            error = self._send(batch, topic, msg.key(), value, headers, partial(self._on_dlq, batch))
+            if error is None:
+                self.stats.dead_letters += 1
+                return
+            if not value:  # a poison record must never stop the worker: log it and move on
+                log.error(
+                    "could not dead-letter %s[%d]@%d: %s", msg.topic(), msg.partition(), msg.offset(), error
+                )
+                return
+            reason = f"{rejected.reason}; value of {len(value)} bytes dropped: {error}"
+            value = None
 
-    def _send(self, topic: str, key: bytes | None, value: bytes | None, headers: list, callback: Any) -> None:
+    def _send(
+        self, batch: Batch, topic: str, key: bytes | None, value: bytes | None, headers: list, callback: Any
+    ) -> KafkaException | None:
+        """Produce one record for `batch`; a record Kafka refuses (too large, ...) is returned."""
+        batch.expect_delivery()
         while True:
             try:
                 self.producer.produce(topic, key=key, value=value, headers=headers, on_delivery=callback)
-                return
+                return None
             except BufferError:
                 self.producer.poll(0.05)
+            except KafkaException as exc:
+                batch.delivered(None)  # no delivery report will come for it
+                return exc
 
     def _on_delivered(
         self, batch: Batch, camera: str, capture_ns: int, err: KafkaError | None, _msg: Message
@@ -411,7 +596,7 @@ class InferenceWorker:
     def _idle_for(self, max_idle_s: float | None) -> bool:
         """True once nothing arrived for `max_idle_s` after partitions were assigned."""
         since = self._last_activity
-        if max_idle_s is None or since is None or self.in_flight:
+        if max_idle_s is None or since is None or self.in_flight or not self.health.is_up("kafka"):
             return False
         return time.monotonic() - since > max_idle_s
 
@@ -422,13 +607,17 @@ class InferenceWorker:
         model_thread = threading.Thread(target=self._model_loop, name="model", daemon=True)
         model_thread.start()
         self.consumer.subscribe(
-            [self.config.topics.frames.name], on_assign=self._on_assign, on_revoke=self._on_revoke
+            [self.config.topics.frames.name],
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
         )
         metrics.MODEL_INFO.labels(inf.model, self.detectors.current().manifest.version).set(1)
         self._last_activity: float | None = None  # idle time only counts once partitions are assigned
         try:
             while not self.stop.is_set():
                 self._check_fatal()
+                self._check_kafka()
                 now = time.monotonic()
                 if self.open_batch is not None:
                     wait = max(0.0, inf.max_wait_ms / 1e3 - (now - self.open_batch.opened))
@@ -438,8 +627,9 @@ class InferenceWorker:
                 msgs = self.consumer.consume(num_messages=max(1, room), timeout=wait)
                 for msg in msgs:
                     if msg.error() is not None:
-                        log.warning("consumer error: %s", msg.error())
+                        self._on_kafka_error(msg.error())
                         continue
+                    self._missing_topic_since = None
                     if self.open_batch is None:
                         self.open_batch = Batch(opened=time.monotonic())
                     self._accept(msg, self.open_batch)
@@ -466,7 +656,8 @@ class InferenceWorker:
                         break
             model_thread.join(timeout=60)
             self.consumer.close()
-            self.producer.flush(30)
+            # With Kafka away, unacknowledged records are uncommitted work: don't wait long for them.
+            self.producer.flush(30 if self.health.is_up("kafka") else 1)
             self.decode_pool.shutdown(wait=False, cancel_futures=True)
             self.claims.close()
             self.detectors.close()

@@ -9,6 +9,7 @@ from schemas.headers import Headers, dict_to_headers, headers_to_dict
 
 DLQ_SCHEMA_VERSION = "1"
 PREFIX = "dlq-"
+MAX_REASON_CHARS = 500  # a reason quoting a hostile header must not make the dead letter huge
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +34,8 @@ def dead_letter_headers(
 ) -> list[tuple[str, bytes]]:
     """Original headers first (minus stale dlq- ones), then ours."""
     kept = [(k, v) for k, v in (original or ()) if not k.startswith(PREFIX) and v is not None]
+    if len(reason) > MAX_REASON_CHARS:
+        reason = reason[: MAX_REASON_CHARS - 1] + "…"
     ours = dict_to_headers(
         {
             "dlq-schema-version": DLQ_SCHEMA_VERSION,

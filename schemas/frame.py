@@ -20,6 +20,7 @@ FRAME_SCHEMA_VERSION = "1"
 SUPPORTED_VERSIONS = frozenset({FRAME_SCHEMA_VERSION})
 SCHEMA_FILE = Path(__file__).with_name("frame.headers.schema.json")
 MAGIC = {"jpeg": b"\xff\xd8\xff", "png": b"\x89PNG\r\n\x1a\n"}
+INT64_MAX = 2**63 - 1  # seq and capture-ns travel on as int64 (detections, Kafka, Parquet)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +71,9 @@ def parse_frame_headers(key: bytes | str | None, headers: Headers | None) -> Fra
     key_text = key.decode("utf-8", "replace") if isinstance(key, bytes) else key
     if key_text != values["camera-id"]:
         raise ContractError(f"record key {key_text!r} does not match camera-id {values['camera-id']!r}")
+    for name in ("seq", "capture-ns"):
+        if int(values[name]) > INT64_MAX:
+            raise ContractError(f"header {name!r}: {values[name]} does not fit a signed 64-bit integer")
     stream_ts = values.get("stream-ts")
     return FrameMeta(
         camera_id=values["camera-id"],
@@ -88,7 +92,7 @@ def check_image_bytes(meta: FrameMeta, payload: bytes, max_bytes: int) -> None:
     if len(payload) > max_bytes:
         raise ContractError(f"oversized frame: {len(payload)} bytes > limit {max_bytes}")
     if not payload:
-        raise ContractError("empty frame payload")
+        raise ContractError("empty value")
     if not payload.startswith(MAGIC[meta.encoding]):
         raise ContractError(f"payload is not a {meta.encoding} image (bad magic bytes)")
 

@@ -109,3 +109,28 @@ class DeliveryTracker:
         log.error("delivery to %s failed: %s", msg.topic(), err)
         if self._on_error is not None:
             self._on_error(err, msg)
+
+
+# Consumer errors after which retrying cannot help: the worker must fail with a clear error.
+_FATAL_CODES = frozenset(
+    {
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+        KafkaError._UNKNOWN_TOPIC,
+        KafkaError.TOPIC_AUTHORIZATION_FAILED,
+        KafkaError.GROUP_AUTHORIZATION_FAILED,
+        KafkaError.CLUSTER_AUTHORIZATION_FAILED,
+        KafkaError.SASL_AUTHENTICATION_FAILED,
+        KafkaError._AUTHENTICATION,
+    }
+)
+_MISSING_TOPIC = frozenset({KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC})
+
+
+def is_fatal_error(err: KafkaError) -> bool:
+    """True for client errors that no amount of retrying fixes (fatal, unknown topic, authorization)."""
+    return err.fatal() or err.code() in _FATAL_CODES
+
+
+def is_missing_topic(err: KafkaError) -> bool:
+    """A missing topic can be a topic being created: callers give it a short grace period."""
+    return err.code() in _MISSING_TOPIC

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from sightline.config.alerts import AlertsSettings
@@ -24,6 +24,7 @@ from sightline.config.infra import (
     RedisSettings,
     TopicSettings,
     TopicsSettings,
+    check_claim_check_ttl,
 )
 from sightline.config.service import ApiSettings, DriftSettings, MetricsSettings
 
@@ -80,6 +81,11 @@ class SightlineConfig(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # Environment beats the YAML file (passed as init kwargs), as in twelve-factor apps.
         return (env_settings, init_settings)
+
+    @model_validator(mode="after")
+    def _claim_check_outlives_frames(self) -> SightlineConfig:
+        check_claim_check_ttl(self.frames, self.topics)
+        return self
 
     def camera(self, camera_id: str) -> CameraSettings:
         for cam in self.cameras:

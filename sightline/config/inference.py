@@ -28,4 +28,6 @@ class InferenceSettings(Section):
     delivery: Literal["at-least-once", "exactly-once"] = "at-least-once"
     # Frames from cameras not listed under `cameras:` go to the dead-letter topic when true.
     reject_unknown_cameras: bool = False
+    # At-least-once: partitions pause while this many batches wait for Kafka's acks (bounds memory).
+    max_in_flight_batches: int = Field(8, ge=1)
     model_poll_s: float = Field(2.0, gt=0, description="How often workers check for a promoted model.")

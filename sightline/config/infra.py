@@ -74,9 +74,13 @@ class FramesSettings(Section):
 
     # Well under Kafka's 1 MB default so a record with headers always fits.
     inline_max_bytes: int = Field(512 * 1024, ge=1024)
-    claim_check_ttl_s: int = Field(600, ge=1)
+    # At least the frames topic's retention (checked at start-up): a backlog must never outlive
+    # its images, or a long worker outage turns it into dead letters whose image is gone.
+    claim_check_ttl_s: int = Field(2 * 3600, ge=1)
     # A consumer rejects (dead-letters) frames bigger than this, inline or claimed.
     max_frame_bytes: int = Field(16 * 1024 * 1024, ge=1024)
+    # ... and images whose header declares more pixels than this, before decoding them.
+    max_pixels: int = Field(50_000_000, ge=1)
 
 
 class DevSettings(Section):
@@ -89,3 +93,13 @@ class DevSettings(Section):
     kafka_version: str = "4.1.1"
     log4j_version: str = "2.24.3"
     kafka_heap: str = "512m"
+
+
+def check_claim_check_ttl(frames: FramesSettings, topics: TopicsSettings) -> None:
+    """A claim-checked image must live at least as long as the frame record that points to it."""
+    retention_ms = topics.frames.retention_ms
+    if retention_ms >= 0 and frames.claim_check_ttl_s * 1000 < retention_ms:
+        raise ValueError(
+            f"frames.claim_check_ttl_s ({frames.claim_check_ttl_s}) is shorter than "
+            f"topics.frames.retention_ms ({retention_ms} ms): claim-checked frames would lose their image"
+        )
