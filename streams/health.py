@@ -60,7 +60,9 @@ class Health:
             state.reason = reason[:500]
         DEPENDENCY_UP.labels(self.component, dependency).set(0)
         if went_down:
-            log.warning("%s: %s unavailable, retrying until it is back: %s", self.component, dependency, reason)
+            log.warning(
+                "%s: %s unavailable, retrying until it is back: %s", self.component, dependency, reason
+            )
 
     def is_up(self, dependency: str) -> bool:
         with self._lock:
