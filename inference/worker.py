@@ -202,6 +202,15 @@ class InferenceWorker:
             return
         self.health.ok("kafka")
 
+    def _watch_producer(self, done: threading.Event) -> None:
+        """Exactly-once: serve the producer's events off the consumer thread.
+
+        Transactional calls block the consumer thread for seconds while Kafka is away, and
+        librdkafka reports errors only from poll: without this, /readyz would say "up" all along.
+        """
+        while not done.wait(0.5):
+            self.producer.poll(0)
+
     def _init_transactions(self) -> None:
         while True:
             try:
@@ -327,9 +336,11 @@ class InferenceWorker:
             log.warning("stopping with an unfinished transaction (%s); it is not committed", error)
             return
         log.warning("transaction aborted (%s); re-reading the batch", error)
-        if error is not None and error.retriable():
+        if error is not None and (error.fatal() or not error.txn_requires_abort()):
+            # Fenced, or timed out while Kafka was away: librdkafka's transaction state after a
+            # timed-out call is not to be trusted (a later send_offsets_to_transaction can hang), so
+            # start afresh; init_transactions with the same id aborts the open transaction.
             self.health.degraded("kafka", f"transaction: {error}")
-        if error is not None and error.fatal():
             self._new_producer(error)
         else:
             self._abort_transaction()
@@ -357,8 +368,11 @@ class InferenceWorker:
 
     def _new_producer(self, error: KafkaError) -> None:
         log.warning("transactional producer unusable (%s); starting a new one", error)
-        self.producer.purge()
-        self.producer = Producer(self._producer_config)
+        old, self.producer = self.producer, Producer(self._producer_config)
+        # Destroying a producer can wait on a broker that is away: the last reference goes on
+        # another thread (Thread.run drops its args when done).
+        threading.Thread(target=Producer.purge, args=(old,), name="retire-producer", daemon=True).start()
+        del old
         self._init_transactions()
 
     def _on_lost(self, consumer: Consumer, partitions: list) -> None:
@@ -606,6 +620,11 @@ class InferenceWorker:
         inf = self.config.inference
         model_thread = threading.Thread(target=self._model_loop, name="model", daemon=True)
         model_thread.start()
+        watching = threading.Event()
+        if self.exactly_once:
+            threading.Thread(
+                target=self._watch_producer, args=(watching,), name="kafka-watch", daemon=True
+            ).start()
         self.consumer.subscribe(
             [self.config.topics.frames.name],
             on_assign=self._on_assign,
@@ -655,6 +674,7 @@ class InferenceWorker:
                     if not model_thread.is_alive():
                         break
             model_thread.join(timeout=60)
+            watching.set()
             self.consumer.close()
             # With Kafka away, unacknowledged records are uncommitted work: don't wait long for them.
             self.producer.flush(30 if self.health.is_up("kafka") else 1)

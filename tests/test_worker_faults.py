@@ -70,17 +70,22 @@ class Running:
         started = time.monotonic()
         self.stop.set()
         self.thread.join(timeout)
-        if self.thread.is_alive():  # say where it hangs
-            frame = sys._current_frames().get(self.thread.ident or 0)
-            print("".join(traceback.format_stack(frame)) if frame else "no frame")
+        if self.thread.is_alive():
+            print(self.where())
         return time.monotonic() - started
 
-    def __repr__(self) -> str:
+    def where(self) -> str:
+        """The worker thread's stack, to say where it hangs."""
+        frame = sys._current_frames().get(self.thread.ident or 0)
+        return "".join(traceback.format_stack(frame)) if frame else "not running"
+
+    def __str__(self) -> str:
         w = self.worker
-        return f"<worker {w.stats.frames}/{w.stats.records} in_flight={len(w.in_flight)} paused={w.paused}>"
+        state = f"{w.stats.frames} frames, {w.stats.records} records, {len(w.in_flight)} batches in flight"
+        return f"every frame's detections after the outage ({state}); the worker is at:\n{self.where()}"
 
 
-def _wait(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+def _wait(predicate: Callable[[], bool], timeout: float, what: object) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -136,7 +141,7 @@ def test_at_least_once_worker_rides_out_a_broker_outage(
     _wait(
         lambda: running.error is not None or {(r.camera_id, r.seq) for r in _records(config)} >= _expected(),
         180,
-        f"every frame's detections after the outage ({running!r})",
+        running,
     )
     assert running.error is None, f"the worker died: {running.error!r}"
     assert running.finish() < 30
@@ -164,7 +169,7 @@ def test_exactly_once_worker_rides_out_a_broker_outage(
     _wait(
         lambda: running.error is not None or len(_records(config)) >= FRAMES,
         180,
-        "every frame's detections after the outage",
+        running,
     )
     assert running.error is None, f"the worker died: {running.error!r}"
     assert running.finish() < 30, "stops promptly"
@@ -339,6 +344,7 @@ def test_a_dead_letter_too_big_for_kafka_does_not_kill_the_worker(
     assert len(letter.value() or b"") < 1_000_000
 
 
+@pytest.mark.chaos
 def test_two_exactly_once_workers_on_one_host_do_not_fence_each_other(
     own_stack: Stack, model_registry: Path, vtest_path: Path, tmp_path: Path
 ) -> None:
