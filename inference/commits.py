@@ -14,6 +14,7 @@ import threading
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
+from inference import metrics
 from streams.health import Health
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,7 @@ class OffsetCommits:
     def _failed(self, err: object) -> None:
         with self._lock:
             self.failed += 1
+        metrics.COMMIT_FAILURES.inc()
         log.warning("offset commit failed (frames after it may be read again): %s", err)
 
     def commit(self, consumer: Consumer, offsets: list[TopicPartition], *, asynchronous: bool = True) -> None:

@@ -14,6 +14,10 @@ BOXES_OUT = Counter("sightline_inference_boxes_total", "Boxes published", ["came
 DEAD_LETTERS = Counter(
     "sightline_inference_dead_letters_total", "Records sent to the dead-letter topic", ["reason"]
 )
+COMMIT_FAILURES = Counter(
+    "sightline_inference_commit_failures_total",
+    "Offset commits that failed (at-least-once: those frames may be read again)",
+)
 BATCH_SIZE = Histogram(
     "sightline_inference_batch_size", "Frames per micro-batch", buckets=(1, 2, 4, 8, 16, 32, 64, 128)
 )

@@ -156,7 +156,7 @@ class InferenceWorker:
         # transaction timeout bounds how long a dead twin's transaction blocks readers.
         txn_id = f"{inf.group_id}-{named or f'{self.worker_id}-{os.getpid()}'}" if self.exactly_once else None
         pconf = producer_config(config.kafka, client, compression="lz4", linger_ms=2, transactional_id=txn_id)
-        pconf["error_cb"] = self._on_kafka_error
+        pconf["error_cb"] = self._on_producer_error
         if txn_id:
             pconf["transaction.timeout.ms"] = 10_000
             pconf["delivery.timeout.ms"] = 10_000
@@ -182,6 +182,11 @@ class InferenceWorker:
             self._kafka_fatal = err
         else:
             self.health.degraded("kafka", str(err))
+
+    def _on_producer_error(self, err: KafkaError) -> None:
+        if err.fatal() and self.exactly_once:
+            return  # the transaction fails with it and gets a fresh producer (_abort_and_rewind)
+        self._on_kafka_error(err)
 
     def _check_kafka(self) -> None:
         """Fail on fatal client errors; while degraded, probe the broker every 2 s to notice it is back."""

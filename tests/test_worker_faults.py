@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 import simplejpeg
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient, ConfigResource
+from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
 
 from decoders.runner import run_cameras
 from inference import worker as worker_module
@@ -184,7 +184,8 @@ def test_exactly_once_worker_stops_promptly_mid_outage(
     own_stack: Stack, model_registry: Path, vtest_path: Path
 ) -> None:
     config = _config(own_stack, model_registry, "eo-stop", "exactly-once")
-    _publish_vtest(config, vtest_path)
+    frames = 48
+    _publish_vtest(config, vtest_path, frames)
     running = Running(config, "eo-stop")
     _wait(lambda: len(_records(config, read_committed=False)) >= 8, 120, "the first detections")
     own_stack.dev.kill("kafka")
@@ -197,11 +198,11 @@ def test_exactly_once_worker_stops_promptly_mid_outage(
     finally:
         own_stack.dev.start("kafka")
     restarted = Running(config, "eo-stop")
-    _wait(lambda: len(_records(config)) >= FRAMES, 180, "a restarted worker finishing the backlog")
+    _wait(lambda: len(_records(config)) >= frames, 180, "a restarted worker finishing the backlog")
     restarted.finish()
     assert restarted.error is None, repr(restarted.error)
-    got = Counter((r.camera_id, r.seq) for r in _records(config, expected=FRAMES))
-    assert set(got) == _expected() and max(got.values()) == 1
+    got = Counter((r.camera_id, r.seq) for r in _records(config, expected=frames))
+    assert set(got) == _expected(frames) and max(got.values()) == 1
 
 
 def _claimed(config: SightlineConfig, claims: ClaimCheckStore, camera: str, seq: int, jpeg: bytes) -> list:
@@ -325,8 +326,9 @@ def test_a_dead_letter_too_big_for_kafka_does_not_kill_the_worker(
     config.frames.max_frame_bytes = 500_000
     topic = config.topics.frames.name
     admin = AdminClient({"bootstrap.servers": config.kafka.bootstrap_servers})
-    resource_ = ConfigResource(ConfigResource.Type.TOPIC, topic, set_config={"max.message.bytes": "4000000"})
-    for future in admin.alter_configs([resource_]).values():
+    bigger = ConfigEntry("max.message.bytes", "4000000", incremental_operation=AlterConfigOpType.SET)
+    resource_ = ConfigResource(ConfigResource.Type.TOPIC, topic, incremental_configs=[bigger])
+    for future in admin.incremental_alter_configs([resource_]).values():
         future.result(10)
     big = config.kafka.model_copy(update={"message_max_bytes": 4_000_000})
     jpeg = bus_jpg.read_bytes()
