@@ -32,6 +32,7 @@ from inference.commits import OffsetCommits
 from inference.detector import Detector
 from inference.frames import load_image
 from inference.hotswap import PromotedDetector
+from inference.kafka_health import KafkaWatch
 from inference.registry import ModelRegistry
 from inference.tracker_state import TrackerStateStore
 from inference.tracking import CameraTrackers
@@ -42,11 +43,9 @@ from schemas.frame import parse_frame_headers
 from sightline.config import SightlineConfig
 from streams.claimcheck import ClaimCheckStore, ClaimCheckUnavailable
 from streams.health import Health
-from streams.kafka import consumer_config, is_fatal_error, is_missing_topic, producer_config
+from streams.kafka import consumer_config, producer_config
 
 log = logging.getLogger(__name__)
-
-UNKNOWN_TOPIC_GRACE_S = 10.0  # a topic being created may be unknown for a moment; then it is fatal
 
 
 class WorkerError(RuntimeError):
@@ -129,10 +128,7 @@ class InferenceWorker:
         self.health = Health("inference")
         self.commits = OffsetCommits(self.health)
         self.paused = False  # at-least-once back-pressure: partitions paused while acks lag
-        self._kafka_fatal: KafkaError | None = None
-        self._missing_topic_since: float | None = None  # set by "unknown topic", cleared by assignment
-        self._missing_topic_error: KafkaError | None = None
-        self._probe_at = 0.0
+        self.kafka = KafkaWatch(self.health, config.topics.frames.name, transactional=self.exactly_once)
         self.detectors = DetectorSource(config, detector)
         self.trackers = CameraTrackers(enabled=inf.tracking, frame_rate=10.0)
         # Tracker snapshots on a compacted topic, so tracks survive restarts and rebalances.
@@ -156,7 +152,7 @@ class InferenceWorker:
         # transaction timeout bounds how long a dead twin's transaction blocks readers.
         txn_id = f"{inf.group_id}-{named or f'{self.worker_id}-{os.getpid()}'}" if self.exactly_once else None
         pconf = producer_config(config.kafka, client, compression="lz4", linger_ms=2, transactional_id=txn_id)
-        pconf["error_cb"] = self._on_producer_error
+        pconf["error_cb"] = self.kafka.on_producer_error
         if txn_id:
             pconf["transaction.timeout.ms"] = 10_000
             pconf["delivery.timeout.ms"] = 10_000
@@ -166,46 +162,17 @@ class InferenceWorker:
         self.producer = Producer(pconf)
         cconf = consumer_config(config.kafka, inf.group_id, client, read_committed=True)
         cconf["max.poll.interval.ms"] = 300_000
-        cconf["error_cb"] = self._on_kafka_error
+        cconf["error_cb"] = self.kafka.on_error
         cconf["on_commit"] = self.commits.on_commit
         self.consumer = Consumer(cconf)
         if self.exactly_once:
             self._init_transactions()
 
     # -- Kafka health --------------------------------------------------------------------
-    def _on_kafka_error(self, err: KafkaError) -> None:
-        """Client errors (error_cb and consumer events): transient ones mean degraded, fatal ones stop."""
-        if is_missing_topic(err):
-            self._missing_topic_since = self._missing_topic_since or time.monotonic()
-            self._missing_topic_error = err
-        elif is_fatal_error(err):
-            self._kafka_fatal = err
-        else:
-            self.health.degraded("kafka", str(err))
-
-    def _on_producer_error(self, err: KafkaError) -> None:
-        if err.fatal() and self.exactly_once:
-            return  # the transaction fails with it and gets a fresh producer (_abort_and_rewind)
-        self._on_kafka_error(err)
-
     def _check_kafka(self) -> None:
-        """Fail on fatal client errors; while degraded, probe the broker every 2 s to notice it is back."""
-        if self._kafka_fatal is not None:
-            raise WorkerError(f"Kafka error the worker cannot recover from: {self._kafka_fatal}")
-        now = time.monotonic()
-        missing = self._missing_topic_since
-        if missing is not None and now - missing > UNKNOWN_TOPIC_GRACE_S:
-            raise WorkerError(
-                f"cannot consume {self.config.topics.frames.name!r}: {self._missing_topic_error}"
-            )
-        if self.health.is_up("kafka") or now < self._probe_at:
-            return
-        self._probe_at = now + 2.0
-        try:
-            self.consumer.list_topics(self.config.topics.frames.name, timeout=1)
-        except KafkaException:
-            return
-        self.health.ok("kafka")
+        reason = self.kafka.check(self.consumer)
+        if reason is not None:
+            raise WorkerError(reason)
 
     def _watch_producer(self, done: threading.Event) -> None:
         """Exactly-once: serve the producer's events off the consumer thread.
@@ -400,7 +367,7 @@ class InferenceWorker:
 
     def _on_assign(self, consumer: Consumer, partitions: list) -> None:
         log.info("partitions assigned: %s", [p.partition for p in partitions])
-        self._missing_topic_since = None
+        self.kafka.topic_found()
         if self.paused:  # librdkafka keeps a partition paused across lost/revoked and re-assigned
             try:
                 consumer.resume(partitions)
@@ -651,9 +618,8 @@ class InferenceWorker:
                 msgs = self.consumer.consume(num_messages=max(1, room), timeout=wait)
                 for msg in msgs:
                     if msg.error() is not None:
-                        self._on_kafka_error(msg.error())
+                        self.kafka.on_error(msg.error())
                         continue
-                    self._missing_topic_since = None
                     if self.open_batch is None:
                         self.open_batch = Batch(opened=time.monotonic())
                     self._accept(msg, self.open_batch)

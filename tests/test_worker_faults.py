@@ -26,7 +26,7 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
 
 from decoders.runner import run_cameras
-from inference import worker as worker_module
+from inference import kafka_health
 from inference.worker import InferenceWorker, WorkerError
 from schemas.dead_letter import parse_dead_letter
 from schemas.detections import DetectionsRecord
@@ -375,7 +375,7 @@ def test_a_missing_topic_fails_the_worker(
 ) -> None:
     config = _config(own_stack, model_registry, "notopic")
     config.topics.frames.name = f"{config.topics.frames.name}-missing"
-    monkeypatch.setattr(worker_module, "UNKNOWN_TOPIC_GRACE_S", 2.0, raising=False)
+    monkeypatch.setattr(kafka_health, "UNKNOWN_TOPIC_GRACE_S", 2.0)
     running = Running(config, "notopic")
     running.thread.join(30)
     alive = running.thread.is_alive()
