@@ -228,6 +228,9 @@ class StageKill(Fault):
 
     stage: str = "inference"
 
+    def __post_init__(self) -> None:
+        self.holds = (self.stage,)  # restarted by `heal`, not by the supervisor
+
     def inject(self, chain: Chain) -> None:
         chain.kill(self.stage)
 
@@ -281,14 +284,13 @@ def make_faults(names: list[str], outage_s: float | None) -> list[Fault]:
     def out(default: float) -> float:
         return default if outage_s is None else outage_s
 
-    holds = ("inference",)
     catalogue: dict[str, Callable[[], Fault]] = {
         "kafka": lambda: ServiceKill("kafka", out(20), service="kafka"),
         "redis": lambda: ServiceKill("redis", out(20), service="redis"),
-        "worker": lambda: StageKill("worker", 0, ("inference",), stage="inference"),
-        "alerts": lambda: StageKill("alerts", 0, ("alerts",), stage="alerts"),
-        "decoder": lambda: StageKill("decoder", 0, ("decoder",), stage="decoder"),
-        "zombie": lambda: Zombie("zombie", max(out(SESSION_TIMEOUT_S + 5), SESSION_TIMEOUT_S + 2), holds),
+        "worker": lambda: StageKill("worker", stage="inference"),
+        "alerts": lambda: StageKill("alerts", stage="alerts"),
+        "decoder": lambda: StageKill("decoder", stage="decoder"),
+        "zombie": lambda: Zombie("zombie", max(out(SESSION_TIMEOUT_S + 5), SESSION_TIMEOUT_S + 2)),
         "webhook": lambda: ReceiverDown("webhook", out(60)),
         "rtsp": lambda: CameraDown("rtsp", out(30)),
     }  # fmt: skip
