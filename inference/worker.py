@@ -449,7 +449,7 @@ class InferenceWorker:
         Kafka is away) aborts and re-reads the batch: retrying in place never polls the consumer,
         so a worker that lost its group could not rejoin."""
         group = self.consumer.consumer_group_metadata()
-        self.producer.send_offsets_to_transaction(batch.offsets(), group, 10)
+        send_offsets_with_deadline(self.producer, batch.offsets(), group, timeout_s=10)
         self.producer.commit_transaction(10)
         self.health.ok("kafka")
 
@@ -653,6 +653,36 @@ class InferenceWorker:
             self.claims.close()
             self.detectors.close()
         return self.stats
+
+
+def send_offsets_with_deadline(
+    producer: Producer, offsets: list, group: Any, timeout_s: float, grace_s: float = 5.0
+) -> None:
+    """`send_offsets_to_transaction`, which must not outlive its timeout.
+
+    librdkafka ignores the timeout of this call while the group coordinator is away (issue
+    confluentinc/librdkafka#5456, open in 2.16): after a broker restart it could block the
+    worker forever. The call runs on a thread of its own; past the deadline the producer is
+    reported unusable (a fatal error), so the caller starts a new one with the same
+    transactional.id, which fences the stuck one and aborts its transaction.
+    """
+    outcome: list[BaseException | None] = []
+
+    def call() -> None:
+        try:
+            producer.send_offsets_to_transaction(offsets, group, timeout_s)
+            outcome.append(None)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+            outcome.append(exc)
+
+    thread = threading.Thread(target=call, name="send-offsets", daemon=True)
+    thread.start()
+    thread.join(timeout_s + grace_s)
+    if not outcome:
+        reason = f"send_offsets_to_transaction still blocked after {timeout_s + grace_s:.0f}s"
+        raise KafkaException(KafkaError(KafkaError._TIMED_OUT, reason, fatal=True))
+    if outcome[0] is not None:
+        raise outcome[0]
 
 
 def _camera_label(msg: Message) -> str:

@@ -27,7 +27,7 @@ from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, C
 
 from decoders.runner import run_cameras
 from inference import kafka_health
-from inference.worker import InferenceWorker, WorkerError
+from inference.worker import InferenceWorker, WorkerError, send_offsets_with_deadline
 from schemas.dead_letter import parse_dead_letter
 from schemas.detections import DetectionsRecord
 from schemas.frame import FrameMeta
@@ -382,3 +382,20 @@ def test_a_missing_topic_fails_the_worker(
     running.finish()
     assert not alive, "the worker gave up instead of logging forever"
     assert isinstance(running.error, WorkerError) and "missing" in str(running.error), repr(running.error)
+
+
+def test_a_send_offsets_call_that_ignores_its_timeout_is_cut_off() -> None:
+    """librdkafka#5456: send_offsets_to_transaction can block past its timeout while the group
+    coordinator is away; the worker must get a fatal error it recovers from, not hang."""
+    released = threading.Event()
+
+    class CoordinatorAway:  # the one call librdkafka lets block forever, and nothing else
+        def send_offsets_to_transaction(self, offsets: list, group: object, timeout: float) -> None:
+            released.wait(30)
+
+    started = time.monotonic()
+    with pytest.raises(KafkaException) as caught:
+        send_offsets_with_deadline(CoordinatorAway(), [], None, timeout_s=0.2, grace_s=0.3)  # type: ignore[arg-type]
+    released.set()
+    assert time.monotonic() - started < 5
+    assert caught.value.args[0].fatal(), "a fatal error makes the worker start a new producer"
