@@ -612,10 +612,17 @@ class ModeRun:
             row["alerts_unexpected"] += alert_id not in ids
         return [self.summary(w, row, dets, frame_ns) for w, row in zip(windows, rows, strict=True)]
 
-    def recovery_s(
+    @staticmethod
+    def recovery_s(healed_ns: int, dets: list[Any]) -> float | None:
+        """From the end of the fault to the first detections record produced after it (committed)."""
+        after = [ts_ms for _, ts_ms, _ in dets if ts_ms * 1_000_000 > healed_ns]
+        return round((min(after) * 1_000_000 - healed_ns) / 1e9, 1) if after else None
+
+    def catch_up_s(
         self, healed_ns: int, dets: list[Any], frame_ns: dict[tuple[int, int], int]
     ) -> float | None:
-        """From the end of the fault until every camera has a new frame's detections committed."""
+        """From the end of the fault until every camera has a new frame's detections committed:
+        stricter than recovery, it includes working off the backlog queued during the fault."""
         first: dict[str, int] = {}
         for d, ts_ms, _ in dets:
             if frame_ns.get((d.frame.partition, d.frame.offset), 0) > healed_ns:
@@ -632,7 +639,8 @@ class ModeRun:
             "fault": w.fault.name,
             "mode": self.chain.mode,
             "outage_s": w.fault.outage_s,
-            "recovery_s": self.recovery_s(w.healed_ns, dets, frame_ns),
+            "recovery_s": self.recovery_s(w.healed_ns, dets),
+            "catch_up_s": self.catch_up_s(w.healed_ns, dets, frame_ns),
             "alerts_expected": row["alerts_expected"],
             "alerts_delivered": row["alerts_delivered"],
             "lost": row["frames_without_detections"] + row["seq_gaps"] + row["alerts_lost"],
@@ -657,6 +665,9 @@ def run_modes(
         "lost": sum(r["lost"] for r in results),
         "duplicates": sum(r["duplicates"] for r in results),
         "max_recovery_s": None if None in recoveries else max(recoveries, default=0.0),
+        "max_catch_up_s": None
+        if any(r["catch_up_s"] is None for r in results)
+        else max((r["catch_up_s"] for r in results), default=0.0),
         "findings": sum(len(r["findings"]) for r in results),
         "seed": options.seed,
         "duration_s": options.duration_s,
