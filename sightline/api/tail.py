@@ -26,7 +26,7 @@ from schemas.errors import ContractError
 from schemas.headers import headers_to_dict
 from sightline.config import SightlineConfig
 from streams.health import Health
-from streams.kafka import consumer_config
+from streams.kafka import consumer_config, is_fatal_error, is_missing_topic
 
 log = logging.getLogger(__name__)
 
@@ -34,20 +34,11 @@ RATE_WINDOW_S = 5.0
 FRAME_CACHE = 32  # frame payloads kept per camera for the live view
 REWIND = {"frames": 16, "detections": 16}  # records per partition re-read on start
 LAG_EVERY_S = 2.0
-# Consumer errors that waiting will not fix: fail clearly instead of logging them forever.
-FATAL_CODES = frozenset(
-    {
-        KafkaError.TOPIC_AUTHORIZATION_FAILED,
-        KafkaError.GROUP_AUTHORIZATION_FAILED,
-        KafkaError.CLUSTER_AUTHORIZATION_FAILED,
-        KafkaError.SASL_AUTHENTICATION_FAILED,
-        KafkaError._AUTHENTICATION,
-    }
-)
 
 
 def is_fatal(err: KafkaError) -> bool:
-    return err.fatal() or err.code() in FATAL_CODES
+    """Errors waiting will not fix; a missing topic is not one here: /readyz says so meanwhile."""
+    return is_fatal_error(err) and not is_missing_topic(err)
 
 
 class Rate:

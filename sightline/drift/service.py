@@ -30,7 +30,7 @@ from sightline.drift.features import CLASS_MIX, gray, image_stats, output_stats
 from sightline.drift.monitor import DriftEvent, DriftMonitor
 from streams.claimcheck import ClaimCheckStore
 from streams.health import Health
-from streams.kafka import consumer_config, producer_config
+from streams.kafka import consumer_config, is_fatal_error, producer_config
 from streams.retry import call_with_retry
 
 log = logging.getLogger(__name__)
@@ -47,22 +47,6 @@ PROBE_EVERY_S = 1.0  # while Kafka is down: how often to ask whether it is back
 # The loop may block on Redis for as long as an outage lasts (up to minutes): stay in the group.
 MAX_POLL_INTERVAL_MS = 600_000
 REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError)
-# Consumer errors that waiting will not fix: the run ends with them instead of logging them forever.
-FATAL_CODES = frozenset(
-    {
-        KafkaError.UNKNOWN_TOPIC_OR_PART,
-        KafkaError._UNKNOWN_TOPIC,
-        KafkaError.TOPIC_AUTHORIZATION_FAILED,
-        KafkaError.GROUP_AUTHORIZATION_FAILED,
-        KafkaError.CLUSTER_AUTHORIZATION_FAILED,
-        KafkaError.SASL_AUTHENTICATION_FAILED,
-        KafkaError._AUTHENTICATION,
-    }
-)
-
-
-def is_fatal(err: KafkaError) -> bool:
-    return err.fatal() or err.code() in FATAL_CODES
 
 
 @dataclass
@@ -178,7 +162,7 @@ class DriftService:
     def _delivered(self, err: KafkaError | None, msg: Message) -> None:
         if err is None:
             return
-        if is_fatal(err) or err.code() == KafkaError.MSG_SIZE_TOO_LARGE:
+        if is_fatal_error(err) or err.code() == KafkaError.MSG_SIZE_TOO_LARGE:
             raise KafkaException(err)
         log.debug("drift: alert delivery failed, producing it again: %s", err)
         self._redo.append((msg.key(), msg.value() or b""))
@@ -207,7 +191,7 @@ class DriftService:
                         break  # not handled, not stored: read again after a restart
                     err = msg.error()
                     if err is not None:
-                        if is_fatal(err):
+                        if is_fatal_error(err):
                             log.error("drift: %s; stopping", err)
                             raise KafkaException(err)
                         log.debug("drift consumer: %s", err)
