@@ -7,6 +7,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,9 +39,9 @@ class Stack:
         return config
 
 
-@pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    data_dir = Path(os.environ.get("SIGHTLINE_TEST_DATA", tmp_path_factory.mktemp("devstack")))
+@contextmanager
+def _running_stack(data_dir: Path) -> Iterator[Stack]:
+    """Kafka and Redis on free ports under `data_dir`, with the configured topics, stopped after."""
     dev_settings = DevSettings(
         kafka_port=free_port(),
         kafka_controller_port=free_port(),
@@ -59,6 +60,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yield Stack(dev=dev, config=config)
     finally:
         dev.down()
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    data_dir = Path(os.environ.get("SIGHTLINE_TEST_DATA", tmp_path_factory.mktemp("devstack")))
+    with _running_stack(data_dir) as running:
+        yield running
 
 
 @pytest.fixture(scope="session")
@@ -104,24 +112,8 @@ def own_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     Fault tests crash the infrastructure (`own_stack.dev.kill("kafka")`, `.dev.start("kafka")`),
     so they never share the session's broker with the rest of the suite.
     """
-    dev_settings = DevSettings(
-        kafka_port=free_port(),
-        kafka_controller_port=free_port(),
-        redis_port=free_port(),
-        data_dir=tmp_path_factory.mktemp("own-stack"),
-    )
-    dev = DevStack(dev_settings)
-    dev.up()
-    config = SightlineConfig(
-        kafka={"bootstrap_servers": dev.bootstrap_servers},
-        redis={"url": dev.redis_url},
-        dev=dev_settings.model_dump(),
-    )
-    ensure_topics(config)
-    try:
-        yield Stack(dev=dev, config=config)
-    finally:
-        dev.down()
+    with _running_stack(tmp_path_factory.mktemp("own-stack")) as running:
+        yield running
 
 
 def outage(dev: DevStack, service: str, seconds: float) -> threading.Thread:
