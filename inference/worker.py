@@ -368,12 +368,14 @@ class InferenceWorker:
     def _on_assign(self, consumer: Consumer, partitions: list) -> None:
         log.info("partitions assigned: %s", [p.partition for p in partitions])
         self.kafka.topic_found()
-        if self.paused:  # librdkafka keeps a partition paused across lost/revoked and re-assigned
-            try:
-                consumer.resume(partitions)
-            except KafkaException as exc:
-                log.warning("could not resume the new partitions: %s", exc)
-            self.paused = False
+        # librdkafka keeps a partition paused across lost/revoked and re-assigned, and the
+        # back-pressure may have reset `paused` in between (on an empty assignment): always start
+        # the new assignment fetching; the back-pressure pauses it again if acks still lag.
+        try:
+            consumer.resume(partitions)
+        except KafkaException as exc:
+            log.warning("could not resume the new partitions: %s", exc)
+        self.paused = False
         self.tracker_state.restore(p.partition for p in partitions)  # before any of their frames
         self._last_activity = time.monotonic()
 
