@@ -30,13 +30,15 @@ def postprocess(
     score_threshold: float | None = None,
     nms_iou: float | None = None,
     max_detections: int = 300,
+    input_size: tuple[int, int] | None = None,
 ) -> list[sv.Detections]:
     """Decode ``outputs`` of one batch; thresholds default to the manifest's.
 
+    ``input_size`` is the (w, h) the batch really ran at (dynamic-H/W models), the manifest's by default.
     NMS runs only for formats without NMS inside the graph.
     """
     decoder = DECODERS[manifest.format]
     threshold = manifest.score_threshold if score_threshold is None else score_threshold
-    candidates = decoder.decode(outputs, manifest, threshold)
+    candidates = decoder.decode(outputs, manifest, threshold, input_size or manifest.input_size)
     iou = (manifest.nms_iou if nms_iou is None else nms_iou) if decoder.NEEDS_NMS else None
     return finalize(candidates, transform, manifest.labels, iou, max_detections)

@@ -44,10 +44,12 @@ def _split_levels(
     return np.concatenate(scores, axis=1), np.concatenate(boxes, axis=1), cells
 
 
-def decode(outputs: list[np.ndarray], manifest: ModelManifest, score_threshold: float) -> Candidates:
+def decode(
+    outputs: list[np.ndarray], manifest: ModelManifest, score_threshold: float, input_size: tuple[int, int]
+) -> Candidates:
     """Threshold first, then decode distributions only for the surviving cells."""
     scores, dist, cells = _split_levels(outputs, len(manifest.labels))
-    centres, strides = _anchors(tuple(manifest.input_size), cells)
+    centres, strides = _anchors(tuple(input_size), cells)
     b, a, best, cls = threshold_best_class(scores, score_threshold)
 
     logits = dist[b, a].reshape(len(a), 4, dist.shape[-1] // 4)

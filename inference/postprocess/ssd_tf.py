@@ -25,12 +25,14 @@ def _by_role(outputs: list[np.ndarray], names: list[str]) -> dict[str, np.ndarra
     return dict(zip(_ROLES, outputs, strict=True))
 
 
-def decode(outputs: list[np.ndarray], manifest: ModelManifest, score_threshold: float) -> Candidates:
+def decode(
+    outputs: list[np.ndarray], manifest: ModelManifest, score_threshold: float, input_size: tuple[int, int]
+) -> Candidates:
     """Valid rows (index < num_detections) above threshold, boxes scaled to model-input pixels."""
     o = _by_role(outputs, manifest.output_names)
     valid = np.arange(o["scores"].shape[1])[None, :] < o["num"].reshape(-1, 1)
     b, a = np.nonzero(valid & (o["scores"] > score_threshold))
-    w, h = manifest.input_size
+    w, h = input_size
     yxyx = o["boxes"][b, a]
     xyxy = (yxyx[:, [1, 0, 3, 2]] * np.array([w, h, w, h], np.float32)).astype(np.float32)
     cls = np.rint(o["classes"][b, a]).astype(np.int64) - manifest.class_offset

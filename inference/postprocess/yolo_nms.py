@@ -11,7 +11,9 @@ from inference.postprocess.common import Candidates
 NEEDS_NMS = False
 
 
-def decode(outputs: list[np.ndarray], manifest: ModelManifest, score_threshold: float) -> Candidates:
+def decode(
+    outputs: list[np.ndarray], manifest: ModelManifest, score_threshold: float, input_size: tuple[int, int]
+) -> Candidates:
     """Rows above ``score_threshold``; already de-duplicated by the model."""
     out = outputs[0]
     b, a = np.nonzero(out[..., 4] > score_threshold)

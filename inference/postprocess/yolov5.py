@@ -11,7 +11,9 @@ from inference.postprocess.common import Candidates
 NEEDS_NMS = True
 
 
-def decode(outputs: list[np.ndarray], manifest: ModelManifest, score_threshold: float) -> Candidates:
+def decode(
+    outputs: list[np.ndarray], manifest: ModelManifest, score_threshold: float, input_size: tuple[int, int]
+) -> Candidates:
     """Objectness pre-filter (cheap, obj >= score), then best ``obj * prob`` class per anchor."""
     out = outputs[0]
     b, a = np.nonzero(out[..., 4] > score_threshold)

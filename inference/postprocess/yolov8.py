@@ -11,7 +11,9 @@ from inference.postprocess.common import Candidates
 NEEDS_NMS = True
 
 
-def decode(outputs: list[np.ndarray], manifest: ModelManifest, score_threshold: float) -> Candidates:
+def decode(
+    outputs: list[np.ndarray], manifest: ModelManifest, score_threshold: float, input_size: tuple[int, int]
+) -> Candidates:
     """Best class per anchor above ``score_threshold``, boxes converted to xyxy."""
     out = outputs[0]
     scores = out[:, 4:, :]
