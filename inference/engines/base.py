@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -28,25 +28,38 @@ class Engine(Protocol):
     def close(self) -> None: ...
 
 
-def run_in_chunks(
-    run_once: Callable[[np.ndarray], list[np.ndarray]], batch: np.ndarray, chunk: int, fixed: bool
-) -> list[np.ndarray]:
-    """Split ``batch`` into runs of at most ``chunk`` and concatenate outputs along axis 0.
+def split_batch(batch: np.ndarray, chunk: int, fixed: bool) -> list[tuple[np.ndarray, int]]:
+    """Pieces of at most ``chunk`` items, each with its count of real (non-padding) items.
 
-    With a ``fixed`` batch dimension (e.g. an export with batch 1 baked in) the last chunk is zero-padded
-    to ``chunk`` and the padding's outputs are dropped, so callers can pass any batch size.
+    With a ``fixed`` batch dimension (e.g. an export with batch 1 baked in) the last piece is zero-padded
+    to ``chunk`` so the engine always sees the shape it was built for.
     """
     n = len(batch)
     if n == chunk or (n < chunk and not fixed):
-        return run_once(batch)
-    parts: list[list[np.ndarray]] = []
+        return [(batch, n)]
+    pieces: list[tuple[np.ndarray, int]] = []
     for start in range(0, n, chunk):
         piece = batch[start : start + chunk]
         real = len(piece)
         if fixed and real < chunk:
             pad = np.zeros((chunk - real, *piece.shape[1:]), piece.dtype)
             piece = np.concatenate([piece, pad])
-        parts.append([o[:real] for o in run_once(piece)])
+        pieces.append((piece, real))
+    return pieces
+
+
+def join_outputs(parts: Sequence[list[np.ndarray]]) -> list[np.ndarray]:
+    """Concatenate per-piece outputs (already trimmed to their real items) along axis 0."""
     if len(parts) == 1:
         return parts[0]
     return [np.concatenate(outs) for outs in zip(*parts, strict=True)]
+
+
+def run_in_chunks(
+    run_once: Callable[[np.ndarray], list[np.ndarray]], batch: np.ndarray, chunk: int, fixed: bool
+) -> list[np.ndarray]:
+    """Run ``batch`` in pieces of at most ``chunk`` (see ``split_batch``) and join the outputs."""
+    pieces = split_batch(batch, chunk, fixed)
+    if len(pieces) == 1 and pieces[0][1] == len(pieces[0][0]):
+        return run_once(pieces[0][0])
+    return join_outputs([[o[:real] for o in run_once(piece)] for piece, real in pieces])

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import importlib.util
+from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
+from onnx import TensorProto, helper
 
 from inference.detector import Detector
 from inference.engines import Engine, OrtEngine, TensorRTEngine, TensorRTUnavailable, make_engine
@@ -75,6 +78,57 @@ def test_tensorrt_engine_runs_nanodet(nanodet_path, tmp_path) -> None:
         np.testing.assert_allclose(got[name], want, atol=1e-3)
     engine.close()
     assert any(tmp_path.glob("*.plan"))  # cached for the next start
+
+
+def mean_model(path: Path, batch: int | str = "batch") -> Path:
+    """A tiny graph whose output depends on the input (per-channel mean, doubled), so binding bugs show."""
+    nodes = [
+        helper.make_node("ReduceMean", ["x"], ["mean"], axes=[2, 3], keepdims=0),
+        helper.make_node("Add", ["mean", "mean"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "mean",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, 3])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+def test_io_binding_matches_plain_run_across_batch_sizes(tmp_path: Path) -> None:
+    """The bound path (what CUDA/TensorRT providers use) reuses per-shape buffers; results must not leak
+    between runs, including after the shape cache evicts (more distinct sizes than it keeps)."""
+    path = mean_model(tmp_path / "mean.onnx")
+    bound = OrtEngine(path, io_binding=True, threads=1)
+    plain = OrtEngine(path, threads=1)
+    assert bound.uses_io_binding and not plain.uses_io_binding
+    rng = np.random.default_rng(0)
+    earlier: list[tuple[np.ndarray, np.ndarray]] = []
+    for n in [1, 3, 2, 5, 6, 7, 1, 3, 3]:
+        x = rng.standard_normal((n, 3, 8, 8)).astype(np.float32)
+        (got,) = bound.run(x)
+        np.testing.assert_allclose(got, plain.run(x)[0], rtol=1e-6)
+        np.testing.assert_allclose(got, 2 * x.mean(axis=(2, 3)), rtol=1e-5, atol=1e-6)
+        earlier.append((got.copy(), got))
+    for kept, returned in earlier:  # returned arrays are the caller's: later runs never overwrite them
+        np.testing.assert_array_equal(kept, returned)
+
+
+def test_io_binding_fixed_batch_pads_and_trims(tmp_path: Path) -> None:
+    engine = OrtEngine(mean_model(tmp_path / "mean2.onnx", batch=2), io_binding=True, threads=1)
+    x = np.arange(5 * 3 * 64, dtype=np.float32).reshape(5, 3, 8, 8)
+    (got,) = engine.run(x)
+    np.testing.assert_allclose(got, 2 * x.mean(axis=(2, 3)), rtol=1e-6)
+
+
+def test_io_binding_on_a_real_model(nanodet_path) -> None:
+    x = np.random.default_rng(1).standard_normal((2, 3, 416, 416)).astype(np.float32)
+    bound, plain = OrtEngine(nanodet_path, io_binding=True), OrtEngine(nanodet_path)
+    for got, want in zip(bound.run(x), plain.run(x), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
 def test_available_cpus_positive() -> None:
