@@ -2,20 +2,33 @@
 
 Imports ``tensorrt`` and ``cuda-python`` lazily so CPU-only installs can import this module; constructing
 ``TensorRTEngine`` without them raises ``TensorRTUnavailable`` with the install hint.
+
+Targets TensorRT 10's name-based tensor API (``set_input_shape`` / ``set_tensor_address`` /
+``execute_async_v3``) and ``cuda.bindings.runtime`` from cuda-python 12.x.
 """
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import os
+import queue
+import threading
+from collections import deque
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from inference.engines.base import run_in_chunks
+from inference.engines.base import join_outputs, split_batch
 from inference.hashing import sha256_file
 from inference.inspect_onnx import first_input
+
+# Two execution contexts, each on its own CUDA stream, so one batch's copies and kernels can overlap the
+# other's. A dynamic-shape profile may serve only one context at a time, so the plan carries one identical
+# profile per context; the layout is part of the cache key so older single-profile plans are rebuilt.
+CONTEXTS = 2
+_PLAN_LAYOUT = f"profiles={CONTEXTS}"
 
 
 class TensorRTUnavailable(RuntimeError):
@@ -48,11 +61,84 @@ def _check(result: Any) -> Any:
     return values[0] if len(values) == 1 else values
 
 
-class TensorRTEngine:
-    """One TensorRT execution context with device buffers sized for ``max_batch``.
+def _pinned_view(ptr: int, nbytes: int, dtype: np.dtype) -> np.ndarray:
+    """A flat numpy array over page-locked host memory (cuda-python hands back a bare pointer)."""
+    raw = (ctypes.c_byte * nbytes).from_address(ptr)
+    return np.frombuffer(raw, dtype=dtype, count=nbytes // dtype.itemsize)
 
-    The plan cache key covers the ONNX sha256, TensorRT version, GPU, batch profile, input shape and
-    precision, so a changed model or driver stack rebuilds instead of loading a stale plan.
+
+class _Slot:
+    """One execution context with its stream, device buffers and pinned host staging, all max-batch sized."""
+
+    def __init__(self, index: int, context: Any, stream: Any) -> None:
+        self.index = index
+        self.context = context
+        self.stream = stream
+        self.device: dict[str, int] = {}
+        self.pinned: dict[str, int] = {}
+        self.host: dict[str, np.ndarray] = {}
+
+
+class PendingRun:
+    """A batch enqueued on one context's stream; ``result()`` waits for it and frees the context.
+
+    Every ``PendingRun`` must have ``result()`` (or ``discard()``) called exactly once, or its context stays
+    taken and later runs wait for it.
+    """
+
+    def __init__(self, engine: TensorRTEngine, slot: _Slot, shapes: list[tuple[int, ...]]) -> None:
+        self._engine = engine
+        self._slot: _Slot | None = slot
+        self._shapes = shapes
+        self._outputs: list[np.ndarray] | None = None
+
+    def result(self) -> list[np.ndarray]:
+        """Outputs in ``output_names`` order, copied out of the pinned staging so the caller owns them."""
+        if self._outputs is not None:
+            return self._outputs
+        slot = self._slot
+        if slot is None:
+            raise RuntimeError("this run was discarded")
+        try:
+            _check(self._engine._cudart.cudaStreamSynchronize(slot.stream))
+            self._outputs = [
+                slot.host[name][: int(np.prod(shape))].reshape(shape).copy()
+                for name, shape in zip(self._engine.output_names, self._shapes, strict=True)
+            ]
+        finally:
+            self._slot = None
+            self._engine._release(slot)
+        return self._outputs
+
+    def discard(self) -> None:
+        """Wait for the run and give its context back without reading outputs (error paths)."""
+        slot, self._slot = self._slot, None
+        if slot is not None:
+            try:
+                self._engine._cudart.cudaStreamSynchronize(slot.stream)
+            finally:
+                self._engine._release(slot)
+
+
+class TensorRTEngine:
+    """TensorRT plan with two execution contexts on two CUDA streams, pinned host staging, on one GPU.
+
+    The plan cache key covers the ONNX sha256, TensorRT version, GPU, batch profile, input shape,
+    precision and context layout, so a changed model or driver stack rebuilds instead of loading a stale
+    plan. The profile is min 1, opt ``opt_batch`` (default ``max_batch``), max ``max_batch``.
+
+    Concurrency contract:
+
+    * ``run`` and ``submit`` are thread-safe. Up to two batches are in flight at once, one per context;
+      a third caller blocks until one finishes. While one batch is copied back, the other's host-to-device
+      copy and kernels run, so two threads calling ``run`` (or one thread using ``submit`` to enqueue batch
+      k+1 before reading batch k) keep the GPU busy between batches.
+    * Returned arrays belong to the caller: they are copied out of the pinned staging before the context
+      is released, so a later ``run`` never overwrites outputs still being read.
+    * A batch above ``max_batch`` is split; ``run`` keeps the next piece queued on the other context while
+      it reads the previous one back. It never waits for a context while holding one, so two concurrent
+      callers cannot deadlock.
+    * ``close`` waits for both streams; call it once no ``PendingRun`` is outstanding.
     """
 
     def __init__(
@@ -69,6 +155,7 @@ class TensorRTEngine:
     ) -> None:
         self._trt, self._cudart = _import_trt()
         trt, cudart = self._trt, self._cudart
+        self._device_id = device_id
         _check(cudart.cudaSetDevice(device_id))
         first = first_input(path)
         self._fixed = isinstance(first.shape[0], int) and first.shape[0] > 0
@@ -77,6 +164,7 @@ class TensorRTEngine:
         if not all(isinstance(d, int) and d > 0 for d in feature):
             raise ValueError(f"input {first.name} has symbolic dims {feature}; pass input_shape=(C, H, W)")
         self._feature = tuple(int(d) for d in feature)  # type: ignore[arg-type]
+        self._fp16 = fp16
 
         self._logger = trt.Logger(trt.Logger.WARNING)
         plan = self._load_or_build(
@@ -86,14 +174,23 @@ class TensorRTEngine:
         self._engine = self._runtime.deserialize_cuda_engine(plan)
         if self._engine is None:
             raise RuntimeError("TensorRT could not deserialize the plan")
-        self._context = self._engine.create_execution_context()
-        self._stream = _check(cudart.cudaStreamCreate())
         names = [self._engine.get_tensor_name(i) for i in range(self._engine.num_io_tensors)]
         is_input = {n: self._engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT for n in names}
         self._inputs = [n for n in names if is_input[n]]
         self._outputs = [n for n in names if not is_input[n]]
+        if len(self._inputs) != 1:
+            raise ValueError(f"TensorRTEngine runs single-input models; {path} has inputs {self._inputs}")
         self._dtypes = {n: np.dtype(trt.nptype(self._engine.get_tensor_dtype(n))) for n in names}
-        self._buffers = self._allocate()
+        self._free: queue.Queue[_Slot] = queue.Queue()
+        self._slots: list[_Slot] = []
+        self._closed = False
+        self._close_lock = threading.Lock()
+        try:
+            for index in range(CONTEXTS):
+                self._free.put(self._make_slot(index))
+        except BaseException:
+            self.close()
+            raise
 
     # -- build / cache -------------------------------------------------------------------------------
     def _cache_key(self, path: Path, device_id: int, opt: int, fp16: bool) -> str:
@@ -108,6 +205,7 @@ class TensorRTEngine:
             str(opt),
             str(self._feature),
             str(fp16),
+            _PLAN_LAYOUT,
         ]
         return hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]
 
@@ -144,59 +242,127 @@ class TensorRTEngine:
             raise RuntimeError(f"TensorRT could not parse {path}: {errors}")
         config = builder.create_builder_config()
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gib * (1 << 30)))
-        if fp16 and builder.platform_has_fast_fp16:
+        # platform_has_fast_fp16 is deprecated in TensorRT 10 (every supported GPU has fast fp16).
+        if fp16 and getattr(builder, "platform_has_fast_fp16", True):
             config.set_flag(trt.BuilderFlag.FP16)
         if not self._fixed:
-            profile = builder.create_optimization_profile()
-            profile.set_shape(
-                input_name,
+            shapes = (
                 (1, *self._feature),
                 (min(opt, self._max_batch), *self._feature),
                 (self._max_batch, *self._feature),
             )
-            config.add_optimization_profile(profile)
+            for _ in range(CONTEXTS):
+                profile = builder.create_optimization_profile()
+                profile.set_shape(input_name, *shapes)
+                config.add_optimization_profile(profile)
         serialized = builder.build_serialized_network(network, config)
         if serialized is None:
             raise RuntimeError(f"TensorRT failed to build an engine for {path}")
         return bytes(serialized)
 
-    # -- memory / run --------------------------------------------------------------------------------
-    def _allocate(self) -> dict[str, tuple[int, int]]:
-        """Device buffers sized for the largest batch: name -> (pointer, bytes)."""
-        self._context.set_input_shape(self._inputs[0], (self._max_batch, *self._feature))
-        buffers = {}
-        for name in self._inputs + self._outputs:
-            shape = tuple(self._context.get_tensor_shape(name))
-            nbytes = int(np.prod(shape)) * self._dtypes[name].itemsize
-            ptr = _check(self._cudart.cudaMalloc(max(nbytes, 1)))
-            buffers[name] = (int(ptr), nbytes)
-            self._context.set_tensor_address(name, int(ptr))
-        return buffers
-
-    def _run_once(self, batch: np.ndarray) -> list[np.ndarray]:
+    # -- contexts / memory ---------------------------------------------------------------------------
+    def _make_slot(self, index: int) -> _Slot:
         cudart = self._cudart
+        context = self._engine.create_execution_context()
+        if context is None:
+            raise RuntimeError("TensorRT could not create an execution context (out of device memory?)")
+        slot = _Slot(index, context, _check(cudart.cudaStreamCreate()))
+        self._slots.append(slot)  # listed before allocating, so close() frees a half-built slot too
+        if not self._fixed:
+            if not context.set_optimization_profile_async(index, int(slot.stream)):
+                raise RuntimeError(f"TensorRT could not select optimisation profile {index}")
+            _check(cudart.cudaStreamSynchronize(slot.stream))
         name = self._inputs[0]
-        host_in = np.ascontiguousarray(batch, dtype=self._dtypes[name])
-        self._context.set_input_shape(name, host_in.shape)
+        if not context.set_input_shape(name, (self._max_batch, *self._feature)):
+            raise RuntimeError(f"TensorRT rejected input shape {(self._max_batch, *self._feature)}")
+        for tensor in self._inputs + self._outputs:
+            shape = tuple(context.get_tensor_shape(tensor))
+            if any(d < 0 for d in shape):
+                raise ValueError(f"output {tensor} has a data-dependent shape {shape}; use engine 'ort'")
+            nbytes = max(int(np.prod(shape)) * self._dtypes[tensor].itemsize, 1)
+            slot.device[tensor] = int(_check(cudart.cudaMalloc(nbytes)))
+            slot.pinned[tensor] = int(_check(cudart.cudaMallocHost(nbytes)))
+            slot.host[tensor] = _pinned_view(slot.pinned[tensor], nbytes, self._dtypes[tensor])
+            context.set_tensor_address(tensor, slot.device[tensor])
+        return slot
+
+    def _acquire(self, block: bool) -> _Slot | None:
+        if self._closed:
+            raise RuntimeError("TensorRTEngine is closed")
+        try:
+            return self._free.get(block=block)
+        except queue.Empty:
+            return None
+
+    def _release(self, slot: _Slot) -> None:
+        self._free.put(slot)
+
+    # -- run -----------------------------------------------------------------------------------------
+    def _enqueue(self, slot: _Slot, batch: np.ndarray) -> PendingRun:
+        """Stage ``batch`` in pinned memory and queue copy in, inference and copy out on the slot's stream."""
+        cudart = self._cudart
         h2d, d2h = cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
-        _check(
-            cudart.cudaMemcpyAsync(
-                self._buffers[name][0], host_in.ctypes.data, host_in.nbytes, h2d, self._stream
-            )
-        )
-        if not self._context.execute_async_v3(int(self._stream)):
-            raise RuntimeError("TensorRT execution failed")
-        outputs = []
-        for out in self._outputs:
-            host = np.empty(tuple(self._context.get_tensor_shape(out)), self._dtypes[out])
-            _check(
-                cudart.cudaMemcpyAsync(
-                    host.ctypes.data, self._buffers[out][0], host.nbytes, d2h, self._stream
+        name = self._inputs[0]
+        try:
+            shape = (len(batch), *self._feature)
+            if tuple(batch.shape) != shape or len(batch) > self._max_batch:
+                raise ValueError(
+                    f"batch shape {batch.shape} does not fit {(self._max_batch, *self._feature)}"
                 )
+            _check(cudart.cudaSetDevice(self._device_id))  # per thread: run may come from any thread
+            staged = slot.host[name][: int(np.prod(shape))].reshape(shape)
+            np.copyto(staged, batch, casting="same_kind")
+            if not slot.context.set_input_shape(name, shape):
+                raise RuntimeError(f"TensorRT rejected input shape {shape}")
+            _check(
+                cudart.cudaMemcpyAsync(slot.device[name], slot.pinned[name], staged.nbytes, h2d, slot.stream)
             )
-            outputs.append(host)
-        _check(cudart.cudaStreamSynchronize(self._stream))
-        return outputs
+            if not slot.context.execute_async_v3(int(slot.stream)):
+                raise RuntimeError("TensorRT execution failed")
+            shapes = []
+            for out in self._outputs:
+                out_shape = tuple(int(d) for d in slot.context.get_tensor_shape(out))
+                nbytes = int(np.prod(out_shape)) * self._dtypes[out].itemsize
+                _check(cudart.cudaMemcpyAsync(slot.pinned[out], slot.device[out], nbytes, d2h, slot.stream))
+                shapes.append(out_shape)
+        except BaseException:
+            PendingRun(self, slot, []).discard()
+            raise
+        return PendingRun(self, slot, shapes)
+
+    def submit(self, batch: np.ndarray) -> PendingRun:
+        """Enqueue one batch of at most ``max_batch`` and return at once; waits only for a free context."""
+        slot = self._acquire(block=True)
+        assert slot is not None
+        return self._enqueue(slot, batch)
+
+    def run(self, batch: np.ndarray) -> list[np.ndarray]:
+        """Outputs in ``output_names`` order; batches above ``max_batch`` are split and pipelined."""
+        pieces = split_batch(batch, self._max_batch, self._fixed)
+        parts: list[list[np.ndarray]] = []
+        pending: deque[tuple[PendingRun, int]] = deque()
+
+        def collect() -> None:
+            run, real = pending.popleft()
+            parts.append([o[:real] for o in run.result()])
+
+        try:
+            for piece, real in pieces:
+                slot = self._acquire(block=not pending)
+                if slot is None:  # the other context is someone else's: finish ours before waiting
+                    collect()
+                    slot = self._acquire(block=True)
+                assert slot is not None
+                pending.append((self._enqueue(slot, piece), real))
+                while len(pending) > 1:  # read piece k back while piece k+1 runs on the other stream
+                    collect()
+            while pending:
+                collect()
+        except BaseException:
+            for run, _ in pending:
+                run.discard()
+            raise
+        return join_outputs(parts)
 
     @property
     def input_names(self) -> list[str]:
@@ -210,17 +376,29 @@ class TensorRTEngine:
     def max_batch(self) -> int:
         return self._max_batch
 
-    def run(self, batch: np.ndarray) -> list[np.ndarray]:
-        """Outputs in ``output_names`` order; batches above ``max_batch`` are split transparently."""
-        return run_in_chunks(self._run_once, batch, self._max_batch, self._fixed)
+    @property
+    def device_id(self) -> int:
+        return self._device_id
+
+    @property
+    def fp16(self) -> bool:
+        return self._fp16
 
     def close(self) -> None:
-        """Free device buffers and the stream; safe to call twice."""
-        for ptr, _ in getattr(self, "_buffers", {}).values():
-            self._cudart.cudaFree(ptr)
-        self._buffers = {}
-        if getattr(self, "_stream", None) is not None:
-            self._cudart.cudaStreamDestroy(self._stream)
-            self._stream = None
-        self._context = None
-        self._engine = None
+        """Wait for both streams, then free device and pinned memory and the streams; safe to call twice."""
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
+            cudart = self._cudart
+            for slot in getattr(self, "_slots", []):
+                cudart.cudaStreamSynchronize(slot.stream)
+                for ptr in slot.device.values():
+                    cudart.cudaFree(ptr)
+                for ptr in slot.pinned.values():
+                    cudart.cudaFreeHost(ptr)
+                slot.host.clear()
+                cudart.cudaStreamDestroy(slot.stream)
+                slot.context = None
+            self._slots = []
+            self._engine = None
