@@ -1,7 +1,7 @@
 """Inference benchmark: the pipeline (frames topic -> acked detections) against the bare engine.
 
-Both figures come from one process on the same machine, with the same model, batch size and
-thread settings, so their ratio says how much the Kafka plumbing costs.
+All figures come from one run on the same machine, with the same model, batch size and thread
+settings, so their ratios say how much the Kafka plumbing (and exactly-once delivery) costs.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ import statistics
 import threading
 import time
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,7 @@ from decoders.runner import run_cameras
 from inference.detector import Detector
 from inference.preprocess import preprocess
 from inference.worker import InferenceWorker
+from sightline.bench.drain import audit, drain, for_mode, publish_backlog
 from sightline.config import CameraSettings, SightlineConfig
 from streams.topics import ensure_topics
 
@@ -33,12 +36,16 @@ def rss_mb() -> float:
     return 0.0
 
 
-def isolated(config: SightlineConfig, tag: str) -> SightlineConfig:
-    """Fresh topics and group so a run never sees another run's records."""
+def isolated(config: SightlineConfig, tag: str, partitions: int = 1) -> SightlineConfig:
+    """Fresh topics and group so a run never sees another run's records; the frames topic (and
+    tracker state, which mirrors it) gets at least `partitions` partitions, one per worker."""
     config = config.model_copy(deep=True)
     suffix = f"{tag}-{uuid.uuid4().hex[:6]}"
     for _, topic in config.topics:
         topic.name = f"bench.{suffix}.{topic.name}"
+    for topic in (config.topics.frames, config.topics.tracker_state):
+        topic.partitions = max(topic.partitions, partitions)
+    config.inference.reject_unknown_cameras = False  # the bench's cameras are not in the config
     config.inference.group_id = f"bench-{suffix}"
     ensure_topics(config)
     return config
@@ -51,26 +58,41 @@ def native_fps(video: Path) -> float:
         return float(container.streams.video[0].average_rate or 25)
 
 
-def raw_fps(detector: Detector, frame: np.ndarray, batch: int, seconds: float) -> float:
-    """Engine only, on an already preprocessed batch: the model's own speed here."""
-    tensor, _ = preprocess([frame] * batch, detector.manifest)
+@dataclass(frozen=True)
+class EngineRate:
+    fps: float
+    cpu_ms_per_frame: float  # process CPU (all ONNX Runtime threads) per frame, engine.run only
+    shape: tuple[int, ...]  # the input tensor's shape, batch first
+
+
+def engine_rate(detector: Detector, tensor: np.ndarray, seconds: float) -> EngineRate:
+    """Engine only, on an already prepared batch: the model's own speed and CPU here."""
+    batch = tensor.shape[0]
     detector.engine.run(tensor)  # warm-up
-    runs, started = 0, time.perf_counter()
+    runs, started, cpu = 0, time.perf_counter(), time.process_time()
     while time.perf_counter() - started < seconds:
         detector.engine.run(tensor)
         runs += 1
-    return runs * batch / (time.perf_counter() - started)
+    wall, cpu = time.perf_counter() - started, time.process_time() - cpu
+    return EngineRate(runs * batch / wall, cpu * 1e3 / (runs * batch), tuple(tensor.shape))
 
 
-def pipeline_fps(config: SightlineConfig, detector: Detector, video: Path, frames: int) -> dict[str, Any]:
-    """Backlog of `frames` frame records drained by one worker, first fetch to last ack."""
-    config = isolated(config, "pipe")
-    run_cameras(config, [CameraSettings(id="bench", url=str(video))], metrics_port=0, max_frames=frames)
-    worker = InferenceWorker(config, detector=detector, worker_id=f"bench-{os.getpid()}")
-    stats = worker.run(max_idle_s=2)
-    if stats.records != frames or stats.first_fetch is None or stats.last_ack is None:
-        raise RuntimeError(f"pipeline produced {stats.records} records for {frames} frames")
-    return {"fps": frames / (stats.last_ack - stats.first_fetch), "batches": stats.batches}
+def square_tensor(detector: Detector, frame: np.ndarray, batch: int) -> np.ndarray:
+    """The model's nominal input (manifest size)."""
+    return preprocess([frame] * batch, detector.manifest)[0]
+
+
+def pipeline_tensor(detector: Detector, frame: np.ndarray, batch: int) -> np.ndarray:
+    """The tensor the workers really run: `Detector.prepare` picks the smallest letterbox for
+    dynamic-H/W models; detectors without it preprocess to the nominal square."""
+    prepare = getattr(detector, "prepare", None)
+    if prepare is None:
+        return square_tensor(detector, frame, batch)
+    chunks = prepare([frame] * batch)
+    tensor = np.array(chunks[0].tensor, copy=True)  # the chunk's buffer goes back to the pool
+    for chunk in chunks:
+        chunk.release()
+    return tensor
 
 
 def latency(
@@ -109,6 +131,16 @@ def latency(
     }
 
 
+MODES = ("at-least-once", "exactly-once")
+
+
+def first_frame(video: Path) -> np.ndarray:
+    import av
+
+    with av.open(str(video)) as container:
+        return next(container.decode(video=0)).to_ndarray(format="bgr24")
+
+
 def run(
     config: SightlineConfig,
     detector: Detector,
@@ -116,37 +148,87 @@ def run(
     *,
     batch: int,
     threads: int,
+    workers: int = 1,
+    make_detector: Callable[[int], Detector] | None = None,
     frames: int = 300,
     rounds: int = 2,
+    raw_s: float = 5.0,
+    live: bool = True,
     duration: float | None = None,
 ) -> dict[str, Any]:
-    import av
+    """Raw engine (square and pipeline shape) against the pipeline in both delivery modes.
 
-    with av.open(str(video)) as container:
-        frame = next(container.decode(video=0)).to_ndarray(format="bgr24")
-    raws, pipes = [], []
-    for _ in range(rounds):  # alternate, so drift in machine speed hits both alike
-        raws.append(raw_fps(detector, frame, batch, seconds=8))
-        pipes.append(pipeline_fps(config, detector, video, frames)["fps"])
-    raw, pipe = statistics.median(raws), statistics.median(pipes)
-    # 70% of measured capacity, spread over cameras of at most the video's native rate.
-    load = pipe * 0.7
-    native = native_fps(video)
-    cameras = max(1, math.ceil(load / native))
-    live = latency(config, detector, video, cameras, load / cameras, duration or 30.0)
+    `overhead_ms_per_frame` = (CPU of all worker processes from their first fetch to their last
+    ack - frames x the engine's CPU per frame at the pipeline's shape, batch and per-worker
+    threads) / frames: what the pipeline spends outside `engine.run`.
+    """
+    frame = first_frame(video)
+    per_worker = max(1, threads // workers)
+    if per_worker != threads and make_detector is None:
+        raise ValueError("--workers needs a detector factory for the per-worker thread count")
+    worker_engine = detector if per_worker == threads else make_detector(per_worker)  # type: ignore[misc]
+    square, shaped = square_tensor(detector, frame, batch), pipeline_tensor(detector, frame, batch)
+    worker_tensor = pipeline_tensor(worker_engine, frame, batch)
+    raw_square: list[float] = []
+    raw: list[float] = []
+    engine_cpu: list[float] = []
+    fps: dict[str, list[float]] = {m: [] for m in MODES}
+    cpu: dict[str, list[float]] = {m: [] for m in MODES}
+    audits: dict[str, list[dict[str, int]]] = {m: [] for m in MODES}
+    for index in range(rounds):  # alternate, so drift in machine speed hits every figure alike
+        raw_square.append(engine_rate(detector, square, raw_s).fps)
+        rate = engine_rate(detector, shaped, raw_s)
+        raw.append(rate.fps)
+        if worker_engine is not detector:
+            rate = engine_rate(worker_engine, worker_tensor, raw_s)
+        engine_cpu.append(rate.cpu_ms_per_frame)
+        backlog = isolated(config, "pipe", partitions=workers)
+        backlog.inference.model = detector.manifest.name
+        backlog.inference.model_version = detector.manifest.version
+        backlog.inference.threads = per_worker
+        backlog.inference.max_batch = batch
+        publish_backlog(backlog, video, frames, cameras=workers)
+        for mode in MODES if index % 2 == 0 else MODES[::-1]:
+            drained_config = for_mode(backlog, mode)
+            drained = drain(drained_config, frames, workers)
+            fps[mode].append(drained.fps)
+            cpu[mode].append(drained.cpu_s * 1e3 / frames)
+            audits[mode].append(audit(drained_config))
+    if worker_engine is not detector:
+        worker_engine.close()
+    med = statistics.median
+    raw_fps, pipe, eos = med(raw), med(fps["at-least-once"]), med(fps["exactly-once"])
+    checks = {m: {k: sum(a[k] for a in audits[m]) for k in audits[m][0]} for m in MODES}
     result: dict[str, Any] = {
         "model": f"{detector.manifest.name}:{detector.manifest.version}",
         "batch": batch,
         "threads": threads,
+        "workers": workers,
+        "threads_per_worker": per_worker,
         "frames": frames,
         "rounds": rounds,
-        "raw_fps": round(raw, 1),
+        "input_shape": list(shaped.shape[1:]),
+        "input_shape_square": list(square.shape[1:]),
+        "raw_fps_square": round(med(raw_square), 1),
+        "raw_fps": round(raw_fps, 1),
         "pipeline_fps": round(pipe, 1),
-        "ratio": round(pipe / raw, 3),
-        "latency_cameras": cameras,
-        "latency_load_fps": round(load, 1),
-        **live,
+        "ratio": round(pipe / raw_fps, 3),
+        "eos_pipeline_fps": round(eos, 1),
+        "eos_ratio": round(eos / pipe, 3),
+        "engine_cpu_ms_per_frame": round(med(engine_cpu), 2),
+        "overhead_ms_per_frame": round(med(cpu["at-least-once"]) - med(engine_cpu), 2),
+        "eos_overhead_ms_per_frame": round(med(cpu["exactly-once"]) - med(engine_cpu), 2),
+        "drain": checks,
+        "lost": sum(c["lost"] for c in checks.values()),
+        "duplicates": sum(c["duplicates"] for c in checks.values()),
     }
+    if not live:
+        return result
+    # 70% of measured capacity, spread over cameras of at most the video's native rate.
+    load = pipe * 0.7
+    cameras = max(1, math.ceil(load / native_fps(video)))
+    measured = latency(config, detector, video, cameras, load / cameras, duration or 30.0)
+    result |= {"latency_cameras": cameras, "latency_load_fps": round(load, 1), **measured}
     if duration is not None:
-        result["rss_growth_pct"] = round(100 * (live["rss_mb_end"] / live["rss_mb_start"] - 1), 2)
+        result["rss_growth_pct"] = round(100 * (measured["rss_mb_end"] / measured["rss_mb_start"] - 1), 2)
     return result

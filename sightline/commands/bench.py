@@ -38,17 +38,30 @@ def bench_decode(
 @app.command("inference")
 def bench_inference(
     model: str = typer.Option("nanodet-m", help="Registry model name (fetched by recipe if missing)."),
-    batch: int = typer.Option(4, min=1, help="max_batch for both measurements."),
-    threads: int = typer.Option(2, min=1, help="ONNX Runtime intra-op threads."),
+    batch: int = typer.Option(4, min=1, help="max_batch for every measurement."),
+    threads: int = typer.Option(2, min=1, help="ONNX Runtime intra-op threads, split between workers."),
+    workers: int = typer.Option(
+        1, min=1, help="Worker processes in one consumer group (each gets threads // workers, >= 1)."
+    ),
     frames: int = typer.Option(300, min=10, help="Backlog size for the pipeline measurement."),
     rounds: int = typer.Option(2, min=1),
+    raw_s: float = typer.Option(5.0, "--raw-s", min=0.5, help="Seconds per raw engine measurement."),
+    live: bool = typer.Option(True, "--latency/--no-latency", help="Run the live frame-age phase."),
     duration: float | None = typer.Option(
         None, help="Soak: run the live phase this long; reports RSS growth."
     ),
     video: str = typer.Option("vtest.avi"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Pipeline fps (frames topic -> acked detections) against raw engine fps, plus frame age."""
+    """Pipeline fps (frames topic -> acked detections) against raw engine fps, plus frame age.
+
+    raw_fps is the engine alone at the input shape the pipeline uses (raw_fps_square: the
+    model's nominal square input); pipeline_fps / eos_pipeline_fps drain the same backlog with
+    at-least-once and exactly-once delivery (eos_ratio = their ratio); overhead_ms_per_frame is
+    the workers' CPU from first fetch to last ack, less the engine's CPU for those frames (raw
+    phase, same shape, batch and per-worker threads), per frame. `drain` audits each mode:
+    distinct (camera, seq) in the committed detections against the frames published.
+    Exits 1 when a frame was lost or exactly-once delivered one twice."""
     from pathlib import Path
 
     from inference.detector import Detector
@@ -72,14 +85,27 @@ def bench_inference(
         fetch_model(model, registry=registry, seed_dir=shared / "models" if shared else None)
         manifest, path = registry.promoted(model)
     kind = engine_kind(cfg)  # CPU by default; SIGHTLINE_INFERENCE__PROVIDER=cuda|tensorrt on a GPU
-    options = {} if kind == "tensorrt" else {"threads": threads}
-    detector = Detector.from_path(path, manifest, kind, options, max_batch=batch)
+
+    def make_detector(count: int) -> Detector:
+        options = {} if kind == "tensorrt" else {"threads": count}
+        return Detector.from_path(path, manifest, kind, options, max_batch=batch)
+
+    detector = make_detector(threads)
     clip = Path(video) if Path(video).exists() else media_path(video)
-    result = bench.run(cfg, detector, clip, batch=batch, threads=threads, frames=frames, rounds=rounds,
-                       duration=duration)  # fmt: skip
+    result = bench.run(
+        cfg, detector, clip, batch=batch, threads=threads, workers=workers, make_detector=make_detector,
+        frames=frames, rounds=rounds, raw_s=raw_s, live=live, duration=duration,
+    )  # fmt: skip
     if not as_json:
-        typer.echo(f"pipeline {result['pipeline_fps']} fps vs raw {result['raw_fps']} fps", err=True)
+        typer.echo(
+            f"pipeline {result['pipeline_fps']} fps (exactly-once {result['eos_pipeline_fps']}) vs raw "
+            f"{result['raw_fps']} fps; overhead {result['overhead_ms_per_frame']} ms/frame; "
+            f"lost {result['lost']}, duplicates {result['duplicates']}",
+            err=True,
+        )
     print_json_line(result)
+    if result["lost"] or result["drain"]["exactly-once"]["duplicates"]:
+        raise typer.Exit(1)
 
 
 @app.command("chaos")

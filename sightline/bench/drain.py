@@ -1,0 +1,202 @@
+"""A frames backlog drained by N worker processes in one consumer group, then audited.
+
+Workers run as spawned processes (not threads) so each has its own GIL and ONNX Runtime pool,
+as in production; each reports its own CPU time over its drain window.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import queue
+import threading
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel
+
+from decoders.resume import key_partition
+from decoders.runner import run_cameras
+from sightline.bench.chaos import read_topic
+from sightline.config import CameraSettings, SightlineConfig
+from streams.topics import ensure_topics
+
+
+def spread_cameras(count: int, partitions: int, prefix: str = "bench") -> list[str]:
+    """`count` camera ids whose keys land on distinct partitions, so N workers all get work."""
+    chosen: list[str] = []
+    used: set[int] = set()
+    index = 0
+    while len(chosen) < count:
+        name = f"{prefix}{index}"
+        partition = key_partition(name.encode(), partitions)
+        if partition not in used or len(used) >= partitions:
+            chosen.append(name)
+            used.add(partition)
+        index += 1
+    return chosen
+
+
+def publish_backlog(config: SightlineConfig, video: Path, frames: int, cameras: int) -> list[str]:
+    """`frames` frame records (split over `cameras` sources) on the frames topic; the camera ids."""
+    ids = spread_cameras(cameras, config.topics.frames.partitions)
+    share = [frames // cameras + (1 if i < frames % cameras else 0) for i in range(cameras)]
+    sources = [CameraSettings(id=cam, url=str(video)) for cam in ids]
+    for camera, count in zip(sources, share, strict=True):  # max_frames is per camera
+        run_cameras(config, [camera], metrics_port=0, max_frames=count)
+    return ids
+
+
+def for_mode(config: SightlineConfig, delivery: str) -> SightlineConfig:
+    """Same frames topic, own group and output topics: each delivery mode drains the same backlog."""
+    config = config.model_copy(deep=True)
+    tag = "eos" if delivery == "exactly-once" else "alo"
+    suffix = uuid.uuid4().hex[:6]
+    config.inference.delivery = delivery  # type: ignore[assignment]
+    config.inference.group_id = f"{config.inference.group_id}-{tag}-{suffix}"
+    for name in ("detections", "dead_letter", "tracker_state"):
+        topic = getattr(config.topics, name)
+        topic.name = f"{topic.name}.{tag}-{suffix}"
+    ensure_topics(config)
+    return config
+
+
+class CpuSampler:
+    """Process CPU seconds sampled against the monotonic clock.
+
+    Hand-written because the drain window (first fetch .. last ack) is only known afterwards:
+    the samples let us read the CPU spent between two past instants by interpolation.
+    """
+
+    def __init__(self, period_s: float = 0.02) -> None:
+        self.period_s = period_s
+        self.samples: list[tuple[float, float]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="cpu-sampler", daemon=True)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self.samples.append((time.monotonic(), time.process_time()))
+            self._stop.wait(self.period_s)
+
+    def __enter__(self) -> CpuSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.samples.append((time.monotonic(), time.process_time()))
+
+    def between(self, start: float, end: float) -> float:
+        at, cpu = np.array(self.samples).T
+        return float(np.interp(end, at, cpu) - np.interp(start, at, cpu))
+
+
+def _rebuild(dump: dict[str, Any]) -> SightlineConfig:
+    """The parent's config in a child: re-validated (not unpickled, so a field added since the
+    parent started gets its default), each section taken as given (the environment already
+    applied in the parent must not override the bench's topic names and thread split)."""
+    config = SightlineConfig.model_validate(dump)
+    for name, value in dump.items():
+        section = getattr(config, name)
+        if isinstance(section, BaseModel):
+            setattr(config, name, type(section).model_validate(value))
+    return config
+
+
+def _worker_process(dump: dict[str, Any], worker_id: str, max_idle_s: float, out: Any) -> None:
+    """One production worker (its own detector from the registry) until the backlog runs dry."""
+    from inference.worker import InferenceWorker
+
+    try:
+        config = _rebuild(dump)
+        worker = InferenceWorker(config, worker_id=worker_id)
+        with CpuSampler() as cpu:
+            stats = worker.run(max_idle_s=max_idle_s)
+        busy = stats.first_fetch is not None and stats.last_ack is not None
+        out.put({
+            "worker": worker_id, "records": stats.records, "frames": stats.frames, "batches": stats.batches,
+            "first_fetch": stats.first_fetch, "last_ack": stats.last_ack,
+            "cpu_s": cpu.between(stats.first_fetch, stats.last_ack) if busy else 0.0,
+        })  # fmt: skip
+    except BaseException as exc:  # noqa: BLE001 - reported to the parent, which fails the run
+        out.put({"worker": worker_id, "error": repr(exc)})
+
+
+@dataclass(frozen=True)
+class Drain:
+    fps: float
+    cpu_s: float  # all workers' CPU over their own drain windows
+    workers: list[dict[str, Any]]
+
+
+def drain(
+    config: SightlineConfig, frames: int, workers: int, max_idle_s: float = 3.0, timeout_s: float = 600.0
+) -> Drain:
+    """`frames` backlog records over the group's first fetch .. last ack, `workers` processes
+    started at once (they join the group, and rebalance it, while the backlog drains)."""
+    ctx = multiprocessing.get_context("spawn")  # fork would copy the parent's Kafka clients and threads
+    out = ctx.Queue()
+    dump = config.model_dump(mode="json")
+    tag = uuid.uuid4().hex[:6]
+    procs = [
+        ctx.Process(target=_worker_process, args=(dump, f"bench-{tag}-{i}", max_idle_s, out), daemon=True)
+        for i in range(workers)
+    ]
+    for proc in procs:
+        proc.start()
+    reports: list[dict[str, Any]] = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while len(reports) < workers:
+            if time.monotonic() > deadline:
+                left = workers - len(reports)
+                raise RuntimeError(f"drain: {left} worker(s) still running after {timeout_s}s")
+            try:
+                reports.append(out.get(timeout=1.0))
+            except queue.Empty:  # a worker that died reports nothing
+                dead = [p for p in procs if p.exitcode not in (None, 0)]
+                if dead:
+                    raise RuntimeError(f"drain: worker exited with {dead[0].exitcode}") from None
+    finally:
+        for proc in procs:
+            proc.join(30)
+            if proc.is_alive():
+                proc.kill()
+    errors = [r["error"] for r in reports if "error" in r]
+    if errors:
+        raise RuntimeError(f"drain: worker failed: {errors[0]}")
+    busy = [r for r in reports if r["first_fetch"] is not None and r["last_ack"] is not None]
+    if not busy:
+        raise RuntimeError("drain: no worker acknowledged any detections")
+    window = max(r["last_ack"] for r in busy) - min(r["first_fetch"] for r in busy)
+    return Drain(frames / window, sum(r["cpu_s"] for r in busy), reports)
+
+
+def _key(msg: Any) -> tuple[str, int]:
+    headers = dict(msg.headers() or [])
+    camera, seq = headers.get("camera-id"), headers.get("seq")
+    if camera and seq:
+        return camera.decode(), int(seq)
+    value = json.loads(msg.value())
+    return value["camera_id"], int(value["seq"])
+
+
+def audit(config: SightlineConfig) -> dict[str, int]:
+    """Frames published vs committed detections (read_committed): lost and doubled (camera, seq)."""
+    published = Counter(_key(m) for m in read_topic(config, config.topics.frames.name))
+    detected = Counter(_key(m) for m in read_topic(config, config.topics.detections.name))
+    dead = read_topic(config, config.topics.dead_letter.name)
+    return {
+        "published": len(published),
+        "records": sum(detected.values()),
+        "lost": len(set(published) - set(detected)),
+        "duplicates": sum(n - 1 for n in detected.values()),
+        "dead_letters": len(dead),
+    }
