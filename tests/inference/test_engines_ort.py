@@ -51,6 +51,17 @@ def test_make_engine_kinds(const_model) -> None:
         make_engine("onnx", path)  # type: ignore[arg-type]
 
 
+def test_make_engine_takes_one_options_dict_for_every_kind(const_model, tmp_path: Path) -> None:
+    """The worker passes the same settings-derived options whatever the kind; each engine takes its own."""
+    path = const_model({"out": out_rows()})
+    options = {"threads": 1, "max_batch": 3, "device_id": 0, "fp16": True, "cache_dir": tmp_path}
+    engine = make_engine("cpu", path, **options, opt_batch=2)
+    assert isinstance(engine, OrtEngine) and engine.max_batch == 3
+    if importlib.util.find_spec("tensorrt") is None:
+        with pytest.raises(TensorRTUnavailable):  # not a TypeError about ``threads``
+            make_engine("tensorrt", path, **options)
+
+
 def test_missing_gpu_provider_is_a_clear_error(const_model) -> None:
     import onnxruntime as ort
 
