@@ -31,3 +31,19 @@ class InferenceSettings(Section):
     # At-least-once: partitions pause while this many batches wait for Kafka's acks (bounds memory).
     max_in_flight_batches: int = Field(8, ge=1)
     model_poll_s: float = Field(2.0, gt=0, description="How often workers check for a promoted model.")
+    # GPU knobs: used by provider cuda/tensorrt, engine tensorrt and jpeg_decoder nvjpeg; ignored on CPU.
+    device_id: int = Field(0, ge=0, description="CUDA device for the engine and the nvJPEG decoder.")
+    fp16: bool = Field(
+        True, description="TensorRT (native or ORT's EP) may pick fp16 kernels; I/O stays fp32."
+    )
+    engine_max_batch: int | None = Field(
+        None,
+        ge=1,
+        le=256,
+        description="Largest batch of the GPU engine's profile (min 1, opt = max); None = max_batch.",
+    )
+    engine_cache_dir: Path | None = Field(
+        None, description="TensorRT plan and timing cache; None = $SIGHTLINE_TRT_CACHE or .cache/trt."
+    )
+    # nvjpeg decodes a batch's JPEGs on the GPU (inference.gpu_jpeg, extra 'gpu'); cpu is libjpeg-turbo.
+    jpeg_decoder: Literal["cpu", "nvjpeg"] = "cpu"
