@@ -1,0 +1,54 @@
+"""`sightline bench inference`: several worker processes drain one backlog, nothing lost or doubled."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from decoders.resume import key_partition
+from sightline.bench.drain import CpuSampler, spread_cameras
+from sightline.cli import app
+from tests.conftest import Stack, write_config
+
+
+def test_spread_cameras_land_on_distinct_partitions() -> None:
+    names = spread_cameras(4, 6)
+    assert len({key_partition(n.encode(), 6) for n in names}) == 4
+
+
+def test_cpu_sampler_reads_cpu_between_two_past_instants() -> None:
+    with CpuSampler(period_s=0.01) as cpu:
+        time.sleep(0.1)
+        start, burn_from = time.monotonic(), time.process_time()
+        while time.process_time() - burn_from < 0.3:  # busy: CPU advances with wall time
+            pass
+        end = time.monotonic()
+        time.sleep(0.2)  # idle after the window: must not count
+    assert cpu.between(start, end) == pytest.approx(0.3, abs=0.06)
+
+
+def test_bench_inference_two_workers_lose_and_double_nothing(
+    stack: Stack, model_registry: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    registry = tmp_path / "models"
+    shutil.copytree(model_registry, registry)
+    monkeypatch.setenv("SIGHTLINE_INFERENCE__REGISTRY_DIR", str(registry))
+    config = write_config(stack.config, tmp_path / "sightline.yaml")
+    args = ["-c", str(config), "bench", "inference", "--json", "--workers", "2", "--threads", "2"]
+    args += ["--frames", "40", "--rounds", "1", "--raw-s", "1", "--no-latency"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["workers"] == 2 and report["threads_per_worker"] == 1
+    for mode in ("at-least-once", "exactly-once"):
+        drained = report["drain"][mode]
+        assert drained["published"] == 40, drained
+        assert drained["lost"] == 0 and drained["duplicates"] == 0 and drained["dead_letters"] == 0, drained
+    assert report["drain"]["exactly-once"]["records"] == 40
+    assert report["pipeline_fps"] > 0 and report["eos_pipeline_fps"] > 0 and report["raw_fps"] > 0
+    assert report["engine_cpu_ms_per_frame"] > 0
