@@ -7,10 +7,12 @@ any language (or `kcat`) can publish frames without a serialisation library.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+import fastjsonschema
 from jsonschema import Draft202012Validator
 
 from schemas.errors import ContractError
@@ -51,8 +53,41 @@ class FrameMeta:
 
 
 @cache
+def _schema() -> dict[str, object]:
+    return json.loads(SCHEMA_FILE.read_text())
+
+
+@cache
 def _validator() -> Draft202012Validator:
-    return Draft202012Validator(json.loads(SCHEMA_FILE.read_text()))
+    """The reference validator: run only on rejected headers, for its clear first-error message."""
+    return Draft202012Validator(_schema())
+
+
+@cache
+def _compiled() -> Callable[[dict[str, str]], object]:
+    """The same schema compiled to Python once: ~3 us per frame against ~60 us for ``iter_errors``.
+
+    The schema only uses draft-07 keywords, which fastjsonschema compiles; ``$schema`` names 2020-12, so
+    it is dropped here rather than letting fastjsonschema guess a draft from it.
+    """
+    schema = {k: v for k, v in _schema().items() if k != "$schema"}
+    return fastjsonschema.compile(schema)
+
+
+def _schema_error(values: dict[str, str]) -> str | None:
+    """Why ``values`` break the schema, worded as before (jsonschema's first error by path), or None."""
+    try:
+        _compiled()(values)
+        return None
+    except fastjsonschema.JsonSchemaValueException as fast:
+        error = next(iter(sorted(_validator().iter_errors(values), key=lambda e: e.path)), None)
+        if error is not None:
+            field = error.path[0] if error.path else None
+            return f"{f'header {field!r}' if field else 'headers'}: {error.message}"
+        # Python's ``re.search`` lets ``$`` match before a trailing newline, so jsonschema accepts
+        # e.g. seq "1\n"; JSON Schema's ECMA-262 ``$`` does not, and neither does fastjsonschema.
+        field = fast.path[1] if len(fast.path) > 1 else None
+        return f"{f'header {field!r}' if field else 'headers'}: {fast.message}"
 
 
 def parse_frame_headers(key: bytes | str | None, headers: Headers | None) -> FrameMeta:
@@ -63,11 +98,9 @@ def parse_frame_headers(key: bytes | str | None, headers: Headers | None) -> Fra
         raise ContractError("missing header 'schema-version'")
     if version not in SUPPORTED_VERSIONS:
         raise ContractError(f"unsupported frame schema-version {version!r} (supported: 1)")
-    error = next(iter(sorted(_validator().iter_errors(values), key=lambda e: e.path)), None)
+    error = _schema_error(values)
     if error is not None:
-        field = error.path[0] if error.path else None
-        what = f"header {field!r}" if field else "headers"
-        raise ContractError(f"{what}: {error.message}")
+        raise ContractError(error)
     key_text = key.decode("utf-8", "replace") if isinstance(key, bytes) else key
     if key_text != values["camera-id"]:
         raise ContractError(f"record key {key_text!r} does not match camera-id {values['camera-id']!r}")

@@ -30,29 +30,34 @@ def _anchors(size: tuple[int, int], cells: tuple[int, ...]) -> tuple[np.ndarray,
     return np.concatenate(centres).astype(np.float32), np.concatenate(strides)
 
 
-def _split_levels(
-    outputs: list[np.ndarray], num_classes: int
-) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:
-    """Pair score/box tensors by cell count, finest level first, and concatenate along cells."""
+def _pair_levels(outputs: list[np.ndarray], num_classes: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(scores, boxes) per level, finest first, paired by cell count."""
     scores = sorted((o for o in outputs if o.shape[2] == num_classes), key=lambda o: -o.shape[1])
     boxes = sorted((o for o in outputs if o.shape[2] != num_classes), key=lambda o: -o.shape[1])
     if len(scores) != len(boxes) or [s.shape[1] for s in scores] != [b.shape[1] for b in boxes]:
         raise ValueError(
             f"cannot pair NanoDet outputs {[o.shape for o in outputs]} for {num_classes} classes"
         )
-    cells = tuple(s.shape[1] for s in scores)
-    return np.concatenate(scores, axis=1), np.concatenate(boxes, axis=1), cells
+    return list(zip(scores, boxes, strict=True))
 
 
 def decode(
     outputs: list[np.ndarray], manifest: ModelManifest, score_threshold: float, input_size: tuple[int, int]
 ) -> Candidates:
-    """Threshold first, then decode distributions only for the surviving cells."""
-    scores, dist, cells = _split_levels(outputs, len(manifest.labels))
+    """Threshold each level in place (no concatenation of whole score maps), decode only the survivors."""
+    levels = _pair_levels(outputs, len(manifest.labels))
+    cells = tuple(s.shape[1] for s, _ in levels)
     centres, strides = _anchors(tuple(input_size), cells)
-    b, a, best, cls = threshold_best_class(scores, score_threshold)
+    parts, first = [], 0
+    for scores, dist in levels:
+        b, a, best, cls = threshold_best_class(scores, score_threshold)
+        parts.append((b, a + first, best, cls, dist[b, a]))
+        first += scores.shape[1]
+    b, a, best, cls, picked = (np.concatenate(x) for x in zip(*parts, strict=True))
+    order = np.lexsort((a, b))  # (image, anchor) order, as if the levels had been one tensor
+    b, a, best, cls, picked = b[order], a[order], best[order], cls[order], picked[order]
 
-    logits = dist[b, a].reshape(len(a), 4, dist.shape[-1] // 4)
+    logits = picked.reshape(len(a), 4, picked.shape[-1] // 4)
     # Softmax over the bins by hand: three numpy lines, not worth a scipy dependency.
     logits = logits - logits.max(axis=-1, keepdims=True)
     prob = np.exp(logits)
