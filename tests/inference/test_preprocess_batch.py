@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from inference.manifest import ModelManifest, Preprocessing
-from inference.preprocess import preprocess
+from inference.preprocess import BufferPool, preprocess
 
 
 def manifest(**pre: object) -> ModelManifest:
@@ -72,3 +72,30 @@ def test_rejects_non_bgr_frames() -> None:
         preprocess([np.zeros((10, 10), np.uint8)], manifest())
     with pytest.raises(ValueError, match="at least one"):
         preprocess([], manifest())
+
+
+def test_pooled_buffers_are_reused_and_fully_repainted() -> None:
+    """A reused canvas holds the previous batch's pixels: the letterbox borders must be painted again."""
+    pool = BufferPool()
+    m = manifest(resize="letterbox", pad_value=114, color="rgb")
+    first, _ = preprocess([bgr_frame(200, 100, (255, 255, 255))], m, pool=pool)  # tall: fills the middle
+    kept = first.copy()
+    pool.give(first)
+    second, _ = preprocess([bgr_frame(100, 200, (0, 0, 0))], m, pool=pool)  # wide: pads top and bottom
+    assert second is first  # the same float buffer came back
+    fresh, _ = preprocess([bgr_frame(100, 200, (0, 0, 0))], m)
+    np.testing.assert_array_equal(second, fresh)
+    assert not np.array_equal(kept, fresh)
+
+
+def test_orig_sizes_map_a_reduced_decode_to_published_pixels() -> None:
+    """A 400x200 frame decoded at 200x100 letterboxes like the 400x200 one and maps back to it."""
+    m = manifest(resize="letterbox", pad_value=114, color="rgb")
+    small, t = preprocess([bgr_frame(100, 200, (10, 20, 30))], m, orig_sizes=[(400, 200)])
+    full, t_full = preprocess([bgr_frame(200, 400, (10, 20, 30))], m)
+    np.testing.assert_allclose(small, full, atol=1e-6)
+    np.testing.assert_allclose(t.scale, [[0.16, 0.16]])
+    assert t.orig_size.tolist() == [[400, 200]]
+    np.testing.assert_allclose(
+        t.to_original(np.array([[16, 24, 48, 40]], np.float32), 0), [[100, 50, 300, 150]]
+    )
