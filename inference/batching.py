@@ -11,11 +11,17 @@ import threading
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
+import supervision as sv
 from confluent_kafka import KafkaError, Message, TopicPartition
 
+from inference.records import BatchTiming
 from schemas.frame import FrameMeta
+
+if TYPE_CHECKING:
+    from inference.detector import Detector
 
 
 @dataclass(slots=True)
@@ -39,6 +45,13 @@ class Batch:
     rejected: list[Rejected] = field(default_factory=list)
     next_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
     first_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
+    # Filled in by the pipeline's stages, in order (see inference/pipeline.py).
+    epoch: int = 0  # batches of an older epoch were rewound (exactly-once abort): dropped on output
+    detector: Detector | None = None  # one model for the whole batch, even across a hot swap
+    good: list[FrameJob] = field(default_factory=list)  # decoded frames, in record order
+    results: list[sv.Detections] = field(default_factory=list)  # one per `good` frame
+    timing: BatchTiming | None = None
+    started: float = 0.0  # monotonic time the batch's preparation began
     # Delivery bookkeeping (at-least-once): the batch is done when every produced record is acked.
     _pending: int = 0
     _sealed: bool = False
@@ -57,6 +70,11 @@ class Batch:
     def start_offsets(self) -> list[TopicPartition]:
         """Where to seek to read the batch again (its first record per partition)."""
         return [TopicPartition(t, p, o) for (t, p), o in sorted(self.first_offsets.items())]
+
+    def rewind_offsets(self, into: dict[tuple[str, int], int]) -> None:
+        """Merge this batch's first offsets into ``into`` (earliest per partition wins)."""
+        for key, offset in self.first_offsets.items():
+            into[key] = min(into.get(key, offset), offset)
 
     def is_empty(self) -> bool:
         return not self.jobs and not self.rejected

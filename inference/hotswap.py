@@ -30,9 +30,13 @@ class PromotedDetector:
         engine_options: dict[str, Any] | None = None,
         poll_s: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
+        on_replaced: Callable[[Detector], None] | None = None,
         **detector_options: Any,
     ) -> None:
         self.registry, self.name, self.poll_s, self._clock = registry, name, poll_s, clock
+        # Who closes a replaced detector: by default at once; a pipelined caller whose batches may
+        # still be running on it closes it itself once they are done.
+        self._on_replaced = on_replaced or Detector.close
         self._build_args = (engine, engine_options, detector_options)
         self._token = registry.state_token(name)
         self._detector = self._build()
@@ -57,7 +61,7 @@ class PromotedDetector:
                     )
                 else:
                     old, self._detector, self._token = self._detector, fresh, token
-                    old.close()
+                    self._on_replaced(old)
                     log.info("%s now serving version %s", self.name, self.version)
         return self._detector
 

@@ -30,6 +30,9 @@ class InferenceSettings(Section):
     reject_unknown_cameras: bool = False
     # At-least-once: partitions pause while this many batches wait for Kafka's acks (bounds memory).
     max_in_flight_batches: int = Field(8, ge=1)
+    # Exactly-once: one transaction covers every batch finished within this interval (a transaction
+    # costs a few broker round trips whatever it holds; longer = faster, but later detections).
+    transaction_interval_ms: float = Field(100.0, ge=0, le=5_000)
     model_poll_s: float = Field(2.0, gt=0, description="How often workers check for a promoted model.")
     # GPU knobs: used by provider cuda/tensorrt, engine tensorrt and jpeg_decoder nvjpeg; ignored on CPU.
     device_id: int = Field(0, ge=0, description="CUDA device for the engine and the nvJPEG decoder.")

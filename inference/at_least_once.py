@@ -1,0 +1,80 @@
+"""At-least-once delivery: publish each finished batch, commit its offsets once Kafka acked it all.
+
+Commits go oldest batch first, so a committed offset never passes a frame whose detections are
+not yet acknowledged; a crash re-reads at most the unacknowledged tail.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from inference.batching import Batch
+from inference.commits import OffsetCommits
+from inference.outbox import Outbox
+from streams.health import Health
+
+log = logging.getLogger(__name__)
+
+
+class DeliveryFailed(RuntimeError):
+    """A batch's records were refused: committing past it would lose frames."""
+
+
+class AtLeastOnce:
+    def __init__(
+        self,
+        consumer: Consumer,
+        producer: Producer,
+        outbox: Outbox,
+        commits: OffsetCommits,
+        health: Health,
+        in_flight: deque[Batch],
+    ) -> None:
+        self.consumer = consumer
+        self.producer = producer
+        self.outbox = outbox
+        self.health = health
+        self.in_flight = in_flight  # the worker's: every batch handed to the pipeline, not committed
+        self.commits = commits
+
+    def deliver(self, batch: Batch) -> None:
+        if batch.error is None:
+            self.outbox.publish(self.producer, batch)
+        batch.seal()
+
+    def service(self, *, stopping: bool, force: bool = False) -> None:
+        """Serve delivery reports and commit every acknowledged batch, oldest first."""
+        self.producer.poll(0)
+        while self.in_flight and self.in_flight[0].done.is_set():
+            batch = self.in_flight.popleft()
+            if batch.error is not None:
+                if stopping:  # stopping mid-outage: leave it uncommitted, it is read again
+                    self.in_flight.clear()
+                    return
+                raise DeliveryFailed(f"batch failed, not committing: {batch.error}")
+            self.health.ok("kafka")  # its records were acknowledged
+            self.commits.commit(self.consumer, batch.offsets())
+
+    def settle(self, deadline: float, *, stopping: bool) -> None:
+        """Wait (bounded) for the acks of every delivered batch, then commit synchronously."""
+        while self.in_flight and time.monotonic() < deadline:
+            self.producer.poll(0.02)
+            self.service(stopping=stopping)
+        if self.in_flight:
+            log.warning("%d batches not acknowledged in time; left uncommitted", len(self.in_flight))
+            self.in_flight.clear()
+        self.commits.commit_final(self.consumer, asynchronous=not self.health.is_up("kafka"))
+
+    def lost(self) -> None:
+        self.commits.forget()
+
+    def revoked(self, partitions: list[TopicPartition]) -> None:
+        self.commits.forget(partitions)
+
+    def close(self, kafka_up: bool) -> None:
+        # With Kafka away, unacknowledged records are uncommitted work: don't wait long for them.
+        self.producer.flush(30 if kafka_up else 1)

@@ -1,0 +1,174 @@
+"""Turning a finished batch into Kafka records: tracking, detections, tracker snapshots, dead letters.
+
+Both delivery strategies publish through this one object; they differ only in what surrounds it
+(acknowledgements and offset commits, or a transaction). It runs on the consumer thread, which is
+also where the trackers' undo log is opened and rolled back, so tracker updates need no hand-off.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from functools import partial
+
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
+
+from inference import metrics
+from inference.batching import Batch, FrameJob, Rejected
+from inference.records import BatchTiming, detections_headers, detections_record
+from inference.tracker_state import TrackerStateStore
+from inference.tracking import CameraTrackers
+from schemas.dead_letter import dead_letter_headers
+from streams.claimcheck import ClaimCheckStore
+
+log = logging.getLogger(__name__)
+
+# Room left in a record for headers and framing when a dead letter carries the frame's value.
+_RECORD_OVERHEAD = 64 * 1024
+
+
+class Outbox:
+    def __init__(
+        self,
+        *,
+        detections_topic: str,
+        dead_letter_topic: str,
+        message_max_bytes: int,
+        trackers: CameraTrackers,
+        tracker_state: TrackerStateStore,
+        claims: ClaimCheckStore,
+        stats: object,
+        on_ack: Callable[[str, int], None],
+    ) -> None:
+        self.detections_topic = detections_topic
+        self.dead_letter_topic = dead_letter_topic
+        self.message_max_bytes = message_max_bytes
+        self.trackers = trackers
+        self.tracker_state = tracker_state
+        self.claims = claims
+        self.stats = stats
+        self._on_ack = on_ack  # (camera, capture_ns) of an acknowledged detections record
+
+    def publish(self, producer: Producer, batch: Batch) -> None:
+        """Track, produce the detections of every good frame, a tracker snapshot per camera, and
+        the batch's dead letters. Delivery reports land on ``batch``."""
+        detector = batch.detector
+        produced_ns = time.time_ns()
+        if batch.good:
+            assert detector is not None and batch.timing is not None
+            model = (detector.manifest.name, detector.manifest.version)
+            labels = detector.manifest.labels
+            for job, detections in zip(batch.good, batch.results, strict=True):
+                meta = job.meta
+                tracked = self.trackers.update(
+                    meta.camera_id,
+                    detections,
+                    meta.stream_ts,
+                    seq=meta.seq,
+                    partition=job.msg.partition(),
+                    offset=job.msg.offset(),
+                )
+                queue_ms = (batch.started - job.fetched) * 1e3
+                metrics.QUEUE_SECONDS.observe(max(0.0, queue_ms / 1e3))
+                value = detections_record(
+                    job.msg,
+                    meta,
+                    tracked,
+                    model=model,
+                    labels=labels,
+                    queue_ms=queue_ms,
+                    timing=batch.timing,
+                    produced_ns=produced_ns,
+                )
+                self._produce_detections(producer, batch, value, job)
+            self.tracker_state.publish(
+                producer, [(j.meta.camera_id, j.msg.partition()) for j in batch.good], batch
+            )
+            self._observe(batch.timing, len(batch.good))
+        for rejected in batch.rejected:
+            self.dead_letter(producer, batch, rejected)
+        self.stats.batches += 1
+
+    @staticmethod
+    def _observe(timing: BatchTiming, frames: int) -> None:
+        metrics.BATCH_SIZE.observe(frames)
+        metrics.PREPROCESS_SECONDS.observe(timing.preprocess_ms / 1e3)
+        metrics.INFERENCE_SECONDS.observe(timing.inference_ms / 1e3)
+
+    def _produce_detections(self, producer: Producer, batch: Batch, value: bytes, job: FrameJob) -> None:
+        meta = job.meta
+        callback = partial(self._on_delivered, batch, meta.camera_id, meta.capture_ns)
+        key = meta.camera_id.encode()
+        error = self._send(
+            producer, batch, self.detections_topic, key, value, detections_headers(meta), callback
+        )
+        if error is not None:
+            self.dead_letter(producer, batch, Rejected(job.msg, f"detections record not produced: {error}"))
+            return
+        self.stats.records += 1
+
+    def dead_letter(self, producer: Producer, batch: Batch, rejected: Rejected) -> None:
+        msg = rejected.msg
+        log.warning(
+            "dead-lettering %s[%d]@%d: %.500s", msg.topic(), msg.partition(), msg.offset(), rejected.reason
+        )
+        metrics.DEAD_LETTERS.labels(rejected.reason.split(":")[0][:40]).inc()
+        claim_check = next((v for k, v in msg.headers() or () if k == "claim-check" and v), None)
+        if claim_check:  # keep the parked image past its TTL, so the dead letter can be replayed
+            self.claims.keep(claim_check.decode("utf-8", "replace"))
+        value, reason = msg.value(), rejected.reason
+        room = self.message_max_bytes - _RECORD_OVERHEAD
+        if value and len(value) > room:  # it would be refused again on every restart: keep the reason
+            reason = f"{reason}; value of {len(value)} bytes dropped (over the record size limit)"
+            value = None
+        while True:
+            headers = dead_letter_headers(
+                msg.headers(), reason, "inference", msg.topic(), msg.partition(), msg.offset()
+            )
+            callback = partial(_delivered, batch)
+            error = self._send(producer, batch, self.dead_letter_topic, msg.key(), value, headers, callback)
+            if error is None:
+                self.stats.dead_letters += 1
+                return
+            if not value:  # a poison record must never stop the worker: log it and move on
+                log.error(
+                    "could not dead-letter %s[%d]@%d: %s", msg.topic(), msg.partition(), msg.offset(), error
+                )
+                return
+            reason = f"{rejected.reason}; value of {len(value)} bytes dropped: {error}"
+            value = None
+
+    @staticmethod
+    def _send(
+        producer: Producer,
+        batch: Batch,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: list[tuple[str, bytes]],
+        callback: Callable[[KafkaError | None, Message], None],
+    ) -> KafkaException | None:
+        """Produce one record for ``batch``; a record Kafka refuses (too large, ...) is returned."""
+        batch.expect_delivery()
+        while True:
+            try:
+                producer.produce(topic, key=key, value=value, headers=headers, on_delivery=callback)
+                return None
+            except BufferError:
+                producer.poll(0.05)
+            except KafkaException as exc:
+                batch.delivered(None)  # no delivery report will come for it
+                return exc
+
+    def _on_delivered(
+        self, batch: Batch, camera: str, capture_ns: int, err: KafkaError | None, _msg: Message
+    ) -> None:
+        if err is None:
+            metrics.DETECTIONS_OUT.labels(camera).inc()
+            self._on_ack(camera, capture_ns)
+        batch.delivered(err)
+
+
+def _delivered(batch: Batch, err: KafkaError | None, _msg: Message) -> None:
+    batch.delivered(err)

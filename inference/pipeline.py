@@ -1,0 +1,202 @@
+"""The model side of the worker as stages joined by bounded queues: prepare -> engine -> finish.
+
+Each stage has one thread, so batches leave in the order they came in, and the engine starts
+batch N+1 while batch N is post-processed and batch N+2 is being prepared (JPEG decoding runs
+before that, on the worker's decode pool, as records arrive). The heavy parts of every stage
+(libjpeg-turbo, OpenCV resizing, ONNX Runtime / TensorRT, numpy) release the GIL, so on a GPU the
+engine is fed continuously and on a CPU the Python glue hides behind the model run.
+
+A batch that fails in a stage is marked failed and still travels through the later stages
+untouched, so the worker sees every batch once, in order. Batches of an older epoch (rewound by
+an exactly-once abort) are skipped by every stage and never come out.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+
+import numpy as np
+import supervision as sv
+
+from inference.batching import Batch, Rejected
+from inference.detector import Detector, PreparedBatch
+from inference.records import BatchTiming
+from schemas.errors import ContractError
+from streams.claimcheck import ClaimCheckUnavailable
+
+log = logging.getLogger(__name__)
+
+_Item = tuple[Batch, list[PreparedBatch], list[list[np.ndarray]], float, float]
+
+
+class StagedPipeline:
+    def __init__(
+        self, current_detector: Callable[[], Detector], stop: threading.Event, depth: int = 2
+    ) -> None:
+        self._current_detector = current_detector
+        self._stop = stop
+        self._prepare: queue.Queue[Batch | None] = queue.Queue(maxsize=depth)
+        self._engine: queue.Queue[_Item | None] = queue.Queue(maxsize=depth)
+        self._finish: queue.Queue[_Item | None] = queue.Queue(maxsize=depth)
+        self._done: deque[Batch] = deque()
+        self._ready = threading.Event()  # set whenever a batch comes out
+        self._inside = 0  # batches submitted and not yet taken out
+        self._lock = threading.Lock()
+        self.epoch = 0
+        self.fatal: BaseException | None = None
+        self._threads = [
+            threading.Thread(target=self._run, args=(name, work), name=name, daemon=True)
+            for name, work in (
+                ("prepare", self._prepare_stage),
+                ("engine", self._engine_stage),
+                ("finish", self._finish_stage),
+            )
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    # -- the worker's side ----------------------------------------------------------------
+    def submit(self, batch: Batch, timeout: float) -> bool:
+        """Hand over a closed batch; False when the first stage is full (serve acks and retry)."""
+        batch.epoch = self.epoch
+        try:
+            self._prepare.put(batch, timeout=timeout)
+        except queue.Full:
+            return False
+        with self._lock:
+            self._inside += 1
+        return True
+
+    def take_finished(self) -> list[Batch]:
+        """Batches that came out since the last call, in submission order (rewound ones dropped)."""
+        out: list[Batch] = []
+        with self._lock:
+            self._ready.clear()
+            while self._done:
+                batch = self._done.popleft()
+                self._inside -= 1
+                if batch.epoch == self.epoch:
+                    out.append(batch)
+        return out
+
+    def wait(self, timeout: float) -> bool:
+        return self._ready.wait(timeout)
+
+    @property
+    def busy(self) -> bool:
+        """Some batch is inside a stage (even a rewound one, which may still hold an old model)."""
+        with self._lock:
+            return self._inside > 0
+
+    def discard(self) -> None:
+        """Forget every batch inside: the stages skip them and they never come out."""
+        with self._lock:
+            self.epoch += 1
+
+    def close(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self._prepare.put(None, timeout=0.1)
+                break
+            except queue.Full:
+                if time.monotonic() > deadline or not self._threads[0].is_alive():
+                    return
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+    # -- stages -----------------------------------------------------------------------------
+    def _run(self, name: str, work: Callable[[], bool]) -> None:
+        while work():
+            pass
+        log.debug("%s stage stopped", name)
+
+    def _live(self, batch: Batch) -> bool:
+        return batch.error is None and batch.epoch == self.epoch
+
+    def _failed(self, batch: Batch, exc: BaseException) -> None:
+        if isinstance(exc, ClaimCheckUnavailable) and self._stop.is_set():
+            log.warning("stopping while Redis is down: the batch stays uncommitted")
+        else:
+            log.exception("inference stage failed", exc_info=exc)
+            self.fatal = self.fatal or exc
+        batch.fail(repr(exc))
+
+    def _prepare_stage(self) -> bool:
+        batch = self._prepare.get()
+        if batch is None:
+            self._engine.put(None)
+            return False
+        prepared: list[PreparedBatch] = []
+        started = time.monotonic()
+        if self._live(batch):
+            try:
+                prepared = self._prepare_batch(batch)
+            except BaseException as exc:  # noqa: BLE001 - reported through the batch and `fatal`
+                self._failed(batch, exc)
+        self._engine.put((batch, prepared, [], time.monotonic() - started, 0.0))
+        return True
+
+    def _prepare_batch(self, batch: Batch) -> list[PreparedBatch]:
+        batch.started = time.monotonic()
+        images: list[np.ndarray] = []
+        sizes: list[tuple[int, int]] = []
+        for job in batch.jobs:
+            assert job.image is not None
+            try:
+                images.append(job.image.result())
+            except ContractError as exc:
+                batch.rejected.append(Rejected(job.msg, exc.reason))
+                continue
+            finally:
+                job.image = None  # the pixels live on only in the batch tensor
+            batch.good.append(job)
+            sizes.append((job.meta.width, job.meta.height))
+        batch.detector = self._current_detector()
+        return batch.detector.prepare(images, sizes) if images else []
+
+    def _engine_stage(self) -> bool:
+        item = self._engine.get()
+        if item is None:
+            self._finish.put(None)
+            return False
+        batch, prepared, outputs, prepare_s, _ = item
+        started = time.monotonic()
+        if self._live(batch) and batch.detector is not None:
+            try:
+                for chunk in prepared:
+                    outputs.append(batch.detector.infer(chunk))
+                    chunk.release()  # its input buffer can take the next batch
+            except BaseException as exc:  # noqa: BLE001 - reported through the batch and `fatal`
+                self._failed(batch, exc)
+        self._finish.put((batch, prepared, outputs, prepare_s, time.monotonic() - started))
+        return True
+
+    def _finish_stage(self) -> bool:
+        item = self._finish.get()
+        if item is None:
+            return False
+        batch, prepared, outputs, prepare_s, engine_s = item
+        if self._live(batch) and batch.detector is not None:
+            try:
+                results: list[sv.Detections | None] = [None] * len(batch.good)
+                for chunk, chunk_outputs in zip(prepared, outputs, strict=True):
+                    for index, detections in zip(
+                        chunk.indices, batch.detector.finish(chunk, chunk_outputs), strict=True
+                    ):
+                        results[int(index)] = detections
+                batch.results = [r if r is not None else sv.Detections.empty() for r in results]
+                batch.timing = BatchTiming(prepare_s * 1e3, engine_s * 1e3, len(batch.good))
+            except BaseException as exc:  # noqa: BLE001 - reported through the batch and `fatal`
+                self._failed(batch, exc)
+        for chunk in prepared:
+            chunk.release()
+        with self._lock:
+            self._done.append(batch)
+            self._ready.set()
+        return True
