@@ -106,6 +106,9 @@ class Detector:
         wanted = manifest.output_names
         self._order = [names.index(n) for n in wanted] if sorted(names) == sorted(wanted) else None
         self._pool = BufferPool()
+        # For decoded frames (``load_image(pool=detector.frame_pool)``): the caller gives each image back
+        # once ``prepare`` has returned, since prepare copies the pixels into its own tensor.
+        self.frame_pool = BufferPool(keep=16)
         self._engine_lock = threading.Lock()
 
     @classmethod

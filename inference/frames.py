@@ -15,6 +15,7 @@ import numpy as np
 import simplejpeg
 from confluent_kafka import Message
 
+from inference.preprocess import BufferPool
 from schemas.errors import ContractError
 from schemas.frame import FrameMeta, check_image_bytes
 from streams.claimcheck import ClaimCheckStore
@@ -65,11 +66,14 @@ def load_image(
     max_bytes: int,
     max_pixels: int = 50_000_000,
     min_size: tuple[int, int] | None = None,
+    pool: BufferPool | None = None,
 ) -> np.ndarray:
     """BGR uint8 pixels of a validated frame record; any problem is a ContractError.
 
     With ``min_size`` (w, h) a JPEG may come back smaller than ``meta.width`` x ``meta.height`` (DCT
     scaling, see ``jpeg_scaled_size``) but never below ``min_size``; PNGs always decode at full size.
+    With a ``pool`` a JPEG is decoded into one of its buffers (give the image back once ``prepare`` has
+    copied it): a fresh 768x576 array cost ~0.6 ms of page faults per frame, more than the resize.
     """
     payload = msg.value() or b""
     if meta.claim_check is not None:
@@ -81,16 +85,25 @@ def load_image(
     want = (meta.width, meta.height)
     if min_size is not None and meta.encoding == "jpeg":
         want = jpeg_scaled_size(meta.width, meta.height, min_size)
+    buffer = (
+        pool.take((want[1], want[0], 3), np.uint8) if pool is not None and meta.encoding == "jpeg" else None
+    )
     try:
         if meta.encoding == "jpeg":
-            image = simplejpeg.decode_jpeg(payload, colorspace="BGR", min_width=want[0], min_height=want[1])
+            image = simplejpeg.decode_jpeg(
+                payload, colorspace="BGR", min_width=want[0], min_height=want[1], buffer=buffer
+            )
         else:
             image = cv2.imdecode(np.frombuffer(payload, np.uint8), cv2.IMREAD_COLOR)
             if image is None:
                 raise ValueError("cv2 could not decode it")
     except ValueError as exc:
+        if pool is not None and buffer is not None:
+            pool.give(buffer)
         raise ContractError(f"undecodable {meta.encoding} image: {exc}") from None
     height, width = image.shape[:2]
     if (width, height) != want:
+        if pool is not None and buffer is not None:
+            pool.give(buffer)
         raise ContractError(f"image is {width}x{height} but headers say {meta.width}x{meta.height}")
     return image

@@ -10,6 +10,7 @@ from confluent_kafka import Message
 
 from inference.detector import Detector
 from inference.frames import jpeg_scaled_size, load_image
+from inference.preprocess import BufferPool
 from schemas.errors import ContractError
 from schemas.frame import FrameMeta
 
@@ -95,3 +96,22 @@ def test_nanodet_boxes_from_a_half_scale_decode_land_on_original_pixels(nanodet_
         err = np.abs(same_class - 2 * box).max(axis=1).min()
         assert err < 12, f"class {cls}: nearest 2x box is {err:.1f} px off"
     assert scaled.xyxy[:, [0, 2]].max() > 1000  # really in 1620-wide pixels, not the decoded 810
+
+
+def test_pooled_decode_reuses_buffers_and_returns_them_on_errors() -> None:
+    pool = BufferPool()
+    first_msg, meta = record(pattern(120, 160))
+    first = load_image(first_msg, meta, None, 1 << 24, pool=pool)
+    expected_first = load_image(first_msg, meta, None, 1 << 24)
+    np.testing.assert_array_equal(first, expected_first)
+    pool.give(first)
+    second_msg, _ = record(pattern(120, 160)[::-1].copy())
+    second = load_image(second_msg, meta, None, 1 << 24, pool=pool)
+    assert np.shares_memory(first, second)  # the same pages, no fresh allocation
+    np.testing.assert_array_equal(second, load_image(second_msg, meta, None, 1 << 24))
+
+    pool.give(second)
+    broken = Message(value=second_msg.value()[:200])  # valid header, truncated scan
+    with pytest.raises(ContractError, match="undecodable jpeg"):
+        load_image(broken, meta, None, 1 << 24, pool=pool)
+    assert np.shares_memory(pool.take((120, 160, 3), np.uint8), second)  # given back despite the error
