@@ -46,3 +46,14 @@ def test_batch_mode_writes_one_line_per_frame(registry_env: Path, tmp_path: Path
     assert [line["seq"] for line in lines] == list(range(len(lines))) and len(lines) == 250
     classes = {name for line in lines for name in line["detections"]["class_name"]}
     assert {"person", "car"} & classes, classes
+
+
+def test_bench_batch_reports_batch_against_raw_engine(registry_env: Path) -> None:
+    args = ["bench", "batch", "--json", "--frames", "24", "--rounds", "1", "--raw-s", "0.5"]
+    args += ["--video", str(media_path("bikes.mp4"))]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["frames"] == 24 and report["batch"] == 4
+    assert report["raw_fps"] > 0 and report["batch_fps"] > 0
+    assert report["ratio"] == pytest.approx(report["batch_fps"] / report["raw_fps"], abs=0.01)

@@ -232,3 +232,36 @@ def run(
     if duration is not None:
         result["rss_growth_pct"] = round(100 * (measured["rss_mb_end"] / measured["rss_mb_start"] - 1), 2)
     return result
+
+
+def batch_vs_raw(
+    detector: Detector,
+    video: Path,
+    *,
+    batch: int,
+    rounds: int = 2,
+    raw_s: float = 5.0,
+    limit: int | None = None,
+) -> dict[str, Any]:
+    """`sightline batch` (decode, prepare, engine, finish, tracking, JSON lines to /dev/null) against
+    the engine alone on the same video's frames at the same input shape and batch."""
+    from sightline.batch import run_batch
+
+    tensor = pipeline_tensor(detector, first_frame(video), batch)
+    raws, runs = [], []
+    for _ in range(rounds):  # alternate, so drift in machine speed hits both alike
+        raws.append(engine_rate(detector, tensor, raw_s).fps)
+        with open(os.devnull, "w") as sink:
+            done = run_batch(video, detector, sink, batch=batch, limit=limit, progress=False)
+        runs.append(done["frames"] / done["seconds"])
+    raw, fps = statistics.median(raws), statistics.median(runs)
+    return {
+        "model": f"{detector.manifest.name}:{detector.manifest.version}",
+        "batch": batch,
+        "rounds": rounds,
+        "frames": done["frames"],
+        "input_shape": list(tensor.shape[1:]),
+        "raw_fps": round(raw, 1),
+        "batch_fps": round(fps, 1),
+        "ratio": round(fps / raw, 3),
+    }

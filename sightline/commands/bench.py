@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
 import typer
 
 from sightline.assets import media_path
 from sightline.commands.common import config, print_json_line
 from streams.devinfra import DevStack
 from streams.topics import ensure_topics
+
+if TYPE_CHECKING:
+    from inference.detector import Detector
+    from sightline.config import SightlineConfig
 
 app = typer.Typer(help="Benchmarks against the local Kafka.", no_args_is_help=True)
 
@@ -33,6 +40,32 @@ def bench_decode(
     if not as_json:
         typer.echo(f"published {result['published_fps']} fps, limit {result['limit_fps']} fps", err=True)
     print_json_line(result)
+
+
+def detector_factory(cfg: SightlineConfig, model: str, batch: int) -> Callable[[int], Detector]:
+    """Detectors of the registry's promoted `model` (fetched by recipe if missing), by thread count."""
+    from inference.detector import Detector
+    from inference.fetch import RECIPES, fetch_model
+    from inference.registry import ModelRegistry, RegistryError
+    from inference.worker import engine_kind
+    from streams.paths import shared_dir
+
+    registry = ModelRegistry(cfg.inference.registry_dir)
+    try:
+        manifest, path = registry.promoted(model)
+    except RegistryError:
+        if model not in RECIPES:
+            raise
+        shared = shared_dir()
+        fetch_model(model, registry=registry, seed_dir=shared / "models" if shared else None)
+        manifest, path = registry.promoted(model)
+    kind = engine_kind(cfg)  # CPU by default; SIGHTLINE_INFERENCE__PROVIDER=cuda|tensorrt on a GPU
+
+    def make(threads: int) -> Detector:
+        options = {} if kind == "tensorrt" else {"threads": threads}
+        return Detector.from_path(path, manifest, kind, options, max_batch=batch)
+
+    return make
 
 
 @app.command("inference")
@@ -64,32 +97,13 @@ def bench_inference(
     Exits 1 when a frame was lost or exactly-once delivered one twice."""
     from pathlib import Path
 
-    from inference.detector import Detector
-    from inference.fetch import RECIPES, fetch_model
-    from inference.registry import ModelRegistry, RegistryError
-    from inference.worker import engine_kind
     from sightline.bench import inference as bench
-    from streams.paths import shared_dir
 
     cfg = config()
     DevStack(cfg.dev).up()
     cfg.inference.max_batch = batch
     cfg.inference.threads = threads
-    registry = ModelRegistry(cfg.inference.registry_dir)
-    try:
-        manifest, path = registry.promoted(model)
-    except RegistryError:
-        if model not in RECIPES:
-            raise
-        shared = shared_dir()
-        fetch_model(model, registry=registry, seed_dir=shared / "models" if shared else None)
-        manifest, path = registry.promoted(model)
-    kind = engine_kind(cfg)  # CPU by default; SIGHTLINE_INFERENCE__PROVIDER=cuda|tensorrt on a GPU
-
-    def make_detector(count: int) -> Detector:
-        options = {} if kind == "tensorrt" else {"threads": count}
-        return Detector.from_path(path, manifest, kind, options, max_batch=batch)
-
+    make_detector = detector_factory(cfg, model, batch)
     detector = make_detector(threads)
     clip = Path(video) if Path(video).exists() else media_path(video)
     result = bench.run(
@@ -106,6 +120,33 @@ def bench_inference(
     print_json_line(result)
     if result["lost"] or result["drain"]["exactly-once"]["duplicates"]:
         raise typer.Exit(1)
+
+
+@app.command("batch")
+def bench_batch(
+    model: str = typer.Option("nanodet-m", help="Registry model name (fetched by recipe if missing)."),
+    batch: int = typer.Option(4, min=1, help="Frames per model run, for both measurements."),
+    threads: int = typer.Option(2, min=1, help="ONNX Runtime intra-op threads."),
+    rounds: int = typer.Option(2, min=1),
+    raw_s: float = typer.Option(5.0, "--raw-s", min=0.5, help="Seconds per raw engine measurement."),
+    limit: int | None = typer.Option(None, "--frames", min=1, help="Only the video's first N frames."),
+    video: str = typer.Option("vtest.avi"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """`sightline batch` fps (decode, prepare, engine, finish, tracking, JSON) against the raw
+    engine on the same video's frames, at the same input shape and batch; ratio = batch / raw."""
+    from pathlib import Path
+
+    from sightline.bench.inference import batch_vs_raw
+
+    cfg = config()
+    detector = detector_factory(cfg, model, batch)(threads)
+    clip = Path(video) if Path(video).exists() else media_path(video)
+    result = batch_vs_raw(detector, clip, batch=batch, rounds=rounds, raw_s=raw_s, limit=limit)
+    result["threads"] = threads
+    if not as_json:
+        typer.echo(f"batch {result['batch_fps']} fps vs raw {result['raw_fps']} fps", err=True)
+    print_json_line(result)
 
 
 @app.command("chaos")
