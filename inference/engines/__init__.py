@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from inference.engines.base import Engine, run_in_chunks
+from inference.engines.options import engine_options
 from inference.engines.ort import OrtEngine
 from inference.engines.tensorrt import PendingRun, TensorRTEngine, TensorRTUnavailable
 
@@ -23,6 +24,7 @@ __all__ = [
     "PendingRun",
     "TensorRTEngine",
     "TensorRTUnavailable",
+    "engine_options",
     "make_engine",
     "run_in_chunks",
 ]

@@ -11,7 +11,14 @@ import pytest
 from onnx import TensorProto, helper
 
 from inference.detector import Detector
-from inference.engines import Engine, OrtEngine, TensorRTEngine, TensorRTUnavailable, make_engine
+from inference.engines import (
+    Engine,
+    OrtEngine,
+    TensorRTEngine,
+    TensorRTUnavailable,
+    engine_options,
+    make_engine,
+)
 from inference.engines.ort import available_cpus
 
 
@@ -60,6 +67,20 @@ def test_make_engine_takes_one_options_dict_for_every_kind(const_model, tmp_path
     if importlib.util.find_spec("tensorrt") is None:
         with pytest.raises(TensorRTUnavailable):  # not a TypeError about ``threads``
             make_engine("tensorrt", path, **options)
+
+
+def test_engine_options_from_settings(const_model, tmp_path: Path) -> None:
+    from sightline.config.inference import InferenceSettings
+
+    settings = InferenceSettings(max_batch=6, threads=1, device_id=1, fp16=False, engine_cache_dir=tmp_path)
+    assert engine_options(settings, "cpu") == {"threads": 1}
+    gpu = engine_options(settings, "tensorrt", max_batch=12)
+    assert gpu == {"threads": 1, "device_id": 1, "fp16": False, "cache_dir": tmp_path, "max_batch": 12}
+    assert engine_options(settings, "cuda")["max_batch"] == 6
+    pinned = settings.model_copy(update={"engine_max_batch": 32})
+    assert engine_options(pinned, "ort-tensorrt", max_batch=12)["max_batch"] == 32
+    engine = make_engine("cpu", const_model({"out": out_rows()}), **engine_options(settings, "cpu"))
+    assert isinstance(engine, OrtEngine)
 
 
 def test_missing_gpu_provider_is_a_clear_error(const_model) -> None:
