@@ -57,6 +57,7 @@ class ExactlyOnce:
         self.max_pending = max_pending
         self._rewind = rewind  # the worker's: seek back to every uncommitted batch, drop them all
         self.pending: list[Batch] = []  # finished, waiting for the next transaction
+        self.committed = 0  # transactions committed, for tests and benchmarks
         self._pending_since = 0.0
         self.producer = Producer(producer_config)
         self._init_transactions()
@@ -121,6 +122,7 @@ class ExactlyOnce:
         positions = [TopicPartition(t, p, o) for (t, p), o in sorted(offsets.items())]
         send_offsets_with_deadline(self.producer, positions, group, timeout_s=10)
         self.producer.commit_transaction(10)
+        self.committed += 1
         self.health.ok("kafka")
 
     def _abort_and_rewind(self, exc: KafkaException) -> None:

@@ -246,3 +246,24 @@ def test_promote_and_rollback_while_frames_flow(stack: Stack, model_registry: Pa
     assert versions[0] == first and second in versions and versions[-1] == first
     changes = sum(1 for a, b in zip(versions, versions[1:], strict=False) if a != b)
     assert changes == 2, "one swap to the new version, one rollback"
+
+
+def test_exactly_once_groups_finished_batches_into_one_transaction_per_interval(
+    stack: Stack, model_registry: Path, vtest_path: Path
+) -> None:
+    config = _worker_config(stack, model_registry, "eos-interval")
+    config.inference.delivery = "exactly-once"
+    config.inference.max_batch = 2
+    config.inference.transaction_interval_ms = 1000
+    config.inference.max_in_flight_batches = 64
+    frames = 40
+    run_cameras(
+        config, [CameraSettings(id="cam1", url=str(vtest_path), fps=10)], metrics_port=0, max_frames=frames
+    )
+    worker = InferenceWorker(config, worker_id="eos-interval")
+    stats = worker.run(max_idle_s=3)
+    transactions = worker.delivery.committed  # type: ignore[union-attr]
+    assert stats.batches >= frames // 2
+    assert 0 < transactions <= stats.batches / 3, f"{transactions} transactions for {stats.batches} batches"
+    seqs = Counter(r.seq for r in _detections(config, expected=frames))
+    assert seqs == Counter(range(frames)), "every frame exactly once"

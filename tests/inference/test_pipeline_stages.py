@@ -1,0 +1,152 @@
+"""The worker's staged pipeline (prepare -> engine -> finish) on the real NanoDet-m model.
+
+What the worker relies on: batches come out once each and in order, with the same detections a
+plain ``detect`` call gives; a frame that fails to decode is rejected without failing its batch;
+a batch that fails in a stage still comes out (marked failed) without reordering the rest; and
+batches rewound by ``discard`` never come out.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import Future
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from confluent_kafka import Message
+
+from inference.batching import Batch, FrameJob
+from inference.detector import Detector
+from inference.pipeline import StagedPipeline
+from schemas.errors import ContractError
+from schemas.frame import FrameMeta
+
+
+@pytest.fixture(scope="module")
+def detector(nanodet_path: Path) -> Detector:
+    return Detector.from_path(nanodet_path, max_batch=4, engine_options={"threads": 2})
+
+
+def _done(value: np.ndarray | BaseException) -> Future[np.ndarray]:
+    future: Future[np.ndarray] = Future()
+    if isinstance(value, BaseException):
+        future.set_exception(value)
+    else:
+        future.set_result(value)
+    return future
+
+
+def _batch(images: list[np.ndarray | BaseException], first_offset: int) -> Batch:
+    batch = Batch(opened=time.monotonic())
+    for i, image in enumerate(images):
+        offset = first_offset + i
+        msg = Message(topic="frames", partition=0, offset=offset, key=b"cam")
+        h, w = (480, 640) if isinstance(image, BaseException) else image.shape[:2]
+        meta = FrameMeta(camera_id="cam", seq=offset, capture_ns=1, width=w, height=h)
+        batch.track(msg)
+        batch.jobs.append(FrameJob(msg, meta, time.monotonic(), _done(image)))
+    return batch
+
+
+def _collect(pipeline: StagedPipeline, count: int, timeout: float = 60.0) -> list[Batch]:
+    out: list[Batch] = []
+    deadline = time.monotonic() + timeout
+    while len(out) < count and time.monotonic() < deadline:
+        pipeline.wait(0.1)
+        out += pipeline.take_finished()
+    return out
+
+
+def _frames(bus_bgr: np.ndarray) -> list[np.ndarray]:
+    small = cv2.resize(bus_bgr, (bus_bgr.shape[1] // 2, bus_bgr.shape[0] // 2))
+    return [bus_bgr, small, np.ascontiguousarray(bus_bgr[:, ::-1]), small[::-1].copy()]
+
+
+def test_batches_come_out_in_order_with_the_detections_of_a_plain_detect(
+    detector: Detector, bus_bgr: np.ndarray
+) -> None:
+    frames = _frames(bus_bgr)
+    pipeline = StagedPipeline(lambda: detector, threading.Event())
+    try:
+        submitted, inputs = [], []
+        for n in range(6):
+            rotated = frames[n % 4 :] + frames[: n % 4]
+            batch = _batch(list(rotated), first_offset=10 * n)
+            while not pipeline.submit(batch, timeout=0.1):
+                pass
+            submitted.append(batch)
+            inputs.append(rotated)
+        out = _collect(pipeline, 6)
+    finally:
+        pipeline.close()
+    assert out == submitted, "every batch once, in submission order"
+    for batch, rotated in zip(out, inputs, strict=True):
+        assert batch.error is None and batch.timing is not None and batch.timing.batch_size == 4
+        assert [job.msg.offset() for job in batch.good] == [job.msg.offset() for job in batch.jobs]
+        expected, _ = detector.detect(rotated)
+        for got, want in zip(batch.results, expected, strict=True):
+            np.testing.assert_allclose(got.xyxy, want.xyxy, atol=1e-3)
+            np.testing.assert_array_equal(got.class_id, want.class_id)
+        assert any(len(r) for r in batch.results), "the bus photo has detections"
+        assert all(job.image is None for job in batch.jobs), "decoded pixels are not kept"
+
+
+def test_an_undecodable_frame_is_rejected_and_the_rest_of_its_batch_runs(
+    detector: Detector, bus_bgr: np.ndarray
+) -> None:
+    pipeline = StagedPipeline(lambda: detector, threading.Event())
+    try:
+        batch = _batch([bus_bgr, ContractError("undecodable jpeg image: bad"), bus_bgr], 0)
+        assert pipeline.submit(batch, timeout=1)
+        (out,) = _collect(pipeline, 1)
+    finally:
+        pipeline.close()
+    assert out.error is None
+    assert [j.msg.offset() for j in out.good] == [0, 2]
+    assert [(r.msg.offset(), r.reason) for r in out.rejected] == [(1, "undecodable jpeg image: bad")]
+    assert len(out.results) == 2
+
+
+def test_a_failed_batch_comes_out_marked_and_in_place(detector: Detector, bus_bgr: np.ndarray) -> None:
+    pipeline = StagedPipeline(lambda: detector, threading.Event())
+    try:
+        batches = [
+            _batch([bus_bgr], 0),
+            _batch([RuntimeError("disk on fire")], 1),
+            _batch([bus_bgr], 2),
+        ]
+        for batch in batches:
+            assert pipeline.submit(batch, timeout=5)
+        out = _collect(pipeline, 3)
+    finally:
+        pipeline.close()
+    assert out == batches
+    assert [b.error is None for b in out] == [True, False, True]
+    assert "disk on fire" in str(out[1].error)
+    assert isinstance(pipeline.fatal, RuntimeError), "the worker is told to stop"
+
+
+def test_discarded_batches_never_come_out(detector: Detector, bus_bgr: np.ndarray) -> None:
+    release = threading.Event()
+    slow: Future[np.ndarray] = Future()
+    threading.Thread(target=lambda: (release.wait(10), slow.set_result(bus_bgr)), daemon=True).start()
+    pipeline = StagedPipeline(lambda: detector, threading.Event())
+    try:
+        rewound = _batch([bus_bgr], 0)
+        rewound.jobs[0].image = slow  # still decoding when the abort comes
+        assert pipeline.submit(rewound, timeout=1)
+        assert pipeline.busy
+        pipeline.discard()
+        release.set()
+        kept = _batch([bus_bgr], 0)
+        assert pipeline.submit(kept, timeout=5)
+        out = _collect(pipeline, 1)
+        time.sleep(0.2)
+        out += pipeline.take_finished()
+    finally:
+        pipeline.close()
+    assert out == [kept]
+    assert not pipeline.busy
