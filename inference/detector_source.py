@@ -6,6 +6,7 @@ import threading
 from typing import Any
 
 from inference.detector import Detector
+from inference.engines import engine_options
 from inference.hotswap import PromotedDetector
 from inference.registry import ModelRegistry
 from sightline.config import SightlineConfig
@@ -34,7 +35,7 @@ class DetectorSource:
             registry = ModelRegistry(inf.registry_dir)
             kind = engine_kind(config)
             options: dict[str, Any] = {
-                "engine_options": {} if kind == "tensorrt" else {"threads": inf.threads},
+                "engine_options": engine_options(inf, kind),
                 "score_threshold": inf.score_threshold,
                 "nms_iou": inf.nms_iou,
                 "max_batch": inf.max_batch,
