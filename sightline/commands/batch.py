@@ -18,6 +18,7 @@ def batch(
 ) -> None:
     """Process a recorded video through the same engine and output decoders as the workers."""
     from inference.detector import Detector
+    from inference.engines import engine_options
     from inference.registry import ModelRegistry, RegistryError
     from inference.worker import engine_kind
     from sightline.batch import run_batch
@@ -29,8 +30,11 @@ def batch(
     except RegistryError as exc:
         fail(f"{exc}\n  hint: `sightline models fetch nanodet-m`")
     kind = engine_kind(cfg)
-    options = {} if kind == "tensorrt" else {"threads": cfg.inference.threads}
-    detector = Detector.from_path(path, manifest, kind, options, max_batch=size)
+    options = engine_options(cfg.inference, kind, max_batch=size)
+    detector = Detector.from_path(
+        path, manifest, kind, options, max_batch=size,
+        score_threshold=cfg.inference.score_threshold, nms_iou=cfg.inference.nms_iou,
+    )  # fmt: skip
     with out.open("w") as handle:
         result = run_batch(video, detector, handle, batch=size, tracking=not no_tracking)
     typer.echo(f"{result['frames']} frames in {result['seconds']} s: {result['fps']} fps -> {out}")

@@ -45,6 +45,7 @@ def bench_decode(
 def detector_factory(cfg: SightlineConfig, model: str, batch: int) -> Callable[[int], Detector]:
     """Detectors of the registry's promoted `model` (fetched by recipe if missing), by thread count."""
     from inference.detector import Detector
+    from inference.engines import engine_options
     from inference.fetch import RECIPES, fetch_model
     from inference.registry import ModelRegistry, RegistryError
     from inference.worker import engine_kind
@@ -62,7 +63,7 @@ def detector_factory(cfg: SightlineConfig, model: str, batch: int) -> Callable[[
     kind = engine_kind(cfg)  # CPU by default; SIGHTLINE_INFERENCE__PROVIDER=cuda|tensorrt on a GPU
 
     def make(threads: int) -> Detector:
-        options = {} if kind == "tensorrt" else {"threads": threads}
+        options = engine_options(cfg.inference, kind, threads=threads, max_batch=batch)
         return Detector.from_path(path, manifest, kind, options, max_batch=batch)
 
     return make
