@@ -25,6 +25,7 @@ import supervision as sv
 
 from inference.batching import Batch, Rejected
 from inference.detector import Detector, PreparedBatch
+from inference.preprocess import BufferPool
 from inference.records import BatchTiming
 from schemas.errors import ContractError
 from streams.claimcheck import ClaimCheckUnavailable
@@ -36,9 +37,16 @@ _Item = tuple[Batch, list[PreparedBatch], list[list[np.ndarray]], float, float]
 
 class StagedPipeline:
     def __init__(
-        self, current_detector: Callable[[], Detector], stop: threading.Event, depth: int = 2
+        self,
+        current_detector: Callable[[], Detector],
+        stop: threading.Event,
+        depth: int = 2,
+        frame_pool: BufferPool | None = None,
     ) -> None:
         self._current_detector = current_detector
+        # Decoded frames come from this pool (load_image(pool=...)) and go back once copied into
+        # the batch tensor: fresh arrays per frame cost more in page faults than the resize.
+        self._frame_pool = frame_pool
         self._stop = stop
         self._prepare: queue.Queue[Batch | None] = queue.Queue(maxsize=depth)
         self._engine: queue.Queue[_Item | None] = queue.Queue(maxsize=depth)
@@ -158,7 +166,11 @@ class StagedPipeline:
             batch.good.append(job)
             sizes.append((job.meta.width, job.meta.height))
         batch.detector = self._current_detector()
-        return batch.detector.prepare(images, sizes) if images else []
+        prepared = batch.detector.prepare(images, sizes) if images else []
+        if self._frame_pool is not None:
+            for image in images:
+                self._frame_pool.give(image)
+        return prepared
 
     def _engine_stage(self) -> bool:
         item = self._engine.get()

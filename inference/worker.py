@@ -32,6 +32,7 @@ from inference.frames import load_image
 from inference.kafka_health import KafkaWatch
 from inference.outbox import Outbox
 from inference.pipeline import StagedPipeline
+from inference.preprocess import BufferPool
 from inference.tracker_state import TrackerStateStore
 from inference.tracking import CameraTrackers
 from schemas.errors import ContractError
@@ -151,7 +152,8 @@ class InferenceWorker:
             self.delivery = AtLeastOnce(
                 self.consumer, Producer(pconf), self.outbox, commits, self.health, self.in_flight
             )
-        self.pipeline = StagedPipeline(self.detectors.current, self.stop)
+        self.frame_pool = BufferPool(keep=4 * inf.max_batch)
+        self.pipeline = StagedPipeline(self.detectors.current, self.stop, frame_pool=self.frame_pool)
 
     @property
     def producer(self) -> Producer:
@@ -176,7 +178,14 @@ class InferenceWorker:
         # Decode no larger than the model will see (libjpeg-turbo's DCT scaling does the rest).
         min_size = self.detectors.latest.decode_size(meta.width, meta.height)
         future = self.decode_pool.submit(
-            load_image, msg, meta, self.claims, frames.max_frame_bytes, frames.max_pixels, min_size
+            load_image,
+            msg,
+            meta,
+            self.claims,
+            frames.max_frame_bytes,
+            frames.max_pixels,
+            min_size,
+            self.frame_pool,
         )
         batch.jobs.append(FrameJob(msg, meta, time.monotonic(), future))
 
