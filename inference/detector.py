@@ -66,10 +66,13 @@ class PreparedBatch:
             pool.give(self.tensor)
 
 
-def has_dynamic_hw(path: str | Path) -> bool:
-    """True when the model's image input leaves height and width symbolic (e.g. Ultralytics dynamic=True)."""
+def has_dynamic_hw(path: str | Path, layout: str = "nchw") -> bool:
+    """True when the image input leaves both height and width symbolic (e.g. Ultralytics dynamic=True)."""
     shape = first_input(path).shape
-    return len(shape) == 4 and not all(isinstance(d, int) and d > 0 for d in shape[1:] if d not in (1, 3))
+    if len(shape) != 4:
+        return False
+    hw = shape[1:3] if layout == "nhwc" else shape[2:4]
+    return not any(isinstance(d, int) and d > 0 for d in hw)
 
 
 class Detector:
@@ -129,7 +132,9 @@ class Detector:
         options = {"input_shape": model_input_shape(manifest)} | (engine_options or {})
         provider = options.get("provider", "cpu")
         shape_free = engine in ("cpu", "cuda") or (engine == "ort" and provider in ("cpu", "cuda"))
-        detector_options.setdefault("dynamic_input", shape_free and has_dynamic_hw(path))
+        detector_options.setdefault(
+            "dynamic_input", shape_free and has_dynamic_hw(path, manifest.preprocessing.layout)
+        )
         return cls(make_engine(engine, path, **options), manifest, **detector_options)
 
     @classmethod

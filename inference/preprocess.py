@@ -179,8 +179,9 @@ def _normalise(canvas: np.ndarray, pre: Preprocessing, pool: BufferPool) -> np.n
         out = pool.take((b, 3, h, w) if pre.layout == "nchw" else (b, h, w, 3), np.uint8)
         for i in range(b):
             if pre.layout == "nchw":
-                for c, plane in enumerate(cv2.split(canvas[i])[s] for s in channels):
-                    out[i, c] = plane
+                planes = cv2.split(canvas[i])
+                for c, src in enumerate(channels):
+                    out[i, c] = planes[src]
             else:
                 cv2.cvtColor(canvas[i], cv2.COLOR_BGR2RGB, dst=out[i])
         return out

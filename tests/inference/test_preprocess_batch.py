@@ -99,3 +99,22 @@ def test_orig_sizes_map_a_reduced_decode_to_published_pixels() -> None:
     np.testing.assert_allclose(
         t.to_original(np.array([[16, 24, 48, 40]], np.float32), 0), [[100, 50, 300, 150]]
     )
+
+
+@pytest.mark.parametrize("layout", ["nchw", "nhwc"])
+@pytest.mark.parametrize("dtype", ["float32", "uint8"])
+@pytest.mark.parametrize("color", ["rgb", "bgr"])
+def test_every_layout_dtype_and_colour_matches_plain_numpy(layout: str, dtype: str, color: str) -> None:
+    """The pooled cv2 fast paths against the obvious numpy formula on a 64x64 frame (no resize)."""
+    frame = np.random.default_rng(3).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    mean, std = (10.0, 20.0, 30.0), (2.0, 4.0, 8.0)
+    norm = {"scale": 0.5, "mean": mean, "std": std} if dtype == "float32" else {}
+    pre = {"resize": "stretch", "layout": layout, "dtype": dtype, "color": color, **norm}
+    batch, _ = preprocess([frame, frame[::-1].copy()], manifest(**pre), pool=BufferPool())
+    ref = np.stack([frame, frame[::-1]])[..., [2, 1, 0] if color == "rgb" else [0, 1, 2]]
+    if dtype == "float32":
+        ref = (ref * 0.5 - np.array(mean)) / np.array(std)
+    if layout == "nchw":
+        ref = ref.transpose(0, 3, 1, 2)
+    assert batch.dtype == np.dtype(dtype) and batch.shape == ref.shape
+    np.testing.assert_allclose(batch, ref, rtol=1e-5, atol=1e-5)
