@@ -7,6 +7,7 @@ import pytest
 
 from inference.detector import Detector
 from inference.manifest import infer_manifest
+from inference.postprocess.common import threshold_best_class
 
 # 200x100 frame letterboxed into 64x64: scale 0.32, image 64x32 placed at y offset 16.
 FRAME = np.zeros((100, 200, 3), np.uint8)
@@ -167,3 +168,23 @@ def test_every_format_handles_empty_batches(const_model, outputs, input_name) ->
     detector = Detector.from_path(const_model(outputs, input_name=input_name))
     dets, _ = detector.detect([FRAME, FRAME])
     assert [len(d) for d in dets] == [0, 0]
+
+
+def test_sparse_threshold_equals_the_dense_best_class() -> None:
+    """``threshold_best_class`` (flat compare + flatnonzero) against the plain max/argmax over every anchor,
+    with ties between classes and scores exactly at the threshold."""
+    rng = np.random.default_rng(7)
+    scores = (rng.random((3, 500, 20), dtype=np.float32) ** 40).astype(np.float32)
+    scores[0, 10, [3, 7]] = 0.8  # tie: the lower class id wins, as with argmax
+    scores[1, 20, 5] = 0.5  # exactly at the threshold: not above it
+    scores[1, 20, :5] = 0.0
+    scores[1, 20, 6:] = 0.0
+    best = scores.max(axis=-1)
+    b, a = np.nonzero(best > 0.5)
+    dense = (b, a, best[b, a], scores[b, a].argmax(axis=-1))
+    sparse = threshold_best_class(scores, 0.5)
+    assert 50 < len(sparse[0]) < 1000 and (0, 10) in zip(*sparse[:2], strict=True)
+    assert (1, 20) not in zip(*sparse[:2], strict=True)
+    for x, y in zip(sparse, dense, strict=True):
+        np.testing.assert_array_equal(x, y)
+    assert sparse[3][(sparse[0] == 0) & (sparse[1] == 10)].tolist() == [3]
