@@ -3,7 +3,9 @@
 The topic, not local state, is the record of what Kafka acknowledged, so this holds even after
 a kill -9 with frames still in flight. Frame records are keyed by camera id, so one camera's
 frames share one partition: the tail of that partition is read backwards, a window at a time,
-for the camera's last record (its `seq`, and for files its `stream_ts`).
+for the camera's last record (its `seq`, and for files its `stream_ts`). Windows start small
+and grow, because after a restart that record is usually among the newest few: a restart then
+reads a handful of frames instead of hundreds (each frame is tens of kilobytes of JPEG).
 """
 
 from __future__ import annotations
@@ -18,12 +20,15 @@ from confluent_kafka import Consumer, TopicPartition
 from schemas.errors import ContractError
 from schemas.frame import FrameMeta, parse_frame_headers
 from sightline.config import SightlineConfig
-from streams.kafka import make_consumer
+from streams.kafka import consumer_config
 
 log = logging.getLogger(__name__)
 
-WINDOW = 500  # records read per step backwards
+WINDOW = 16  # records read by the first step backwards; each further step reads 4 times more
+GROWTH = 4
 LOOKBACK = 2_000  # records of the partition searched at most before giving up
+BATCH = 500  # records taken from the client per consume() call
+POLL_S = 0.1  # one consume() wait; the whole search is bounded by `timeout`
 
 
 def key_partition(key: bytes, partitions: int) -> int:
@@ -45,9 +50,16 @@ def find_last_frame(
     """
     topic = config.topics.frames.name
     key = camera_id.encode()
-    consumer = make_consumer(
+    settings = consumer_config(
         config.kafka, f"sightline-decoder-resume-{uuid.uuid4().hex[:12]}", read_committed=False
     )
+    # One partition is read: its share of a fetch may be the whole fetch (1 MB is ~13 frames,
+    # a broker round trip each).
+    settings["max.partition.fetch.bytes"] = settings["fetch.max.bytes"]
+    # The first window ends at the partition's end, where the broker parks a fetch for new
+    # records up to fetch.wait.max.ms (500 ms): the next window's fetch queued behind it.
+    settings["fetch.wait.max.ms"] = 10
+    consumer = Consumer(settings)
     deadline = time.monotonic() + timeout
     try:
         metadata = consumer.list_topics(topic, timeout=timeout).topics[topic]
@@ -76,7 +88,7 @@ def _last_in_partition(
         last = _last_in_range(consumer, topic, partition, start, end, key, deadline)
         if last is not None:
             return last
-        end = start
+        end, window = start, window * GROWTH
     if floor > low:
         log.warning(
             "camera %s: none of its frames in the last %d records of %s[%d]; numbering starts at 0 "
@@ -96,7 +108,9 @@ def _last_in_range(
     while position < end:
         if time.monotonic() > deadline:
             raise TimeoutError(f"reading {topic}[{partition}] offsets {start}..{end} took too long")
-        for msg in consumer.consume(500, 0.5):
+        # Never ask for more records than the range has left: consume() would wait out its
+        # timeout for records that are not there (it did, 0.5 s per window, on every start).
+        for msg in consumer.consume(min(BATCH, end - position), POLL_S):
             if msg.error() is not None or msg.offset() >= end:
                 continue
             position = max(position, msg.offset() + 1)

@@ -17,7 +17,7 @@ from prometheus_client import REGISTRY
 from decoders.camera import CameraRunner
 from decoders.errors import SourceError, StreamStalled
 from decoders.publisher import FramePublisher, LiveQueue
-from decoders.resume import key_partition
+from decoders.resume import find_last_frame, key_partition
 from decoders.runner import run_cameras
 from schemas.camera_event import CameraEvent
 from schemas.frame import FrameMeta, validate_frame_record
@@ -179,6 +179,29 @@ def test_restarted_looping_file_skips_whole_passes_and_resumes_mid_pass(
     assert [m.seq for m in metas] == list(range(200))
     expected = [round(p * VTEST_PASS_S + i, 3) for p in range(3) for i in range(80)][:200]
     assert [_ts(m) for m in metas] == expected
+
+
+def test_resume_search_reaches_past_other_cameras_records_up_to_the_lookback(stack: Stack) -> None:
+    config = stack.fresh_config("resume-scan", partitions=1)
+    topic = config.topics.frames.name
+    producer = make_producer(config.kafka, "test-resume-scan")
+    jpeg = b"\xff\xd8\xff" + bytes(61)
+
+    def put(camera: str, seq: int) -> None:
+        meta = FrameMeta(camera, seq, 1_000 + seq, 2, 2, "jpeg", seq / 10)
+        producer.produce(topic, key=camera.encode(), value=jpeg, headers=meta.headers())
+
+    for seq in range(5):
+        put("cam-old", seq)
+    for seq in range(300):  # cam-old's last frame is 301 records back: the third window
+        put("cam-busy", seq)
+    assert producer.flush(30) == 0
+    last = find_last_frame(config, "cam-old")
+    assert last is not None and (last.seq, last.stream_ts, last.capture_ns) == (4, 0.4, 1_004)
+    busy = find_last_frame(config, "cam-busy")
+    assert busy is not None and busy.seq == 299
+    assert find_last_frame(config, "cam-old", lookback=300) is None, "searched no further than asked"
+    assert find_last_frame(config, "cam-new") is None
 
 
 def _decode(config_file: Path, vtest_path: Path, log: Path, *extra: str) -> subprocess.Popen[bytes]:
