@@ -27,6 +27,7 @@ from schemas.headers import headers_to_dict
 from sightline.config import SightlineConfig
 from streams.health import Health
 from streams.kafka import consumer_config, is_fatal_error, is_missing_topic
+from streams.redact import redact_text, redact_url
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +79,15 @@ class CameraState:
     frames: OrderedDict[tuple[str, int, int], bytes] = field(default_factory=OrderedDict)
 
 
+def _public_event(event: CameraEvent) -> dict[str, Any]:
+    """The event as /v1/cameras shows it: records from before the decoder redacted are masked here."""
+    data = event.model_dump()
+    data["source"] = redact_url(event.source)
+    if event.reason:
+        data["reason"] = redact_text(event.reason, event.source)
+    return data
+
+
 class TailState:
     """Thread-safe rolling state shared by the tail thread and the request handlers."""
 
@@ -127,7 +137,7 @@ class TailState:
             cam = self._camera(event.camera_id)
             if cam.last_event is None or event.at_ns >= cam.last_event["at_ns"]:
                 cam.online = event.event == "online"
-                cam.last_event = event.model_dump()
+                cam.last_event = _public_event(event)
 
     def on_alert(self, alert: AlertRecord) -> None:
         with self.lock:
