@@ -1,4 +1,4 @@
-"""One endpoint's delivery loop: sign, send, retry with backoff and jitter, honour 429.
+"""One endpoint's delivery: sign, send, and retry per alerts/webhooks/retry_policy.py.
 
 Each endpoint has its own httpx client, concurrency limit and circuit breaker, so a slow or
 dead receiver only ever delays its own alerts.
@@ -7,7 +7,6 @@ dead receiver only ever delays its own alerts.
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import logging
 import random
 import time
@@ -19,45 +18,20 @@ import httpx
 from alerts import metrics
 from alerts.webhooks.breaker import CircuitBreaker
 from alerts.webhooks.dedup import DeliveryLedger
-from alerts.webhooks.signing import sign_headers
+from alerts.webhooks.retry_policy import Budget, Fatal, Retry, http_error
+from alerts.webhooks.signing import Signer
 from schemas.alert import AlertRecord
-from sightline.config.alerts import WebhookSettings
+from sightline.config.alerts import WHSEC, WebhookSettings
 
 log = logging.getLogger(__name__)
 SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
-MAX_RETRY_AFTER_S = 300.0
 
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
     status: Literal["delivered", "duplicate", "dead"]
-    attempts: int = 0
+    attempts: int = 0  # HTTP requests sent, 429s included
     reason: str = ""
-
-
-class _Retry(Exception):
-    def __init__(self, reason: str, wait_s: float | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.wait_s = wait_s
-
-
-class _Fatal(Exception):
-    pass
-
-
-def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
-    """Retry-After as delta-seconds or an HTTP date (RFC 9110), capped."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return min(float(value), MAX_RETRY_AFTER_S)
-    try:
-        when = email.utils.parsedate_to_datetime(value).timestamp()
-    except (TypeError, ValueError):
-        return None
-    return min(max(0.0, when - (time.time() if now is None else now)), MAX_RETRY_AFTER_S)
 
 
 class Endpoint:
@@ -72,7 +46,14 @@ class Endpoint:
         self.settings = settings
         self.name = settings.name
         self.ledger = ledger
-        self.secret = settings.secret_value()
+        secrets = [v.get_secret_value() for v in settings.secret_values()]
+        self.signer = Signer(secrets)
+        if not all(v.startswith(WHSEC) for v in secrets):
+            log.warning(
+                "webhook %s: a secret without the `whsec_` prefix is used as a raw key (deprecated); "
+                "receivers using a Standard Webhooks library need its `whsec_` form",
+                self.name,
+            )
         self.breaker = CircuitBreaker(settings.breaker_failures, settings.breaker_reset_s)
         self.limit = asyncio.Semaphore(settings.concurrency)
         self.rng = rng or random.Random()
@@ -93,12 +74,6 @@ class Endpoint:
             and (not s.cameras or alert.camera_id in s.cameras)
             and SEVERITY_RANK[alert.severity] >= SEVERITY_RANK[s.min_severity]
         )
-
-    def backoff(self, attempt: int) -> float:
-        """Exponential backoff; `jitter` of it is randomised so retries of many alerts spread."""
-        s = self.settings
-        base = min(s.backoff_max_s, s.backoff_initial_s * s.backoff_multiplier ** (attempt - 1))
-        return base * (1 - s.jitter) + self.rng.uniform(0, base * s.jitter)
 
     async def deliver(self, alert: AlertRecord, body: bytes) -> Outcome:
         running = self._inflight.get(alert.alert_id)
@@ -126,37 +101,37 @@ class Endpoint:
         if await self.ledger.delivered(self.name, alert.alert_id):
             metrics.DUPLICATES.labels(self.name).inc()
             return Outcome("duplicate")
-        s = self.settings
-        deadline = time.monotonic() + s.max_age_s
-        attempt, reason = 0, ""
-        while True:
-            if not self.breaker.allow():
-                # Waiting on an open breaker costs no attempt: the endpoint was not even tried.
-                if time.monotonic() >= deadline:
-                    return Outcome("dead", attempt, f"circuit open for over {s.max_age_s:g}s; last: {reason}")
-                await asyncio.sleep(max(self.breaker.retry_in(), 0.05) + self.rng.uniform(0, 0.05))
-                continue
-            attempt += 1
-            try:
-                await self._attempt(alert, body, attempt)
-            except _Fatal as exc:
-                return Outcome("dead", attempt, str(exc))
-            except _Retry as exc:
-                reason = exc.reason
-                metrics.ATTEMPT_FAILURES.labels(self.name, reason.split(":")[0]).inc()
-                wait = exc.wait_s if exc.wait_s is not None else self.backoff(attempt)
-                if attempt >= s.max_attempts or time.monotonic() + wait >= deadline:
-                    return Outcome("dead", attempt, f"gave up after {attempt} attempts: {reason}")
-                await asyncio.sleep(wait)
-                continue
-            await self.ledger.mark(self.name, alert.alert_id)
-            metrics.DELIVERED.labels(self.name).inc()
-            metrics.LATENCY.labels(self.name).observe(max(0.0, time.time() - alert.capture_ns / 1e9))
-            return Outcome("delivered", attempt)
+        try:
+            text = body.decode()  # the spec signs text; Standard Webhooks libraries verify UTF-8 bodies
+        except UnicodeDecodeError:
+            return Outcome("dead", 0, "body is not UTF-8; cannot be signed per Standard Webhooks")
+        budget = Budget(self.settings, self.rng, self.breaker.retry_in)
+        try:
+            await budget.retrying()(self._try, alert, body, text, budget)
+        except Fatal as exc:
+            return Outcome("dead", budget.requests, str(exc))
+        except Retry:
+            return Outcome("dead", budget.requests, budget.gave_up)
+        await self.ledger.mark(self.name, alert.alert_id)
+        metrics.DELIVERED.labels(self.name).inc()
+        metrics.LATENCY.labels(self.name).observe(max(0.0, time.time() - alert.capture_ns / 1e9))
+        return Outcome("delivered", budget.requests)
 
-    async def _attempt(self, alert: AlertRecord, body: bytes, attempt: int) -> None:
+    async def _try(self, alert: AlertRecord, body: bytes, text: str, budget: Budget) -> None:
+        if not self.breaker.allow():
+            # Waiting on an open breaker costs no attempt: the endpoint was not even tried.
+            raise Retry("circuit open", "circuit_open")
+        budget.requests += 1
+        try:
+            await self._attempt(alert, body, text, budget.requests)
+        except Retry as exc:
+            metrics.ATTEMPT_FAILURES.labels(self.name, exc.reason.split(":")[0]).inc()
+            raise
+
+    async def _attempt(self, alert: AlertRecord, body: bytes, text: str, attempt: int) -> None:
         """One signed POST; the caller has already been let through by the breaker."""
-        headers = sign_headers(self.secret, body, alert.alert_id)
+        # Signed per attempt: the timestamp must be fresh for the receiver's 5-minute window.
+        headers = self.signer.headers(alert.alert_id, text)
         headers["X-Sightline-Alert-Type"] = alert.type
         headers["X-Sightline-Attempt"] = str(attempt)
         try:
@@ -164,26 +139,25 @@ class Endpoint:
                 response = await self.client.post(self.settings.url, content=body, headers=headers)
         except httpx.TimeoutException as exc:
             self._failed()
-            raise _Retry(f"timeout: {type(exc).__name__}") from None
+            raise Retry(f"timeout: {type(exc).__name__}") from None
         except httpx.TransportError as exc:
             self._failed()
-            raise _Retry(f"connection: {type(exc).__name__}: {exc}") from None
+            raise Retry(f"connection: {type(exc).__name__}: {exc}") from None
         except BaseException:
             self.breaker.release()
             raise
-        code = response.status_code
-        if 200 <= code < 300:
+        if 200 <= response.status_code < 300:
             self.breaker.success()
             metrics.BREAKER_OPEN.labels(self.name).set(0)
             return
-        if code == 429:
-            self.breaker.release()
-            raise _Retry("http 429", wait_s=retry_after_seconds(response.headers.get("Retry-After")))
-        if code >= 500:
+        error, breaker_failure = http_error(
+            response.status_code, response.headers.get("Retry-After"), response.text
+        )
+        if breaker_failure:
             self._failed()
-            raise _Retry(f"http {code}")
-        self.breaker.release()
-        raise _Fatal(f"http {code}: {response.text[:200]}")
+        else:
+            self.breaker.release()
+        raise error
 
     def _failed(self) -> None:
         self.breaker.failure()

@@ -11,6 +11,7 @@ import logging
 
 import httpx
 from redis.asyncio import Redis
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential
 
 from alerts import metrics
 from alerts.metrics import HEALTH
@@ -68,19 +69,23 @@ class Dispatcher:
 
     async def _deliver(self, endpoint: Endpoint, alert: AlertRecord, body: bytes) -> Outcome:
         """An unexpected error (a bug, a client failure) retries the delivery; it never drops it."""
-        delay = 0.5
-        while True:
-            try:
-                return await endpoint.deliver(alert, body)
-            except Exception:
-                log.exception(
-                    "delivering alert %s to %s failed; retrying in %.1fs",
-                    alert.alert_id,
-                    endpoint.name,
-                    delay,
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 30.0)
+
+        def log_retry(state: RetryCallState) -> None:
+            log.error(
+                "delivering alert %s to %s failed; retrying in %.1fs",
+                alert.alert_id,
+                endpoint.name,
+                state.upcoming_sleep,
+                exc_info=state.outcome.exception() if state.outcome else None,
+            )
+
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type(Exception),
+            wait=wait_exponential(multiplier=0.5, max=30.0),
+            before_sleep=log_retry,
+            reraise=True,
+        )
+        return await retrying(endpoint.deliver, alert, body)
 
     async def _dead_letter(
         self, endpoint: str, alert: AlertRecord, body: bytes, reason: str, src: Source | None

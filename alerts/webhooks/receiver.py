@@ -1,7 +1,9 @@
 """A real local HTTP webhook receiver (aiohttp, own thread) for tests, demos and the benchmark.
 
-It verifies every signature, records acknowledged deliveries, and can be told to fail
-(status codes, Retry-After, slow responses) to exercise the retry paths for real.
+It verifies every request with the Standard Webhooks library (`standardwebhooks.Webhook.verify`,
+exactly what a third-party receiver would run), records acknowledged deliveries with their
+headers, and can be told to fail (status codes, Retry-After, slow responses) to exercise the
+retry paths for real. Give it several secrets to play a receiver in the middle of a rotation.
 """
 
 from __future__ import annotations
@@ -11,12 +13,12 @@ import json
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from aiohttp import web
 
-from alerts.webhooks.signing import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
+from alerts.webhooks.signing import ID_HEADER, verify, webhooks
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,14 +37,15 @@ class Delivery:
     received_ns: int
     verified: bool
     body: bytes
+    headers: dict[str, str]
 
 
 Behaviour = Callable[[int, str], Reply]
 
 
 class Receiver:
-    def __init__(self, secret: str, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.secret = secret
+    def __init__(self, secret: str | Sequence[str], host: str = "127.0.0.1", port: int = 0) -> None:
+        self.keys = webhooks([secret] if isinstance(secret, str) else secret)
         self.host = host
         self.port = port
         self.behaviour: Behaviour = lambda attempt, alert_id: Reply()
@@ -68,9 +71,8 @@ class Receiver:
         with self._lock:
             self.requests += 1
             attempt = self.requests
-        ok = verify(
-            self.secret, body, request.headers.get(TIMESTAMP_HEADER), request.headers.get(SIGNATURE_HEADER)
-        )
+        headers = dict(request.headers)
+        ok = verify(self.keys, body, headers)
         if not ok:
             with self._lock:
                 self.bad_signatures += 1
@@ -82,11 +84,11 @@ class Receiver:
         if 200 <= reply.status < 300:
             with self._lock:
                 self.deliveries.append(
-                    Delivery(alert["alert_id"], request.headers.get(IDEMPOTENCY_HEADER), alert["type"],
-                             alert["capture_ns"], time.time_ns(), ok, body)
+                    Delivery(alert["alert_id"], request.headers.get(ID_HEADER), alert["type"],
+                             alert["capture_ns"], time.time_ns(), ok, body, headers)
                 )  # fmt: skip
-        headers = {"Retry-After": reply.retry_after} if reply.retry_after else None
-        return web.Response(status=reply.status, headers=headers, text="ok" if reply.status < 300 else "no")
+        extra = {"Retry-After": reply.retry_after} if reply.retry_after else None
+        return web.Response(status=reply.status, headers=extra, text="ok" if reply.status < 300 else "no")
 
     def start(self) -> Receiver:
         self._thread = threading.Thread(target=self._run, name="webhook-receiver", daemon=True)

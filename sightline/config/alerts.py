@@ -7,6 +7,8 @@ deployed. Every model forbids unknown keys: a typo in a hand-written rule must f
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from typing import Annotated, Literal, Self
 
@@ -20,6 +22,7 @@ Anchor = Literal["center", "bottom_center", "top_center"]
 Comparison = Literal[">", ">=", "<", "<=", "=="]
 Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+WHSEC = "whsec_"
 
 
 def _check_polygon(value: list[Point]) -> list[Point]:
@@ -227,15 +230,42 @@ class RulesSettings(Section):
         return self
 
 
+def secret_key(secret: str) -> bytes:
+    """A webhook secret's HMAC key: `whsec_<base64>` per Standard Webhooks, else legacy raw UTF-8."""
+    if not secret.startswith(WHSEC):
+        raw = secret.encode()
+    else:
+        body = secret[len(WHSEC) :]
+        try:
+            raw = base64.b64decode(body + "=" * (-len(body) % 4), validate=True)
+        except binascii.Error:
+            raise ValueError("a `whsec_` secret must be base64 after the prefix") from None
+    if not raw:
+        raise ValueError("a webhook secret may not be empty")
+    return raw
+
+
 class WebhookSettings(Section):
-    """One receiver of alerts; each endpoint retries, backs off and trips independently."""
+    """One receiver of alerts; each endpoint retries, backs off and trips independently.
+
+    Requests are signed per the Standard Webhooks spec (alerts/webhooks/signing.py). Secrets are
+    `whsec_<base64>`; during a rotation list the new and the old one and every request carries a
+    signature for each. A secret without the prefix is a legacy raw key (its UTF-8 bytes).
+    """
 
     name: str = Field(pattern=NAME)
     url: str = Field(pattern=r"^https?://[^\s/]+")
-    secret: SecretStr | None = Field(None, description="HMAC-SHA256 key; or use secret_env.")
-    secret_env: str | None = Field(None, description="Environment variable holding the secret.")
+    secret: SecretStr | list[SecretStr] | None = Field(
+        None, description="`whsec_` signing secret, or a list of them during a rotation; or use secret_env."
+    )
+    secret_env: str | None = Field(
+        None, description="Environment variable holding the secret(s), space-separated during a rotation."
+    )
     timeout_s: float = Field(5.0, gt=0)
     max_attempts: int = Field(6, ge=1, description="HTTP requests per alert before it is dead-lettered.")
+    # 429 + Retry-After waits use no attempt (the receiver asked us to wait, it did not fail);
+    # they are bounded by their own total instead, so a throttling receiver cannot hold an alert forever.
+    max_retry_after_total_s: float = Field(600.0, ge=0, description="Total 429 Retry-After wait per alert.")
     # Also dead-letter an alert still undelivered this long after its first try (breaker open).
     max_age_s: float = Field(3600.0, gt=0)
     backoff_initial_s: float = Field(0.5, gt=0)
@@ -254,19 +284,40 @@ class WebhookSettings(Section):
     def _one_secret(self) -> Self:
         if (self.secret is None) == (self.secret_env is None):
             raise ValueError(f"webhook {self.name!r}: give exactly one of `secret` and `secret_env`")
+        if self.secret is not None:
+            self._check(self._inline())
         return self
 
-    def secret_value(self) -> str:
-        """The signing key; read from the environment at use so secrets stay out of files."""
+    def _inline(self) -> list[SecretStr]:
+        if self.secret is None:
+            return []
+        return self.secret if isinstance(self.secret, list) else [self.secret]
+
+    def _check(self, secrets: list[SecretStr]) -> list[SecretStr]:
+        if not secrets:
+            raise ValueError(f"webhook {self.name!r}: no secret given")
+        for i, secret in enumerate(secrets):
+            try:
+                secret_key(secret.get_secret_value())
+            except ValueError as exc:  # the message never contains the secret
+                raise ValueError(f"webhook {self.name!r}: secret #{i + 1}: {exc}") from None
+        return secrets
+
+    def secret_values(self) -> list[SecretStr]:
+        """Every active signing secret; read from the environment at use so secrets stay out of files."""
         import os
 
         if self.secret is not None:
-            return self.secret.get_secret_value()
+            return self._inline()
         assert self.secret_env is not None
-        value = os.environ.get(self.secret_env)
+        value = os.environ.get(self.secret_env, "").split()
         if not value:
             raise ValueError(f"webhook {self.name!r}: environment variable {self.secret_env} is not set")
-        return value
+        return self._check([SecretStr(v) for v in value])
+
+    def secret_value(self) -> str:
+        """The first secret; kept for callers that only check a secret is there and valid."""
+        return self.secret_values()[0].get_secret_value()
 
 
 class AlertsSettings(Section):

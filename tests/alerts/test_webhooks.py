@@ -8,18 +8,19 @@ import uuid
 
 import pytest
 from redis.asyncio import Redis
+from standardwebhooks import Webhook, WebhookVerificationError
 
 from alerts.webhooks.breaker import CircuitBreaker
 from alerts.webhooks.dead_letters import Source
-from alerts.webhooks.delivery import retry_after_seconds
 from alerts.webhooks.dispatcher import Dispatcher
 from alerts.webhooks.receiver import Receiver, Reply
-from alerts.webhooks.signing import sign_headers, signature, verify
+from alerts.webhooks.retry_policy import retry_after_seconds
+from alerts.webhooks.signing import Signer
 from schemas.alert import AlertRecord, TimeWindow, alert_id
 from sightline.config.alerts import AlertsSettings
 from tests.conftest import Stack
 
-SECRET = "s3cret"
+SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # the Standard Webhooks spec's example secret
 
 
 def make_alert(i: int, type: str = "defect", severity: str = "warning") -> AlertRecord:
@@ -73,15 +74,26 @@ async def dispatch_all(stack: Stack, cfg: AlertsSettings, alerts: list[AlertReco
 
 
 def test_signature_round_trip_and_rejections() -> None:
-    body = b'{"a":1}'
-    headers = sign_headers(SECRET, body, "abc", now=1000)
-    ts, sig = headers["X-Sightline-Timestamp"], headers["X-Sightline-Signature"]
-    assert headers["Idempotency-Key"] == "abc"
-    assert verify(SECRET, body, ts, sig, now=1010)
-    assert not verify(SECRET, b'{"a":2}', ts, sig, now=1010)  # tampered body
-    assert not verify("other", body, ts, sig, now=1010)  # wrong key
-    assert not verify(SECRET, body, ts, sig, now=2000)  # replayed long after
-    assert not verify(SECRET, body, "999", signature(SECRET, 1000, body), now=1000)  # timestamp swapped
+    """Signed by us, checked by the spec authors' library, as any receiver would."""
+    body = '{"a":1}'
+    now = time.time()
+    headers = Signer([SECRET]).headers("abc", body, now=now)
+    assert headers["webhook-id"] == headers["Idempotency-Key"] == "abc"
+    assert headers["webhook-signature"].startswith("v1,")
+    assert Webhook(SECRET).verify(body, headers) == {"a": 1}
+
+    def refused(data: str, hdrs: dict[str, str], secret: str = SECRET) -> bool:
+        try:
+            Webhook(secret).verify(data, hdrs)
+        except WebhookVerificationError:
+            return True
+        return False
+
+    assert refused('{"a":2}', headers)  # tampered body
+    assert refused(body, headers, secret="whsec_" + "A" * 32)  # wrong key
+    assert refused(body, Signer([SECRET]).headers("abc", body, now=now - 600))  # replayed long after
+    assert refused(body, {**headers, "webhook-timestamp": str(int(now) - 1)})  # timestamp swapped
+    assert refused(body, {**headers, "webhook-id": "abd"})  # id swapped: dedup key is signed too
 
 
 def test_retry_after_parsing() -> None:
@@ -126,6 +138,7 @@ def test_flaky_receiver_gets_every_alert_exactly_once(stack: Stack) -> None:
         assert any(r["ops"].attempts > 1 for r in results)
         assert rx.ids() == {a.alert_id: 1 for a in alerts}
         assert all(d.verified and d.idempotency_key == d.alert_id for d in rx.deliveries)
+        assert all(Webhook(SECRET).verify(d.body, d.headers)["alert_id"] == d.alert_id for d in rx.deliveries)
         assert rx.bad_signatures == 0
 
 
