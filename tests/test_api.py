@@ -40,7 +40,7 @@ def api(stack: Stack, model_registry: Path, tmp_path_factory: pytest.TempPathFac
     config.inference.group_id = f"{config.topics.frames.name}-workers"
     config.inference.max_batch, config.inference.max_wait_ms = 4, 50
     config.inference.model_poll_s = 0.2
-    config.api.token = TOKEN
+    config.api.admin_token = TOKEN
     config.api.max_upload_bytes = 2_000_000
     config.api.max_pixels = 4_000_000
     with ServerThread(create_app(config)) as server, httpx.Client(base_url=server.url, timeout=30) as client:
@@ -207,12 +207,12 @@ def _plain(config: SightlineConfig) -> Iterator[httpx.Client]:
         yield client
 
 
-def test_private_reads_need_the_token_header_or_query() -> None:
-    config = SightlineConfig(api={"token": TOKEN, "public_reads": False})
+def test_private_reads_need_a_token_header_never_a_query() -> None:
+    config = SightlineConfig(api={"token": TOKEN, "public_reads": False})  # `token`: admin's old name
     with _plain(config) as client:
         assert client.get("/v1/cameras").status_code == 401
         assert client.get("/v1/cameras", headers=AUTH).status_code == 200
-        assert client.get("/v1/cameras", params={"access_token": TOKEN}).status_code == 200
+        assert client.get("/v1/cameras", params={"access_token": TOKEN}).status_code == 401
         assert client.get("/healthz").status_code == 200
     no_token = SightlineConfig()
     with _plain(no_token) as client:

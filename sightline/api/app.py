@@ -13,7 +13,7 @@ from sightline.api import errors
 from sightline.api.batcher import DetectBatcher
 from sightline.api.probe import DependencyProbe
 from sightline.api.render import FrameFetcher, camera_rules
-from sightline.api.routes import cameras, detect, health, live, models
+from sightline.api.routes import cameras, detect, health, live, models, session
 from sightline.api.tail import TailConsumer, TailState
 from sightline.config import SightlineConfig
 from streams.health import Health
@@ -68,6 +68,6 @@ def create_app(
     # Set on shutdown so open SSE streams end instead of holding the server up.
     app.state.stopping = threading.Event()
     errors.install(app)
-    for module in (health, detect, models, cameras, live):
+    for module in (health, detect, models, cameras, live, session):
         app.include_router(module.router)
     return app

@@ -1,40 +1,124 @@
-"""Bearer-token checks: writes always need the token, reads only when `public_reads` is off."""
+"""Who may call what: the read token (or admin) for reads, the admin token for anything that mutates.
+
+Tokens come in the `Authorization: Bearer` header, never in a URL (URLs end up in proxy logs,
+browser history and Referer headers). Browsers, whose `<img>` and `EventSource` cannot send that
+header, log in once (`POST /login`) and get a session cookie (HttpOnly, SameSite=Strict) that
+authorises reads only: a cookie rides along on any same-site request, so it never authorises a
+mutation.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import hmac
+import time
+from typing import Literal
 
 from fastapi import Request
+from pydantic import SecretStr
 
 from sightline.api.errors import ApiError
-from sightline.config import SightlineConfig
+from sightline.config import ApiSettings
+
+Role = Literal["read", "admin"]
+SESSION_COOKIE = "sightline_session"
 
 
-def _check(request: Request, token: str | None, allow_query: bool) -> None:
-    if token is None:
-        raise ApiError(503, "auth_not_configured", "no api.token is configured; this endpoint is disabled")
+def _settings(request: Request) -> ApiSettings:
+    return request.app.state.config.api
+
+
+def _same(given: str, secret: SecretStr | None) -> bool:
+    return secret is not None and hmac.compare_digest(given.encode(), secret.get_secret_value().encode())
+
+
+def role_of(api: ApiSettings, given: str) -> Role | None:
+    """The role a presented token grants, compared in constant time."""
+    if _same(given, api.admin_token):
+        return "admin"
+    if _same(given, api.read_token):
+        return "read"
+    return None
+
+
+def _bearer(request: Request) -> str | None:
     header = request.headers.get("authorization", "")
-    given = header[7:].strip() if header[:7].lower() == "bearer " else None
-    if given is None and allow_query:
-        # <img> and EventSource cannot send headers: the live page may pass ?access_token=.
-        given = request.query_params.get("access_token")
-    if not given:
-        raise ApiError(401, "unauthorized", "missing bearer token", {"WWW-Authenticate": "Bearer"})
-    if not hmac.compare_digest(given.encode(), token.encode()):
+    if header[:7].lower() != "bearer ":
+        return None
+    return header[7:].strip() or None
+
+
+# -- session cookies ---------------------------------------------------------------------------------
+# Hand-written (stdlib hmac) rather than a session library: the value is "<role>.<expiry>.<mac>"
+# keyed by that role's token, so the cookie never contains a token and rotating a token ends
+# every session made with it; nothing is stored server-side.
+
+
+def _mac(secret: SecretStr, payload: str) -> str:
+    key = secret.get_secret_value().encode()
+    return hmac.new(key, b"sightline-session:" + payload.encode(), hashlib.sha256).hexdigest()
+
+
+def _key(api: ApiSettings, role: str) -> SecretStr | None:
+    return api.admin_token if role == "admin" else api.read_token if role == "read" else None
+
+
+def make_session(api: ApiSettings, role: Role, now: float | None = None) -> str:
+    key = _key(api, role)
+    assert key is not None, "a session is only made for a token that matched"
+    payload = f"{role}.{int((now or time.time()) + api.session_ttl_s)}"
+    return f"{payload}.{_mac(key, payload)}"
+
+
+def session_role(api: ApiSettings, value: str, now: float | None = None) -> Role | None:
+    """The role of a valid, unexpired session cookie, else None."""
+    role, _, rest = value.partition(".")
+    expires, _, mac = rest.partition(".")
+    key = _key(api, role)
+    if key is None or not expires.isdigit() or int(expires) < (now or time.time()):
+        return None
+    if not hmac.compare_digest(mac, _mac(key, f"{role}.{expires}")):
+        return None
+    return "admin" if role == "admin" else "read"
+
+
+# -- dependencies ------------------------------------------------------------------------------------
+def _not_configured(what: str) -> ApiError:
+    return ApiError(503, "auth_not_configured", f"no {what} is configured; this endpoint is disabled")
+
+
+def _unauthorized(detail: str) -> ApiError:
+    return ApiError(401, "unauthorized", detail, {"WWW-Authenticate": "Bearer"})
+
+
+def require_admin(request: Request) -> None:
+    """Dependency for mutating endpoints: the admin token in the Authorization header."""
+    api = _settings(request)
+    if api.admin_token is None:
+        raise _not_configured("api.admin_token")
+    given = _bearer(request)
+    if given is None:
+        raise _unauthorized("missing bearer token (the admin token)")
+    role = role_of(api, given)
+    if role == "read":
+        raise ApiError(403, "forbidden", "the read token cannot change anything; use the admin token")
+    if role != "admin":
         raise ApiError(403, "forbidden", "invalid token")
 
 
-def _config(request: Request) -> SightlineConfig:
-    return request.app.state.config
-
-
-def require_write(request: Request) -> None:
-    """Dependency for mutating endpoints."""
-    _check(request, _config(request).api.token, allow_query=False)
-
-
 def require_read(request: Request) -> None:
-    """Dependency for read-only endpoints; open when `api.public_reads` is true."""
-    config = _config(request)
-    if not config.api.public_reads:
-        _check(request, config.api.token, allow_query=True)
+    """Dependency for read-only endpoints: open, or the read/admin token (header or session cookie)."""
+    api = _settings(request)
+    if api.reads_open:
+        return
+    if api.read_token is None and api.admin_token is None:
+        raise _not_configured("api.read_token or api.admin_token")
+    given = _bearer(request)
+    if given is not None:
+        if role_of(api, given) is None:
+            raise ApiError(403, "forbidden", "invalid token")
+        return
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if cookie and session_role(api, cookie) is not None:
+        return
+    raise _unauthorized("missing bearer token or session (log in at /login)")

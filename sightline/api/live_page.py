@@ -34,11 +34,10 @@ LIVE_HTML = """<!doctype html>
 </main>
 <script>
 "use strict";
-const token = new URLSearchParams(location.search).get("access_token");
+// Authorisation is the HttpOnly session cookie from /login (or none when reads are public): the
+// browser sends it with every same-origin request, so no token is ever put in a URL here.
 const q = (extra) => {
-  const p = new URLSearchParams(extra || {});
-  if (token) p.set("access_token", token);
-  const s = p.toString();
+  const s = new URLSearchParams(extra || {}).toString();
   return s ? "?" + s : "";
 };
 const cards = new Map();
@@ -100,7 +99,11 @@ fetch("/v1/cameras" + q()).then(r => r.json()).then(d => showCameras(d.cameras))
 const source = new EventSource("/v1/stream" + q());
 const status = document.getElementById("status");
 source.onopen = () => { status.textContent = "live"; };
-source.onerror = () => { status.textContent = "reconnecting…"; };
+source.onerror = () => {
+  status.textContent = "reconnecting…";
+  // An expired session makes every request 401: back to the login page instead of retrying forever.
+  fetch("/v1/cameras").then(r => { if (r.status === 401) location.assign("/login"); }).catch(() => {});
+};
 source.addEventListener("cameras", e => showCameras(JSON.parse(e.data)));
 source.addEventListener("alert", e => showAlert(JSON.parse(e.data)));
 </script>

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal, Self
 
-from pydantic import Field
+from pydantic import AliasChoices, ConfigDict, Field, SecretStr, model_validator
 
 from sightline.config.infra import Section
 
@@ -19,18 +19,59 @@ class MetricsSettings(Section):
 
 
 class ApiSettings(Section):
+    # Tokens are SecretStr (masked in repr, logs and dumps); errors never echo the input either,
+    # and assignments in code are validated so a plain str never replaces a SecretStr.
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True, validate_assignment=True)
+
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=1, le=65535)
-    # Mutating endpoints need `Authorization: Bearer <token>`; None disables them.
-    token: str | None = None
+    # Mutating endpoints need `Authorization: Bearer <admin_token>`; None disables them. `token` is
+    # the old name of `admin_token`, still read from files and SIGHTLINE_API__TOKEN.
+    admin_token: SecretStr | None = Field(None, validation_alias=AliasChoices("admin_token", "token"))
+    # When set, read endpoints need this token or the admin token (header or login cookie).
+    read_token: SecretStr | None = None
+    # Without a read_token, reads are open while this is true, else they need the admin token.
     public_reads: bool = True
+    # Lifetime of the live view's login cookie.
+    session_ttl_s: int = Field(12 * 3600, ge=60)
     max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1024)
     max_pixels: int = Field(40_000_000, ge=1)
+    # /v1/detect requests admitted at once (reading, decoding, queued or in the model); more get 503.
+    max_queue: int = Field(64, ge=1)
     # How many recent alerts the API keeps in memory for /v1/alerts and the live view.
     recent_alerts: int = Field(500, ge=1)
     # The API tails the frames topic (headers for fps in, payloads cached for the live view).
     tail_frames: bool = True
     live_jpeg_quality: int = Field(80, ge=1, le=100)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_admin_name(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("token") is not None and data.get("admin_token") is not None:
+            raise ValueError("give `admin_token` or its old name `token`, not both")
+        return data
+
+    @model_validator(mode="after")
+    def _check_tokens(self) -> Self:
+        for name in ("admin_token", "read_token"):
+            secret = getattr(self, name)
+            value = secret.get_secret_value() if secret is not None else None
+            if value is not None and not value.strip():
+                raise ValueError(f"api.{name} is empty; leave it out to disable it")
+            if value is not None and set(value) == {"*"}:
+                # What a dumped config holds instead of the secret: loading it back must not
+                # silently make "**********" the token.
+                env = f"SIGHTLINE_API__{name.upper()}"
+                raise ValueError(f"api.{name} is a masked placeholder; set the real one, e.g. in {env}")
+        admin, read = self.admin_token, self.read_token
+        if admin is not None and read is not None and admin.get_secret_value() == read.get_secret_value():
+            raise ValueError("api.read_token must differ from api.admin_token")
+        return self
+
+    @property
+    def reads_open(self) -> bool:
+        """Read endpoints need no token."""
+        return self.read_token is None and self.public_reads
 
 
 class DriftSettings(Section):

@@ -12,6 +12,7 @@ from schemas.errors import ContractError
 from sightline.api.auth import require_read
 from sightline.api.errors import ApiError
 from sightline.api.live_page import LIVE_HTML
+from sightline.api.login_page import PAGE_HEADERS
 from sightline.api.render import overlays, render_jpeg
 
 router = APIRouter(tags=["live"])
@@ -22,10 +23,19 @@ async def root() -> RedirectResponse:
     return RedirectResponse("/live")
 
 
-@router.get("/live", response_class=HTMLResponse, dependencies=[Depends(require_read)])
-async def live() -> HTMLResponse:
-    """Plain HTML + JS: frames refresh by polling frame.jpg, alerts arrive over /v1/stream (SSE)."""
-    return HTMLResponse(LIVE_HTML)
+@router.get("/live", response_class=HTMLResponse)
+async def live(request: Request) -> Response:
+    """Plain HTML + JS: frames refresh by polling frame.jpg, alerts arrive over /v1/stream (SSE).
+
+    Without a valid session (or header) a browser is sent to the login page instead of a 401.
+    """
+    try:
+        require_read(request)
+    except ApiError as exc:
+        if exc.status in (401, 403):
+            return RedirectResponse("/login", status_code=303)
+        raise
+    return HTMLResponse(LIVE_HTML, headers=PAGE_HEADERS)
 
 
 @router.get("/v1/cameras/{camera_id}/overlays", tags=["cameras"], dependencies=[Depends(require_read)])

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel
 
 from inference.registry import ModelRegistry, RegistryError
-from sightline.api.auth import require_read, require_write
+from sightline.api.auth import require_admin, require_read
 from sightline.api.errors import ApiError
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
@@ -58,7 +58,7 @@ def _check_model(registry: ModelRegistry, name: str) -> None:
         raise ApiError(404, "unknown_model", f"no model {name!r} in the registry")
 
 
-@router.post("/{name}/promote", dependencies=[Depends(require_write)])
+@router.post("/{name}/promote", dependencies=[Depends(require_admin)])
 async def promote(name: str, body: PromoteBody, request: Request) -> dict[str, Any]:
     """Serve `version` from now on; workers and this API switch within `inference.model_poll_s`."""
     registry = _registry(request)
@@ -72,7 +72,7 @@ async def promote(name: str, body: PromoteBody, request: Request) -> dict[str, A
     return {"name": name, "promoted": _promoted(registry, name)}
 
 
-@router.post("/{name}/rollback", dependencies=[Depends(require_write)])
+@router.post("/{name}/rollback", dependencies=[Depends(require_admin)])
 async def rollback(name: str, request: Request) -> dict[str, Any]:
     """Return to the previously promoted version."""
     registry = _registry(request)

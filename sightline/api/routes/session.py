@@ -1,0 +1,56 @@
+"""Browser login for the live view: POST the token once, get an HttpOnly SameSite=Strict cookie."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from sightline.api.auth import SESSION_COOKIE, make_session, role_of
+from sightline.api.errors import ApiError
+from sightline.api.login_page import PAGE_HEADERS, login_html
+
+router = APIRouter(tags=["session"])
+
+MAX_LOGIN_BYTES = 4096  # one token field; anything bigger is not a login
+
+
+@router.get("/login", response_class=HTMLResponse)
+async def login_page() -> HTMLResponse:
+    return HTMLResponse(login_html(), headers=PAGE_HEADERS)
+
+
+@router.post("/login", response_class=HTMLResponse)
+async def login(request: Request) -> Response:
+    """Form field `token` (read or admin token) -> session cookie for reads, then the live view."""
+    api = request.app.state.config.api
+    if api.read_token is None and api.admin_token is None:
+        raise ApiError(503, "auth_not_configured", "no api.read_token or api.admin_token is configured")
+    length = request.headers.get("content-length", "")
+    if not length.isdigit():
+        raise ApiError(411, "length_required", "a login form needs a Content-Length")
+    if int(length) > MAX_LOGIN_BYTES:
+        raise ApiError(413, "login_too_large", f"a login form is at most {MAX_LOGIN_BYTES} bytes")
+    form = await request.form(max_files=0, max_fields=4)
+    token = form.get("token")
+    role = role_of(api, token.strip()) if isinstance(token, str) and token.strip() else None
+    if role is None:
+        return HTMLResponse(login_html("That token is not valid."), status_code=401, headers=PAGE_HEADERS)
+    response = RedirectResponse("/live", status_code=303, headers=PAGE_HEADERS)
+    response.set_cookie(
+        SESSION_COOKIE,
+        make_session(api, role),
+        max_age=api.session_ttl_s,
+        path="/",
+        httponly=True,
+        samesite="strict",
+        # Behind a TLS proxy run uvicorn with --proxy-headers so the scheme reads https here.
+        secure=request.url.scheme == "https",
+    )
+    return response
+
+
+@router.post("/logout")
+async def logout() -> Response:
+    response = RedirectResponse("/login", status_code=303, headers=PAGE_HEADERS)
+    response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
+    return response
