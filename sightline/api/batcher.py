@@ -8,16 +8,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from prometheus_client import Histogram
+from prometheus_client import Gauge, Histogram
 
 from inference.detector import Detector
 from inference.wire import to_wire
 from inference.worker import DetectorSource
+from sightline.api.errors import ApiError
 from sightline.config import SightlineConfig
 
 BATCH_SIZE = Histogram(
@@ -28,6 +30,20 @@ DETECT_SECONDS = Histogram(
     "Detector.detect time per API batch",
     buckets=(0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5),
 )
+
+
+INFLIGHT = Gauge("sightline_api_detect_inflight", "/v1/detect requests admitted (at most api.max_queue)")
+OVERLOAD_RETRY_AFTER_S = 1
+
+
+def overloaded(max_queue: int) -> ApiError:
+    return ApiError(
+        503,
+        "overloaded",
+        f"{max_queue} detect requests are already in progress (api.max_queue); retry shortly",
+        # Refused before its body was read: close rather than drain an upload nobody will use.
+        {"Retry-After": str(OVERLOAD_RETRY_AFTER_S), "Connection": "close"},
+    )
 
 
 @dataclass(slots=True)
@@ -47,6 +63,9 @@ class DetectBatcher:
         self._given = detector
         self._source: DetectorSource | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="api-model")
+        # Bounds the decoded images in memory: requests past it are refused, not queued.
+        self.max_queue = config.api.max_queue
+        self._admitted = 0
         self._queue: asyncio.Queue[_Job] | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -67,7 +86,7 @@ class DetectBatcher:
         self._source = await loop.run_in_executor(
             self._executor, lambda: DetectorSource(self._config, self._given)
         )
-        self._queue = asyncio.Queue()
+        self._queue = asyncio.Queue(maxsize=self.max_queue)
         self._task = asyncio.create_task(self._loop(), name="detect-batcher")
 
     async def close(self) -> None:
@@ -79,11 +98,31 @@ class DetectBatcher:
             await asyncio.get_running_loop().run_in_executor(self._executor, self._source.close)
         self._executor.shutdown(wait=False)
 
+    @contextlib.contextmanager
+    def admit(self) -> Iterator[None]:
+        """Hold one of `api.max_queue` slots from reading the upload to the answer, or get a 503.
+
+        Admission covers the body and its decoded pixels as well as the queue, so a burst of
+        uploads cannot hold more than `max_queue` images in memory. Event-loop only: no lock.
+        """
+        if self._admitted >= self.max_queue:
+            raise overloaded(self.max_queue)
+        self._admitted += 1
+        INFLIGHT.inc()
+        try:
+            yield
+        finally:
+            self._admitted -= 1
+            INFLIGHT.dec()
+
     async def detect(self, image: np.ndarray) -> dict[str, Any]:
         if self._queue is None:
             raise RuntimeError("batcher not started")
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Job(image, future, time.monotonic()))
+        try:
+            self._queue.put_nowait(_Job(image, future, time.monotonic()))
+        except asyncio.QueueFull:
+            raise overloaded(self.max_queue) from None
         return await future
 
     async def _collect(self) -> list[_Job]:

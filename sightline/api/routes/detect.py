@@ -12,6 +12,7 @@ from prometheus_client import Counter, Histogram
 from sightline.api.auth import require_read
 from sightline.api.errors import ApiError
 from sightline.api.images import decode_image
+from sightline.api.upload import read_upload
 
 router = APIRouter(prefix="/v1", tags=["detect"])
 
@@ -40,31 +41,6 @@ BODY_DOC = {
 }
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The image bytes (raw body or the first file of a multipart form), at most `limit` bytes."""
-    length = request.headers.get("content-length")
-    if length and length.isdigit() and int(length) > limit + 64 * 1024:
-        raise ApiError(413, "upload_too_large", f"upload of {length} bytes exceeds the limit {limit}")
-    content_type = request.headers.get("content-type", "")
-    if content_type.startswith("multipart/form-data"):
-        form = await request.form(max_files=1, max_fields=8)
-        upload = next((v for v in form.values() if hasattr(v, "read")), None)
-        if upload is None:
-            raise ApiError(400, "no_file", "the multipart form has no file part")
-        data = await upload.read(limit + 1)  # type: ignore[union-attr]
-    else:
-        chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise ApiError(413, "upload_too_large", f"upload exceeds the limit of {limit} bytes")
-            chunks.append(chunk)
-        data = b"".join(chunks)
-    if len(data) > limit:
-        raise ApiError(413, "upload_too_large", f"upload exceeds the limit of {limit} bytes")
-    return data
-
-
 @router.post("/detect", dependencies=[Depends(require_read)], openapi_extra=BODY_DOC)
 async def detect(request: Request) -> dict[str, Any]:
     """Detections in the detections record's columnar form, from the registry's promoted model."""
@@ -74,9 +50,11 @@ async def detect(request: Request) -> dict[str, Any]:
     try:
         if batcher is None or not batcher.loaded:
             raise ApiError(503, "model_not_loaded", "the model is not loaded")
-        data = await _read_body(request, config.api.max_upload_bytes)
-        image = await asyncio.to_thread(decode_image, data, config.api.max_pixels)
-        result = await batcher.detect(image)
+        with batcher.admit():
+            data = await read_upload(request, config.api.max_upload_bytes)
+            image = await asyncio.to_thread(decode_image, data, config.api.max_pixels)
+            del data  # only the pixels wait in the queue
+            result = await batcher.detect(image)
     except ApiError as exc:
         REQUESTS.labels(str(exc.status)).inc()
         raise
