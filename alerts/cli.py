@@ -58,10 +58,9 @@ def run(
     loglevel: Annotated[str, typer.Option(help="Log level.")] = "warning",
 ) -> None:
     """Run the faust app: rules on the detections topic, webhooks from the alerts topic."""
-    from prometheus_client import start_http_server
-
     from alerts.app import run as run_app
     from alerts.rules.loader import rules_for
+    from streams.listen import ListenError, serve_metrics
     from streams.topics import ensure_topics
 
     _logging(loglevel)
@@ -81,7 +80,11 @@ def run(
             raise typer.Exit(2) from None
     ensure_topics(cfg)
     if cfg.metrics.alerts_port:
-        start_http_server(cfg.metrics.alerts_port)
+        try:
+            serve_metrics(cfg.metrics.host, cfg.metrics.alerts_port, "metrics.alerts_port")
+        except ListenError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(1) from None
     run_app(cfg, rules, loglevel=loglevel)
 
 

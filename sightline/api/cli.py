@@ -11,14 +11,18 @@ def api(
 ) -> None:
     """Serve the HTTP API and live view with uvicorn (docs at /docs)."""
     from sightline.api.server import serve
-    from sightline.commands.common import config
+    from sightline.commands.common import config, fail
+    from streams.listen import ListenError
 
     cfg = config()
     if host:
         cfg.api.host = host
     if port:
         cfg.api.port = port
-    serve(cfg)
+    try:
+        serve(cfg)
+    except ListenError as exc:
+        fail(str(exc))
 
 
 def bench_api(

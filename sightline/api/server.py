@@ -10,19 +10,31 @@ import uvicorn
 from fastapi import FastAPI
 
 from sightline.config import SightlineConfig
+from streams.listen import bind_socket
 
 
 def serve(config: SightlineConfig) -> None:
-    """Blocking; Ctrl-C / SIGTERM shut down gracefully (open SSE streams get 5 s)."""
+    """Blocking; Ctrl-C / SIGTERM shut down gracefully (open SSE streams get 5 s).
+
+    The socket is bound before the app is built, so a taken port fails fast with one line
+    (`ListenError`) instead of after loading the model, and uvicorn serves that very socket.
+    """
     from sightline.api.app import create_app
 
-    uvicorn.run(
-        create_app(config),
-        host=config.api.host,
-        port=config.api.port,
-        log_level="info",
-        timeout_graceful_shutdown=5,
-    )
+    sock = bind_socket(config.api.host, config.api.port, "api.port")
+    try:
+        server = uvicorn.Server(
+            uvicorn.Config(
+                create_app(config),
+                host=config.api.host,
+                port=config.api.port,
+                log_level="info",
+                timeout_graceful_shutdown=5,
+            )
+        )
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
 
 
 def free_port() -> int:

@@ -15,6 +15,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from prometheus_client import make_wsgi_app
 
 from streams.health import Health
+from streams.listen import ListenError, describe
 
 
 class _Server(ThreadingMixIn, WSGIServer):
@@ -45,8 +46,11 @@ def health_app(health: Health) -> Callable[..., Iterable[bytes]]:
     return app
 
 
-def serve_health(health: Health, host: str, port: int) -> _Server:
+def serve_health(health: Health, host: str, port: int, setting: str = "drift.metrics_port") -> _Server:
     """Serve in a daemon thread; `.shutdown()` stops it."""
-    server = make_server(host, port, health_app(health), _Server, handler_class=_QuietHandler)
+    try:
+        server = make_server(host, port, health_app(health), _Server, handler_class=_QuietHandler)
+    except OSError as exc:
+        raise ListenError(describe(host, port, setting, exc)) from None
     threading.Thread(target=server.serve_forever, name="drift-http", daemon=True).start()
     return server
