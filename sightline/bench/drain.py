@@ -164,11 +164,12 @@ def drain(
                 dead = [p for p in procs if p.exitcode not in (None, 0)]
                 if dead:
                     raise RuntimeError(f"drain: worker exited with {dead[0].exitcode}") from None
-    finally:
+    finally:  # after a failure the others would only drain on: stop them at once
         for proc in procs:
-            proc.join(30)
+            proc.join(30 if len(reports) == workers else 0)
             if proc.is_alive():
                 proc.kill()
+                proc.join()
     errors = [r["error"] for r in reports if "error" in r]
     if errors:
         raise RuntimeError(f"drain: worker failed: {errors[0]}")
