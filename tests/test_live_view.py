@@ -14,7 +14,7 @@ from inference.worker import InferenceWorker
 from schemas.alert import AlertRecord, TimeWindow, alert_id
 from sightline.api import create_app
 from sightline.api.server import ServerThread
-from sightline.config import CameraSettings
+from sightline.config import CameraSettings, SightlineConfig
 from sightline.config.alerts import RulesSettings
 from streams.kafka import make_producer
 from tests.conftest import Stack
@@ -98,3 +98,36 @@ def test_live_view_shows_annotated_frames_and_alerts(
     stop.set()
     worker_thread.join(timeout=30)
     assert worker.stats.records > 0
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is not installed (scripts/setup.sh)")
+def test_live_view_login_keeps_the_token_out_of_urls_and_scripts() -> None:
+    """With a read token: /live -> login form -> HttpOnly cookie; frames and SSE ride on the cookie."""
+    playwright = pytest.importorskip("playwright.sync_api")
+    token = "live-read-token-0123456789"
+    config = SightlineConfig(api={"read_token": token, "admin_token": "live-admin-token-9876543210"})
+    config.cameras = [CameraSettings(id="lobby", url="rtsp://127.0.0.1:1/x")]
+    with (
+        ServerThread(create_app(config, tail=False, load_model=False)) as server,
+        playwright.sync_playwright() as pw,
+    ):
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        try:
+            page = browser.new_page()
+            requested: list[str] = []
+            page.on("request", lambda request: requested.append(request.url))
+            page.goto(f"{server.url}/live")
+            assert page.url == f"{server.url}/login"
+            page.fill('input[name="token"]', "wrong")
+            page.click('button[type="submit"]')
+            assert page.locator("#error").inner_text() == "That token is not valid."
+            page.fill('input[name="token"]', token)
+            page.click('button[type="submit"]')
+            page.wait_for_url(f"{server.url}/live")
+            page.wait_for_function("document.getElementById('status').textContent === 'live'", timeout=15_000)
+            page.wait_for_selector('.camera[data-camera="lobby"]', timeout=15_000)
+            assert page.evaluate("document.cookie") == "", "the session cookie must be HttpOnly"
+            assert page.evaluate("fetch('/v1/cameras').then(r => r.status)") == 200
+            assert not [url for url in requested if token in url or "access_token" in url], requested
+        finally:
+            browser.close()
