@@ -18,15 +18,23 @@ import simplejpeg
 from sightline.config import SightlineConfig
 
 
+def _auth(config: SightlineConfig) -> dict[str, str]:
+    """The read (else admin) token as a header when reads are not public."""
+    secret = config.api.read_token or config.api.admin_token
+    if config.api.reads_open or secret is None:
+        return {}
+    return {"Authorization": f"Bearer {secret.get_secret_value()}"}
+
+
 async def _load(
-    url: str, payload: bytes, concurrency: int, duration_s: float
+    url: str, payload: bytes, concurrency: int, duration_s: float, headers: dict[str, str]
 ) -> tuple[list[float], int, list[int]]:
     latencies: list[float] = []
     batches: list[int] = []
     errors = 0
     deadline = time.perf_counter() + duration_s
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
+    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits, headers=headers) as client:
 
         async def one_client() -> None:
             nonlocal errors
@@ -76,9 +84,11 @@ def run(
     payload = image_path.read_bytes()
     app = create_app(config, tail=False)
     with ServerThread(app) as server:
-        httpx.post(f"{server.url}/v1/detect", content=payload, timeout=60).raise_for_status()  # warm-up
+        headers = _auth(config)
+        warm = httpx.post(f"{server.url}/v1/detect", content=payload, headers=headers, timeout=60)
+        warm.raise_for_status()
         started = time.perf_counter()
-        latencies, errors, batches = asyncio.run(_load(server.url, payload, concurrency, duration_s))
+        latencies, errors, batches = asyncio.run(_load(server.url, payload, concurrency, duration_s, headers))
         elapsed = time.perf_counter() - started
     engine_fps = raw_fps(config, simplejpeg.decode_jpeg(payload, colorspace="BGR"), min(duration_s, 10.0))
     ms = np.asarray(latencies) * 1e3 if latencies else np.zeros(1)
