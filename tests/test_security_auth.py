@@ -138,6 +138,9 @@ def test_live_page_never_puts_a_token_in_a_url() -> None:
 
 def test_token_is_the_old_name_of_admin_token(monkeypatch: pytest.MonkeyPatch) -> None:
     assert SightlineConfig(api={"token": ADMIN}).api.admin_token.get_secret_value() == ADMIN
+    # A dumped config (admin_token: null) with `token` added, as the demo writes it.
+    dumped = {**SightlineConfig().model_dump(mode="json")["api"], "token": ADMIN}
+    assert SightlineConfig(api=dumped).api.admin_token.get_secret_value() == ADMIN
     monkeypatch.setenv("SIGHTLINE_API__TOKEN", ADMIN)
     assert SightlineConfig().api.admin_token.get_secret_value() == ADMIN
     monkeypatch.delenv("SIGHTLINE_API__TOKEN")

@@ -47,9 +47,13 @@ class ApiSettings(Section):
     @model_validator(mode="before")
     @classmethod
     def _one_admin_name(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("token") is not None and data.get("admin_token") is not None:
+        if not isinstance(data, dict) or data.get("token") is None:
+            return data
+        if data.get("admin_token") is not None:
             raise ValueError("give `admin_token` or its old name `token`, not both")
-        return data
+        # A dumped config plus `token` (e.g. the demo's) has `admin_token: null`, which would win.
+        rest = {k: v for k, v in data.items() if k not in ("token", "admin_token")}
+        return {**rest, "admin_token": data["token"]}
 
     @model_validator(mode="after")
     def _check_tokens(self) -> Self:
