@@ -12,8 +12,8 @@ import av
 from confluent_kafka import KafkaException
 
 from decoders import metrics
-from decoders.encode import encode_jpeg
 from decoders.errors import SourceError, StreamStalled
+from decoders.pipeline import EncodeAhead
 from decoders.publisher import FramePublisher, LiveQueue
 from decoders.resume import find_last_frame
 from decoders.sampler import FpsSampler
@@ -212,42 +212,50 @@ class CameraRunner:
         *,
         live: bool,
     ) -> float:
-        """Decode until the source ends or we stop; returns the last frame's stream time."""
+        """Decode until the source ends or we stop; returns the last frame's stream time.
+
+        Decoding and encoding run a few frames ahead on a thread of their own (EncodeAhead);
+        this thread numbers the frames and publishes them.
+        """
         sampler = FpsSampler(self.camera.fps)
         started: float | None = None  # monotonic time of stream time 0, set by the first frame sent
         skip_to = None if live else self._resume_ts
-        last_t = 0.0
         cam = self.camera
-        decode_start = time.perf_counter()
+
+        def keep(t: float) -> bool:  # sampled in, and not on the topic before a restart
+            return sampler.keep(t) and not (skip_to is not None and offset_s + t <= skip_to + _TS_TOLERANCE_S)
+
+        def decoded() -> None:
+            self._decoded.inc()
+            self.stats.decoded += 1
+
+        ahead = EncodeAhead(
+            container.decode(stream), cam.jpeg_quality, cam.resize, keep=keep, on_decoded=decoded
+        )
         try:
-            for frame in container.decode(stream):
-                if self._done():
-                    break
-                self._decoded.inc()
-                self.stats.decoded += 1
-                t = float(frame.time) if frame.time is not None else last_t
-                last_t = t
-                if not sampler.keep(t) or (
-                    skip_to is not None and offset_s + t <= skip_to + _TS_TOLERANCE_S
-                ):  # sampled out, or already on the topic before a restart
-                    decode_start = time.perf_counter()
-                    continue
-                if self.realtime and not live:
-                    started = time.monotonic() - t if started is None else started
-                    time.sleep(max(0.0, started + t - time.monotonic()))
-                jpeg, width, height = encode_jpeg(frame, cam.jpeg_quality, cam.resize)
-                capture_ns = time.time_ns() if live else base_ns + int((offset_s + t) * 1e9)
-                meta = FrameMeta(cam.id, self.seq, capture_ns, width, height, "jpeg", offset_s + t)
-                self._decode_seconds.observe(time.perf_counter() - decode_start)
-                if self._live_queue is not None:
-                    self._live_queue.publish(meta, jpeg)
-                elif not self.publisher.publish_blocking(meta, jpeg):
-                    break  # stopped while waiting for Kafka or Redis; this frame was not sent
-                self.seq += 1
-                self.stats.sent += 1
-                decode_start = time.perf_counter()
+            with ahead:
+                for frame in ahead:
+                    if self._done():
+                        break
+                    t = frame.t
+                    if self.realtime and not live:
+                        started = time.monotonic() - t if started is None else started
+                        time.sleep(max(0.0, started + t - time.monotonic()))
+                    capture_ns = frame.decoded_ns if live else base_ns + int((offset_s + t) * 1e9)
+                    meta = FrameMeta(
+                        cam.id, self.seq, capture_ns, frame.width, frame.height, "jpeg", offset_s + t
+                    )
+                    self._decode_seconds.observe(frame.seconds)
+                    if self._live_queue is not None:
+                        self._live_queue.publish(meta, frame.jpeg)
+                    elif not self.publisher.publish_blocking(meta, frame.jpeg):
+                        break  # stopped while waiting for Kafka or Redis; this frame was not sent
+                    self.seq += 1
+                    self.stats.sent += 1
+                    if self._done():
+                        break  # max_frames reached: do not wait for the next frame first
         except av.error.FFmpegError as exc:
             if not live:
                 raise SourceError(f"camera {cam.id}: decoding {cam.url} failed: {exc}") from exc
             raise StreamStalled(f"camera {cam.id}: {exc}") from exc
-        return last_t
+        return ahead.last_t

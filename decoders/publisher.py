@@ -21,6 +21,7 @@ from typing import Any
 
 import redis
 from confluent_kafka import KafkaError, Message, Producer
+from prometheus_client import Counter, Histogram
 
 from decoders import metrics
 from schemas.camera_event import CameraEvent
@@ -73,6 +74,7 @@ class FramePublisher:
         self.stop = stop or threading.Event()
         self.topic = config.topics.frames.name
         self.failed = 0
+        self._bound: dict[str, tuple[Counter, Histogram]] = {}
 
     @classmethod
     def create(
@@ -101,8 +103,19 @@ class FramePublisher:
             return
         if not self.health.is_up("kafka"):
             self.health.ok("kafka")
-        metrics.FRAMES_PUBLISHED.labels(camera).inc()
-        metrics.PUBLISH_SECONDS.labels(camera).observe(time.monotonic() - started)
+        published, seconds = self._delivery_metrics(camera)
+        published.inc()
+        seconds.observe(time.monotonic() - started)
+
+    def _delivery_metrics(self, camera: str) -> tuple[Counter, Histogram]:
+        """Labelled children bound once per camera: a labels() lookup per frame is measurable."""
+        bound = self._bound.get(camera)
+        if bound is None:
+            bound = self._bound[camera] = (
+                metrics.FRAMES_PUBLISHED.labels(camera),
+                metrics.PUBLISH_SECONDS.labels(camera),
+            )
+        return bound
 
     def _claim_check(self, item: _Pending, wait_for_redis: bool) -> None:
         """Park the payload in Redis; the record then carries only the key."""

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import av
 import pytest
 import simplejpeg
 
+from decoders.encode import encode_jpeg
+from decoders.pipeline import EncodeAhead
 from decoders.runner import run_cameras
 from schemas.camera_event import CameraEvent
 from schemas.frame import validate_frame_record
@@ -160,3 +163,36 @@ def test_unreachable_live_source_keeps_retrying_until_stopped(stack: Stack) -> N
     events = [CameraEvent.decode(m.value()) for m in read_topic(config, config.topics.camera_events.name)]
     offline = [e for e in events if e.event == "offline" and e.reason and "cannot open" in e.reason]
     assert offline, "each failed attempt is reported with its reason"
+
+
+def test_encode_ahead_gives_the_serial_jpegs_in_order_stops_early_and_raises_decoder_errors(
+    vtest_path: Path,
+) -> None:
+    with av.open(str(vtest_path)) as container:
+        frames = [f for _, f in zip(range(40), container.decode(video=0), strict=False)]
+    kept = [f for f in frames if f.time is not None and round(f.time * 10) % 3 == 0]
+    serial = [encode_jpeg(f, 80, (384, 288)) for f in kept]
+    decoded: list[int] = []
+    ahead = EncodeAhead(
+        iter(frames), 80, (384, 288),
+        keep=lambda t: round(t * 10) % 3 == 0, on_decoded=lambda: decoded.append(1), depth=2,
+    )  # fmt: skip
+    with ahead:
+        got = list(ahead)
+    assert [(f.jpeg, f.width, f.height) for f in got] == serial, "same bytes, same order as serial"
+    assert [f.t for f in got] == [f.time for f in kept]
+    assert len(decoded) == 40 and ahead.last_t == frames[-1].time
+
+    with av.open(str(vtest_path)) as container:  # a consumer that leaves early: the thread ends
+        early = EncodeAhead(container.decode(video=0), 80, depth=2)
+        with early:
+            assert [f.t for _, f in zip(range(3), early, strict=False)] == [0.0, 0.1, 0.2]
+        assert not early._thread.is_alive(), "joined before the container closes"
+
+    def broken() -> Iterator[av.VideoFrame]:
+        yield frames[0]
+        raise av.error.InvalidDataError(1094995529, "Invalid data found when processing input")
+
+    with EncodeAhead(broken(), 80) as failing, pytest.raises(av.error.InvalidDataError):
+        for _ in failing:
+            pass
