@@ -18,12 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from confluent_kafka import Consumer, TopicPartition
 from pydantic import BaseModel
 
 from decoders.resume import key_partition
 from decoders.runner import run_cameras
 from sightline.bench.chaos import read_topic
 from sightline.config import CameraSettings, SightlineConfig
+from streams.kafka import consumer_config
 from streams.topics import ensure_topics
 
 
@@ -110,15 +112,23 @@ def _rebuild(dump: dict[str, Any]) -> SightlineConfig:
     return config
 
 
-def _worker_process(dump: dict[str, Any], worker_id: str, max_idle_s: float, out: Any) -> None:
-    """One production worker (its own detector from the registry) until the backlog runs dry."""
+def _worker_process(dump: dict[str, Any], worker_id: str, done: Any, out: Any) -> None:
+    """One production worker (its own detector from the registry) until the parent says the
+    group has committed the whole backlog (`done`, a multiprocessing event)."""
     from inference.worker import InferenceWorker
 
     try:
         config = _rebuild(dump)
-        worker = InferenceWorker(config, worker_id=worker_id)
+        stop = threading.Event()
+
+        def relay() -> None:  # the worker wants a threading.Event; the parent holds a process one
+            done.wait()
+            stop.set()
+
+        threading.Thread(target=relay, daemon=True, name="bench-stop").start()
+        worker = InferenceWorker(config, worker_id=worker_id, stop=stop)
         with CpuSampler() as cpu:
-            stats = worker.run(max_idle_s=max_idle_s)
+            stats = worker.run()
         busy = stats.first_fetch is not None and stats.last_ack is not None
         out.put({
             "worker": worker_id, "records": stats.records, "frames": stats.frames, "batches": stats.batches,
@@ -129,6 +139,27 @@ def _worker_process(dump: dict[str, Any], worker_id: str, max_idle_s: float, out
         out.put({"worker": worker_id, "error": repr(exc)})
 
 
+class GroupLag:
+    """Backlog records the consumer group has not committed yet (a fresh topic starts at 0)."""
+
+    def __init__(self, config: SightlineConfig) -> None:
+        # Only reads the group's committed offsets: never subscribes, so it never joins the group.
+        self.consumer = Consumer(consumer_config(config.kafka, config.inference.group_id, "bench-lag"))
+        topic = config.topics.frames.name
+        parts = self.consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        self.partitions = [TopicPartition(topic, p) for p in parts]
+        self.ends = {
+            tp.partition: self.consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in self.partitions
+        }
+
+    def __call__(self) -> int:
+        committed = self.consumer.committed(self.partitions, timeout=10)
+        return sum(self.ends[tp.partition] - max(tp.offset, 0) for tp in committed)
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
 @dataclass(frozen=True)
 class Drain:
     fps: float
@@ -136,35 +167,42 @@ class Drain:
     workers: list[dict[str, Any]]
 
 
-def drain(
-    config: SightlineConfig, frames: int, workers: int, max_idle_s: float = 3.0, timeout_s: float = 600.0
-) -> Drain:
+def drain(config: SightlineConfig, frames: int, workers: int, stall_s: float = 120.0) -> Drain:
     """`frames` backlog records over the group's first fetch .. last ack, `workers` processes
-    started at once (they join the group, and rebalance it, while the backlog drains)."""
+    started at once (they join the group, and rebalance it, while the backlog drains). They stop
+    once the group has committed every backlog offset, so a slow join or fetch never ends a
+    drain early; no commit progress for `stall_s` fails it."""
     ctx = multiprocessing.get_context("spawn")  # fork would copy the parent's Kafka clients and threads
-    out = ctx.Queue()
+    out, done = ctx.Queue(), ctx.Event()
     dump = config.model_dump(mode="json")
     tag = uuid.uuid4().hex[:6]
     procs = [
-        ctx.Process(target=_worker_process, args=(dump, f"bench-{tag}-{i}", max_idle_s, out), daemon=True)
+        ctx.Process(target=_worker_process, args=(dump, f"bench-{tag}-{i}", done, out), daemon=True)
         for i in range(workers)
     ]
     for proc in procs:
         proc.start()
+    lag = GroupLag(config)
     reports: list[dict[str, Any]] = []
-    deadline = time.monotonic() + timeout_s
+    progress, left = time.monotonic(), lag()
     try:
         while len(reports) < workers:
-            if time.monotonic() > deadline:
-                left = workers - len(reports)
-                raise RuntimeError(f"drain: {left} worker(s) still running after {timeout_s}s")
+            if not done.is_set():
+                now_left = lag()
+                progress, left = (time.monotonic(), now_left) if now_left < left else (progress, left)
+                if now_left == 0:
+                    done.set()
+                elif time.monotonic() - progress > stall_s:
+                    raise RuntimeError(f"drain: {left} records uncommitted, no progress for {stall_s}s")
             try:
-                reports.append(out.get(timeout=1.0))
+                reports.append(out.get(timeout=0.5))
             except queue.Empty:  # a worker that died reports nothing
                 dead = [p for p in procs if p.exitcode not in (None, 0)]
                 if dead:
                     raise RuntimeError(f"drain: worker exited with {dead[0].exitcode}") from None
-    finally:  # after a failure the others would only drain on: stop them at once
+    finally:  # after a failure the others would only wait on: stop them at once
+        done.set()
+        lag.close()
         for proc in procs:
             proc.join(30 if len(reports) == workers else 0)
             if proc.is_alive():

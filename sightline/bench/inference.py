@@ -36,15 +36,16 @@ def rss_mb() -> float:
     return 0.0
 
 
-def isolated(config: SightlineConfig, tag: str, partitions: int = 1) -> SightlineConfig:
-    """Fresh topics and group so a run never sees another run's records; the frames topic (and
-    tracker state, which mirrors it) gets at least `partitions` partitions, one per worker."""
+def isolated(config: SightlineConfig, tag: str, partitions: int | None = None) -> SightlineConfig:
+    """Fresh topics and group so a run never sees another run's records; with `partitions` the
+    frames topic (and tracker state, which mirrors it) gets exactly that many: one per worker,
+    so every assignor gives each worker one camera's partition."""
     config = config.model_copy(deep=True)
     suffix = f"{tag}-{uuid.uuid4().hex[:6]}"
     for _, topic in config.topics:
         topic.name = f"bench.{suffix}.{topic.name}"
     for topic in (config.topics.frames, config.topics.tracker_state):
-        topic.partitions = max(topic.partitions, partitions)
+        topic.partitions = partitions or topic.partitions
     config.inference.reject_unknown_cameras = False  # the bench's cameras are not in the config
     config.inference.group_id = f"bench-{suffix}"
     ensure_topics(config)
