@@ -59,22 +59,15 @@ def jpeg_scaled_size(width: int, height: int, min_size: tuple[int, int]) -> tupl
     return width, height
 
 
-def load_image(
+def frame_payload(
     msg: Message,
     meta: FrameMeta,
     claims: ClaimCheckStore | None,
     max_bytes: int,
     max_pixels: int = 50_000_000,
-    min_size: tuple[int, int] | None = None,
-    pool: BufferPool | None = None,
-) -> np.ndarray:
-    """BGR uint8 pixels of a validated frame record; any problem is a ContractError.
-
-    With ``min_size`` (w, h) a JPEG may come back smaller than ``meta.width`` x ``meta.height`` (DCT
-    scaling, see ``jpeg_scaled_size``) but never below ``min_size``; PNGs always decode at full size.
-    With a ``pool`` a JPEG is decoded into one of its buffers (give the image back once ``prepare`` has
-    copied it): a fresh 768x576 array cost ~0.6 ms of page faults per frame, more than the resize.
-    """
+) -> bytes:
+    """The record's image bytes (from Redis for a claim check), checked against the headers and
+    limits before any pixel is decoded; any problem is a ContractError."""
     payload = msg.value() or b""
     if meta.claim_check is not None:
         if claims is None:
@@ -82,6 +75,16 @@ def load_image(
         payload = claims.get(meta.claim_check)
     check_image_bytes(meta, payload, max_bytes)
     check_image_size(meta, payload, max_pixels)
+    return payload
+
+
+def decode_image(
+    meta: FrameMeta,
+    payload: bytes,
+    min_size: tuple[int, int] | None = None,
+    pool: BufferPool | None = None,
+) -> np.ndarray:
+    """BGR uint8 pixels of a checked payload (see ``load_image`` for ``min_size`` and ``pool``)."""
     want = (meta.width, meta.height)
     if min_size is not None and meta.encoding == "jpeg":
         want = jpeg_scaled_size(meta.width, meta.height, min_size)
@@ -101,9 +104,31 @@ def load_image(
         if pool is not None and buffer is not None:
             pool.give(buffer)
         raise ContractError(f"undecodable {meta.encoding} image: {exc}") from None
-    height, width = image.shape[:2]
-    if (width, height) != want:
-        if pool is not None and buffer is not None:
-            pool.give(buffer)
-        raise ContractError(f"image is {width}x{height} but headers say {meta.width}x{meta.height}")
+    check_decoded_size(meta, image, want)
     return image
+
+
+def check_decoded_size(meta: FrameMeta, image: np.ndarray, want: tuple[int, int] | None = None) -> None:
+    height, width = image.shape[:2]
+    if (width, height) != (want or (meta.width, meta.height)):
+        raise ContractError(f"image is {width}x{height} but headers say {meta.width}x{meta.height}")
+
+
+def load_image(
+    msg: Message,
+    meta: FrameMeta,
+    claims: ClaimCheckStore | None,
+    max_bytes: int,
+    max_pixels: int = 50_000_000,
+    min_size: tuple[int, int] | None = None,
+    pool: BufferPool | None = None,
+) -> np.ndarray:
+    """BGR uint8 pixels of a validated frame record; any problem is a ContractError.
+
+    With ``min_size`` (w, h) a JPEG may come back smaller than ``meta.width`` x ``meta.height`` (DCT
+    scaling, see ``jpeg_scaled_size``) but never below ``min_size``; PNGs always decode at full size.
+    With a ``pool`` a JPEG is decoded into one of its buffers (give the image back once ``prepare`` has
+    copied it): a fresh 768x576 array cost ~0.6 ms of page faults per frame, more than the resize.
+    """
+    payload = frame_payload(msg, meta, claims, max_bytes, max_pixels)
+    return decode_image(meta, payload, min_size, pool)

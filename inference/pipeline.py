@@ -23,8 +23,9 @@ from collections.abc import Callable
 import numpy as np
 import supervision as sv
 
-from inference.batching import Batch, Rejected
+from inference.batching import Batch, FrameJob, Rejected
 from inference.detector import Detector, PreparedBatch
+from inference.frames import check_decoded_size, decode_image
 from inference.preprocess import BufferPool
 from inference.records import BatchTiming
 from schemas.errors import ContractError
@@ -32,6 +33,7 @@ from streams.claimcheck import ClaimCheckUnavailable
 
 log = logging.getLogger(__name__)
 
+GpuDecode = Callable[[list[bytes]], "list[np.ndarray] | None"]
 _Item = tuple[Batch, list[PreparedBatch], list[list[np.ndarray]], float, float]
 
 
@@ -42,8 +44,12 @@ class StagedPipeline:
         stop: threading.Event,
         depth: int = 2,
         frame_pool: BufferPool | None = None,
+        gpu_decode: GpuDecode | None = None,
     ) -> None:
         self._current_detector = current_detector
+        # nvJPEG: jobs then yield checked JPEG bytes, decoded here a batch at a time; it returns
+        # None when some payload failed, and the CPU decoder sorts out which one and why.
+        self._gpu_decode = gpu_decode
         # Decoded frames come from this pool (load_image(pool=...)) and go back once copied into
         # the batch tensor: fresh arrays per frame cost more in page faults than the resize.
         self._frame_pool = frame_pool
@@ -70,8 +76,11 @@ class StagedPipeline:
 
     # -- the worker's side ----------------------------------------------------------------
     def submit(self, batch: Batch, timeout: float) -> bool:
-        """Hand over a closed batch; False when the first stage is full (serve acks and retry)."""
-        batch.epoch = self.epoch
+        """Hand over a closed batch; False when the first stage is full (serve acks and retry).
+
+        A batch keeps the epoch it was opened in (``Batch.epoch``): one rewound while it waited to
+        get in is skipped by every stage, like those rewound inside.
+        """
         try:
             self._prepare.put(batch, timeout=timeout)
         except queue.Full:
@@ -152,18 +161,28 @@ class StagedPipeline:
 
     def _prepare_batch(self, batch: Batch) -> list[PreparedBatch]:
         batch.started = time.monotonic()
-        images: list[np.ndarray] = []
-        sizes: list[tuple[int, int]] = []
+        jobs: list[FrameJob] = []
+        values: list[np.ndarray | bytes | ContractError] = []
         for job in batch.jobs:
             assert job.image is not None
             try:
-                images.append(job.image.result())
+                values.append(job.image.result())
             except ContractError as exc:
-                batch.rejected.append(Rejected(job.msg, exc.reason))
-                continue
+                values.append(exc)
             finally:
                 job.image = None  # the pixels live on only in the batch tensor
+            jobs.append(job)
+        if self._gpu_decode is not None:
+            values = self._decode_payloads(jobs, values, self._gpu_decode)
+        images: list[np.ndarray] = []
+        sizes: list[tuple[int, int]] = []
+        for job, value in zip(jobs, values, strict=True):
+            if isinstance(value, ContractError):
+                batch.rejected.append(Rejected(job.msg, value.reason))
+                continue
+            assert isinstance(value, np.ndarray)
             batch.good.append(job)
+            images.append(value)
             sizes.append((job.meta.width, job.meta.height))
         batch.detector = self._current_detector()
         prepared = batch.detector.prepare(images, sizes) if images else []
@@ -171,6 +190,27 @@ class StagedPipeline:
             for image in images:
                 self._frame_pool.give(image)
         return prepared
+
+    @staticmethod
+    def _decode_payloads(
+        jobs: list[FrameJob], values: list[np.ndarray | bytes | ContractError], gpu_decode: GpuDecode
+    ) -> list[np.ndarray | bytes | ContractError]:
+        at = [i for i, value in enumerate(values) if isinstance(value, bytes)]
+        if not at:
+            return values
+        payloads = [values[i] for i in at]
+        images = gpu_decode(payloads)  # type: ignore[arg-type]
+        out = list(values)
+        for n, i in enumerate(at):
+            try:
+                if images is None:  # some payload failed on the GPU: decode each on the CPU
+                    out[i] = decode_image(jobs[i].meta, payloads[n])  # type: ignore[arg-type]
+                else:
+                    check_decoded_size(jobs[i].meta, images[n])
+                    out[i] = images[n]
+            except ContractError as exc:
+                out[i] = exc
+        return out
 
     def _engine_stage(self) -> bool:
         item = self._engine.get()

@@ -19,6 +19,7 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+import numpy as np
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
 
 from inference import metrics
@@ -28,10 +29,10 @@ from inference.commits import OffsetCommits
 from inference.detector import Detector
 from inference.detector_source import DetectorSource, engine_kind
 from inference.exactly_once import ExactlyOnce, TransactionsUnavailable, send_offsets_with_deadline
-from inference.frames import load_image
+from inference.frames import frame_payload, load_image
 from inference.kafka_health import KafkaWatch
 from inference.outbox import Outbox
-from inference.pipeline import StagedPipeline
+from inference.pipeline import GpuDecode, StagedPipeline
 from inference.preprocess import BufferPool
 from inference.tracker_state import TrackerStateStore
 from inference.tracking import CameraTrackers
@@ -153,7 +154,10 @@ class InferenceWorker:
                 self.consumer, Producer(pconf), self.outbox, commits, self.health, self.in_flight
             )
         self.frame_pool = BufferPool(keep=4 * inf.max_batch)
-        self.pipeline = StagedPipeline(self.detectors.current, self.stop, frame_pool=self.frame_pool)
+        self.gpu_decode = _nvjpeg_decoder(inf.jpeg_decoder, inf.device_id)
+        self.pipeline = StagedPipeline(
+            self.detectors.current, self.stop, frame_pool=self.frame_pool, gpu_decode=self.gpu_decode
+        )
 
     @property
     def producer(self) -> Producer:
@@ -175,6 +179,12 @@ class InferenceWorker:
             batch.rejected.append(Rejected(msg, exc.reason))
             return
         frames = self.config.frames
+        if self.gpu_decode is not None and meta.encoding == "jpeg":  # decoded a batch at a time
+            future = self.decode_pool.submit(
+                frame_payload, msg, meta, self.claims, frames.max_frame_bytes, frames.max_pixels
+            )
+            batch.jobs.append(FrameJob(msg, meta, time.monotonic(), future))
+            return
         # Decode no larger than the model will see (libjpeg-turbo's DCT scaling does the rest).
         min_size = self.detectors.latest.decode_size(meta.width, meta.height)
         future = self.decode_pool.submit(
@@ -196,6 +206,8 @@ class InferenceWorker:
         self.in_flight.append(batch)
         while not self.pipeline.submit(batch, timeout=0.01):
             self._service()  # the pipeline is full: publish what it finished meanwhile
+            if batch.epoch != self.pipeline.epoch:
+                return  # rewound meanwhile (exactly-once abort, lost partitions): read again
 
     def _service(self, *, force: bool = False) -> None:
         """Publish the batches the pipeline finished, in order, and commit what is done."""
@@ -359,12 +371,32 @@ class InferenceWorker:
                 self.kafka.on_error(msg.error())
                 continue
             if self.open_batch is None:
-                self.open_batch = Batch(opened=time.monotonic())
+                self.open_batch = Batch(opened=time.monotonic(), epoch=self.pipeline.epoch)
             self._accept(msg, self.open_batch)
             self.stats.frames += 1
             self._last_activity = time.monotonic()
             if self.stats.first_fetch is None:
                 self.stats.first_fetch = self._last_activity
+
+
+def _nvjpeg_decoder(choice: str, device_id: int) -> GpuDecode | None:
+    """The batch JPEG decoder for ``jpeg_decoder: nvjpeg``, or None for libjpeg-turbo."""
+    if choice != "nvjpeg":
+        return None
+    from inference import gpu_jpeg
+
+    usable, why = gpu_jpeg.available()
+    if not usable:
+        log.warning("nvJPEG unavailable (%s); decoding JPEG on the CPU", why)
+        return None
+
+    def decode(payloads: list[bytes]) -> list[np.ndarray] | None:
+        try:
+            return gpu_jpeg.decode_jpegs(payloads, device_id)
+        except gpu_jpeg.JpegDecodeError:
+            return None
+
+    return decode
 
 
 def _camera_label(msg: Message) -> str:

@@ -141,7 +141,10 @@ def test_discarded_batches_never_come_out(detector: Detector, bus_bgr: np.ndarra
         assert pipeline.busy
         pipeline.discard()
         release.set()
+        late = _batch([bus_bgr], 0)  # opened before the rewind, submitted after it
+        assert pipeline.submit(late, timeout=5)
         kept = _batch([bus_bgr], 0)
+        kept.epoch = pipeline.epoch
         assert pipeline.submit(kept, timeout=5)
         out = _collect(pipeline, 1)
         time.sleep(0.2)
@@ -150,3 +153,41 @@ def test_discarded_batches_never_come_out(detector: Detector, bus_bgr: np.ndarra
         pipeline.close()
     assert out == [kept]
     assert not pipeline.busy
+
+
+def test_batch_decoded_payloads_fall_back_to_the_cpu_for_the_frame_that_fails(
+    detector: Detector, bus_jpg: Path
+) -> None:
+    """The nvJPEG path's contract (the decoder itself runs in test_engines_gpu.py on a GPU): jobs
+    yield checked JPEG bytes, the batch decoder returns None when any payload fails, and the CPU
+    decoder then rejects exactly that frame with its reason."""
+    import simplejpeg
+
+    bus_jpg_bytes = bus_jpg.read_bytes()
+    calls: list[int] = []
+
+    def batch_decode(payloads: list[bytes]) -> list[np.ndarray] | None:
+        calls.append(len(payloads))
+        try:
+            return [simplejpeg.decode_jpeg(p, colorspace="BGR") for p in payloads]
+        except ValueError:
+            return None
+
+    h, w = simplejpeg.decode_jpeg_header(bus_jpg_bytes)[:2]
+    pipeline = StagedPipeline(lambda: detector, threading.Event(), gpu_decode=batch_decode)
+    try:
+        good = _batch([ContractError("placeholder")] * 2, 0)
+        bad = _batch([ContractError("placeholder")] * 2, 2)
+        for batch, payloads in ((good, [bus_jpg_bytes] * 2), (bad, [bus_jpg_bytes, b"\xff\xd8garbage"])):
+            for job, payload in zip(batch.jobs, payloads, strict=True):
+                job.meta = FrameMeta(camera_id="cam", seq=job.meta.seq, capture_ns=1, width=w, height=h)
+                job.image = _done(payload)  # type: ignore[arg-type]
+            assert pipeline.submit(batch, timeout=5)
+        out = _collect(pipeline, 2)
+    finally:
+        pipeline.close()
+    assert out == [good, bad] and calls == [2, 2]
+    assert [j.msg.offset() for j in good.good] == [0, 1] and not good.rejected
+    assert [j.msg.offset() for j in bad.good] == [2]
+    assert [(r.msg.offset(), r.reason.split(":")[0]) for r in bad.rejected] == [(3, "undecodable jpeg image")]
+    assert all(len(r) for r in good.results + bad.results), "the bus photo has detections"
