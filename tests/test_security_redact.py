@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import logging
+import threading
+
 import pytest
 
+from decoders.runner import run_cameras
 from schemas.camera_event import CameraEvent
 from sightline.api.tail import TailState
-from sightline.config import SightlineConfig
+from sightline.config import CameraSettings, SightlineConfig
+from streams.devinfra import free_port
 from streams.redact import is_secret_param, redact_text, redact_url
+from tests.conftest import Stack
+from tests.helpers import read_topic
 
 
 @pytest.mark.parametrize(
@@ -73,3 +80,31 @@ def test_the_api_never_serves_credentials_from_old_camera_events() -> None:
     [view] = state.cameras_view()
     assert view["last_event"]["source"] == "rtsp://***@cam:554/s"
     assert "pw123" not in str(view)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="decoders/ does not call redact_url yet: the lead applies the call sites listed in helper F's "
+    "report, then removes this marker",
+)
+def test_decoder_events_logs_and_errors_never_carry_camera_credentials(
+    stack: Stack, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A live camera behind credentials that cannot be reached: every trace of it is redacted."""
+    config = stack.fresh_config("redact", partitions=1)
+    password, token = "pw-5ecret-991", "tk-5ecret-772"
+    url = f"rtsp://viewer:{password}@127.0.0.1:{free_port()}/stream?token={token}"
+    camera = CameraSettings(
+        id="locked", url=url, stall_timeout_s=1, reconnect_initial_s=0.2, reconnect_max_s=0.5
+    )  # fmt: skip
+    stop = threading.Event()
+    threading.Timer(3, stop.set).start()
+    caplog.set_level(logging.DEBUG)
+    stats = run_cameras(config, [camera], stop, metrics_port=0)
+    assert stats["locked"].reconnects >= 1
+    records = read_topic(config, config.topics.camera_events.name)
+    events = [CameraEvent.decode(m.value()) for m in records]
+    assert events and all(e.source == redact_url(url) for e in events), [e.source for e in events]
+    shown = [m.value().decode() for m in records] + [caplog.text, str(stats["locked"].error)]
+    for text in shown:
+        assert password not in text and token not in text, text
