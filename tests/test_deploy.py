@@ -7,11 +7,16 @@ Prometheus metrics the code registers. `docker compose config` and `promtool` ru
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 import pkgutil
 import re
+import shlex
 import shutil
 import subprocess
+import sys
+import urllib.error
+import urllib.request
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -20,6 +25,7 @@ import yaml
 from pydantic import BaseModel
 
 from sightline.config import ApiSettings, MetricsSettings, SightlineConfig, load_config
+from sightline.config.infra import DevSettings
 
 REPO = Path(__file__).resolve().parent.parent
 COMPOSE_DIR = REPO / "compose"
@@ -467,15 +473,91 @@ def test_grafana_provisioning_matches_the_mounts(compose: dict[str, Any]) -> Non
 
 
 # -- Kubernetes -----------------------------------------------------------------------------
+# Kubernetes versions the manifests are validated against (schemas shipped by kubernetes-validate).
+K8S_VERSIONS = ("1.30.0", "1.34.0")
+# The only kustomization fields the fallback renderer below understands.
+KUSTOMIZE_FIELDS = {"apiVersion", "kind", "namespace", "labels", "images", "resources", "configMapGenerator"}
+CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "PersistentVolume", "StorageClass"}
+# Workload -> (its kind, the sightline sub-command it runs).
+K8S_WORKLOADS = {
+    "sightline-decoder": ("Deployment", ["decode"]),
+    "sightline-inference": ("Deployment", ["infer"]),
+    "sightline-alerts": ("StatefulSet", ["alerts", "run"]),
+    "sightline-drift": ("Deployment", ["drift"]),
+    "sightline-api": ("Deployment", ["api"]),
+}
+# Workloads whose server has /healthz and /readyz (sightline/api/routes/health.py, sightline/drift/http.py).
+K8S_HEALTH_ENDPOINTS = {"sightline-api", "sightline-drift"}
+
+
+def kustomize_cli() -> list[str] | None:
+    """A real Kustomize: `kubectl kustomize` or `kustomize build`, whichever is on PATH."""
+    if kubectl := shutil.which("kubectl"):
+        return [kubectl, "kustomize"]
+    if kustomize := shutil.which("kustomize"):
+        return [kustomize, "build"]
+    return None
+
+
+def render_with_kustomize(cli: list[str], directory: Path) -> list[dict[str, Any]]:
+    result = subprocess.run([*cli, str(directory)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return [d for d in yaml.safe_load_all(result.stdout) if d]
+
+
+def _set_images(pod_spec: dict[str, Any], images: list[dict[str, str]]) -> None:
+    for container in pod_spec.get("initContainers", []) + pod_spec.get("containers", []):
+        name = re.split(r"[:@]", container["image"], maxsplit=1)[0]
+        for image in images:
+            if image["name"] == name:
+                container["image"] = f"{image.get('newName', name)}:{image['newTag']}"
+
+
+def render_minimal(directory: Path) -> list[dict[str, Any]]:
+    """Our kustomization rendered without Kustomize, for machines that have neither kubectl nor kustomize.
+
+    Hand-written because no maintained Python port of Kustomize exists; it implements only the fields
+    compose/k8s uses (KUSTOMIZE_FIELDS: file resources, namespace, `labels` without selectors, image
+    overrides, hash-less ConfigMap generators from files) and fails on anything else.
+    `test_minimal_render_matches_kustomize` checks it against the real one wherever that is installed.
+    """
+    kustomization = _yaml(directory / "kustomization.yaml")
+    assert set(kustomization) <= KUSTOMIZE_FIELDS, (
+        f"render_minimal lacks {set(kustomization) - KUSTOMIZE_FIELDS}"
+    )
+    docs = []
+    for name in kustomization["resources"]:
+        docs.extend(d for d in yaml.safe_load_all((directory / name).read_text()) if d)
+    for generator in kustomization.get("configMapGenerator", []):
+        options = generator.get("options", {})
+        assert set(generator) <= {"name", "files", "options"} and options.get("disableNameSuffixHash") is True
+        data = {Path(f).name: (directory / f).read_text() for f in generator["files"]}
+        metadata = {
+            "name": generator["name"],
+            **({"labels": options["labels"]} if "labels" in options else {}),
+        }
+        docs.append({"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata, "data": data})
+    for doc in docs:
+        metadata = doc["metadata"]
+        if doc["kind"] not in CLUSTER_SCOPED and "namespace" in kustomization:
+            metadata["namespace"] = kustomization["namespace"]
+        for label in kustomization.get("labels", []):
+            assert not label.get("includeSelectors") and not label.get("includeTemplates"), label
+            metadata["labels"] = {**metadata.get("labels", {}), **label["pairs"]}
+        template = doc.get("spec", {}).get("template", {})
+        if "spec" in template:
+            _set_images(template["spec"], kustomization.get("images", []))
+    return docs
+
+
 @pytest.fixture(scope="module")
 def k8s() -> list[dict[str, Any]]:
+    """The kustomization as `kubectl apply -k` would send it (real Kustomize where installed)."""
     kustomization = _yaml(K8S_DIR / "kustomization.yaml")
-    listed = kustomization["resources"]
     on_disk = {p.name for p in K8S_DIR.glob("*.yaml")} - {"kustomization.yaml"}
-    assert set(listed) == on_disk, "every manifest is listed in kustomization.yaml"
-    docs = []
-    for name in listed:
-        docs.extend(d for d in yaml.safe_load_all((K8S_DIR / name).read_text()) if d)
+    assert set(kustomization["resources"]) == on_disk, "every manifest is listed in kustomization.yaml"
+    cli = kustomize_cli()
+    docs = render_with_kustomize(cli, K8S_DIR) if cli else render_minimal(K8S_DIR)
     for doc in docs:
         assert doc["apiVersion"] and doc["kind"] and doc["metadata"]["name"], doc
     return docs
@@ -491,27 +573,91 @@ def _k8s_config(docs: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch) -> 
     return _check_env_overrides({k: str(v) for k, v in env.items()}, monkeypatch, "k8s sightline-env")
 
 
+def _container(doc: dict[str, Any]) -> dict[str, Any]:
+    [container] = doc["spec"]["template"]["spec"]["containers"]
+    return container
+
+
+def test_minimal_render_matches_kustomize() -> None:
+    cli = kustomize_cli()
+    if cli is None:
+        pytest.skip("neither kubectl nor kustomize on PATH: nothing to compare render_minimal with")
+
+    def by_key(docs: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
+        return {(d["kind"], d["metadata"]["name"]): d for d in docs}
+
+    real, minimal = by_key(render_with_kustomize(cli, K8S_DIR)), by_key(render_minimal(K8S_DIR))
+    assert real.keys() == minimal.keys()
+    for key, doc in real.items():
+        assert minimal[key] == doc, key
+
+
+def validate_keda(doc: dict[str, Any]) -> None:
+    """KEDA's CRD schema, as the cloudcoil models generated from it; unknown fields are errors too."""
+    from cloudcoil.models.keda import v1alpha1
+
+    assert doc["apiVersion"] == "keda.sh/v1alpha1", doc["apiVersion"]
+    model = getattr(v1alpha1, doc["kind"])
+    parsed = model.model_validate(doc).model_dump(mode="json", by_alias=True, exclude_unset=True)
+    assert parsed == doc, f"{doc['kind']}: fields unknown to KEDA's schema, or values of the wrong type"
+
+
+def test_validate_keda_rejects_what_the_crd_rejects(k8s: list[dict[str, Any]]) -> None:
+    scaled = _k8s(k8s, "ScaledObject", "sightline-inference")
+    validate_keda(scaled)
+    for spec in ({**scaled["spec"], "maxReplicas": 6}, {**scaled["spec"], "minReplicaCount": "1"}):
+        with pytest.raises((AssertionError, ValueError)):
+            validate_keda({**scaled, "spec": spec})
+
+
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+def test_k8s_manifests_match_the_api_schemas(k8s: list[dict[str, Any]], version: str) -> None:
+    import kubernetes_validate
+
+    for doc in k8s:
+        if doc["apiVersion"].startswith("keda.sh/"):
+            validate_keda(doc)
+            continue
+        try:
+            kubernetes_validate.validate(doc, version, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            where = ".".join(str(p) for p in exc.path)
+            pytest.fail(f"{doc['kind']}/{doc['metadata']['name']} at {where}: {exc.message} (k8s {version})")
+
+
+def test_k8s_validation_catches_a_misplaced_field(k8s: list[dict[str, Any]]) -> None:
+    import kubernetes_validate
+
+    deployment = _k8s(k8s, "Deployment", "sightline-decoder")
+    broken = json.loads(json.dumps(deployment))
+    broken["spec"]["template"]["spec"]["containers"][0]["port"] = 9101
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, K8S_VERSIONS[-1], strict=True)
+
+
 def test_k8s_configmap_is_the_compose_config(k8s: list[dict[str, Any]]) -> None:
     embedded = _k8s(k8s, "ConfigMap", "sightline-config")["data"]["sightline.yaml"]
     assert yaml.safe_load(embedded) == _yaml(CONFIG_FILE), "compose/k8s/configmap.yaml is out of date"
 
 
-def test_k8s_deployments(k8s: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_k8s_workloads(k8s: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch) -> None:
     config = _k8s_config(k8s, monkeypatch)
-    expected = {
-        "sightline-decoder": (["decode"], config.metrics.decoder_port),
-        "sightline-inference": (["infer"], config.metrics.inference_port),
-        "sightline-alerts": (["alerts", "run"], config.metrics.alerts_port),
-        "sightline-api": (["api"], config.api.port),
+    ports = {
+        "sightline-decoder": config.metrics.decoder_port,
+        "sightline-inference": config.metrics.inference_port,
+        "sightline-alerts": config.metrics.alerts_port,
+        "sightline-drift": config.drift.metrics_port,
+        "sightline-api": config.api.port,
     }
-    for name, (args, port) in expected.items():
-        deployment = _k8s(k8s, "Deployment", name)
-        pod = deployment["spec"]["template"]
-        assert deployment["spec"]["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
-        [container] = pod["spec"]["containers"]
+    for name, (kind, args) in K8S_WORKLOADS.items():
+        workload = _k8s(k8s, kind, name)
+        pod = workload["spec"]["template"]
+        assert workload["spec"]["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+        container = _container(workload)
         assert container["args"] == args
-        assert [p["containerPort"] for p in container["ports"]] == [port]
-        assert pod["metadata"]["annotations"]["prometheus.io/port"] == str(port)
+        assert container["image"].startswith("registry.example.com/sightline:"), "kustomize sets the image"
+        assert [p["containerPort"] for p in container["ports"]] == [ports[name]]
+        assert pod["metadata"]["annotations"]["prometheus.io/port"] == str(ports[name])
         assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
         assert {"configMapRef": {"name": "sightline-env"}} in container["envFrom"]
         for var in container.get("env", []):
@@ -525,14 +671,28 @@ def test_k8s_deployments(k8s: list[dict[str, Any]], monkeypatch: pytest.MonkeyPa
     assert service["spec"]["ports"][0]["port"] == config.api.port
 
 
-def test_keda_scales_inference_on_the_frames_lag(
+def test_alert_processors_keep_their_member_id_across_reschedules(k8s: list[dict[str, Any]]) -> None:
+    """Static membership needs a group.instance.id that survives a reschedule: a StatefulSet pod name."""
+    assert not [d for d in k8s if d["kind"] == "Deployment" and d["metadata"]["name"] == "sightline-alerts"]
+    alerts = _k8s(k8s, "StatefulSet", "sightline-alerts")
+    env = {v["name"]: v for v in _container(alerts).get("env", [])}
+    assert _field_path("SIGHTLINE_ALERTS__INSTANCE_ID") == ["alerts", "instance_id"]
+    source = env["SIGHTLINE_ALERTS__INSTANCE_ID"]["valueFrom"]["fieldRef"]["fieldPath"]
+    assert source == "metadata.name"
+    service = _k8s(k8s, "Service", alerts["spec"]["serviceName"])
+    assert service["spec"]["clusterIP"] == "None", "a StatefulSet's governing Service is headless"
+    assert service["spec"]["selector"].items() <= alerts["spec"]["template"]["metadata"]["labels"].items()
+
+
+def test_keda_alone_scales_inference_on_the_frames_lag(
     k8s: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     config = _k8s_config(k8s, monkeypatch)
     scaled = _k8s(k8s, "ScaledObject", "sightline-inference")
-    assert scaled["apiVersion"].startswith("keda.sh/")
-    assert scaled["spec"]["scaleTargetRef"]["name"] == "sightline-inference"
-    _k8s(k8s, "Deployment", "sightline-inference")
+    target = scaled["spec"]["scaleTargetRef"]
+    assert target.get("kind", "Deployment") == "Deployment" and target["name"] == "sightline-inference"
+    deployment = _k8s(k8s, "Deployment", "sightline-inference")
+    assert "replicas" not in deployment["spec"], "KEDA owns the replica count; `kubectl apply` would fight it"
     [trigger] = scaled["spec"]["triggers"]
     assert trigger["type"] == "kafka"
     meta = trigger["metadata"]
@@ -541,6 +701,158 @@ def test_keda_scales_inference_on_the_frames_lag(
     assert meta["bootstrapServers"] == config.kafka.bootstrap_servers
     assert 1 <= scaled["spec"]["minReplicaCount"] <= scaled["spec"]["maxReplicaCount"]
     assert scaled["spec"]["maxReplicaCount"] <= config.topics.frames.partitions
+
+
+def _http_status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def test_api_and_drift_probes_use_their_health_endpoints(k8s: list[dict[str, Any]]) -> None:
+    from sightline.api.routes.health import router
+    from sightline.drift.http import serve_health
+    from streams.health import Health
+
+    for name in K8S_HEALTH_ENDPOINTS:
+        container = _container(_k8s(k8s, K8S_WORKLOADS[name][0], name))
+        assert container["livenessProbe"]["httpGet"]["path"] == "/healthz", name
+        assert container["readinessProbe"]["httpGet"]["path"] == "/readyz", name
+        port_names = {p["name"] for p in container["ports"]}
+        assert {container[p]["httpGet"]["port"] for p in ("livenessProbe", "readinessProbe")} <= port_names
+    assert {"/healthz", "/readyz"} <= {route.path for route in router.routes}
+    # The drift server for real: liveness stays up while Kafka is down, readiness does not.
+    health = Health("drift-probe-test")
+    server = serve_health(health, "127.0.0.1", 0)
+    try:
+        base = f"http://127.0.0.1:{server.server_port}"
+        health.ok("kafka")
+        assert (_http_status(f"{base}/healthz"), _http_status(f"{base}/readyz")) == (200, 200)
+        health.degraded("kafka", "broker unreachable")
+        assert (_http_status(f"{base}/healthz"), _http_status(f"{base}/readyz")) == (200, 503)
+    finally:
+        server.shutdown()
+
+
+@pytest.mark.parametrize("name", sorted(set(K8S_WORKLOADS) - K8S_HEALTH_ENDPOINTS))
+def test_metrics_only_workloads_are_ready_only_with_their_dependencies(
+    k8s: list[dict[str, Any]], name: str
+) -> None:
+    """The readiness command of decoder/inference/alerts, run against a real /metrics server."""
+    from prometheus_client import CollectorRegistry, Gauge, start_http_server
+
+    container = _container(_k8s(k8s, K8S_WORKLOADS[name][0], name))
+    assert container["livenessProbe"]["httpGet"]["port"] == "metrics"
+    command = container["readinessProbe"]["exec"]["command"]
+    port = container["ports"][0]["containerPort"]
+    assert f"127.0.0.1:{port}/metrics" in command[-1]
+    registry = CollectorRegistry()
+    gauge = Gauge("sightline_dependency_up", "test", ["component", "dependency"], registry=registry)
+    server, _ = start_http_server(0, addr="127.0.0.1", registry=registry)
+    try:
+        local = [*command[:-1], command[-1].replace(f":{port}/", f":{server.server_port}/")]
+        local[0] = sys.executable  # the image's `python`
+        gauge.labels("x", "kafka").set(1)
+        gauge.labels("x", "redis").set(1)
+        assert subprocess.run(local, capture_output=True, text=True, timeout=60).returncode == 0
+        gauge.labels("x", "redis").set(0)
+        down = subprocess.run(local, capture_output=True, text=True, timeout=60)
+        assert down.returncode != 0 and "redis" in down.stderr
+    finally:
+        server.shutdown()
+
+
+def _check_sightline_command(args: list[str]) -> None:
+    from typer.testing import CliRunner
+
+    from sightline.cli import app
+
+    # --help after the arguments: unknown sub-commands and options still fail to parse.
+    result = CliRunner().invoke(app, [*args, "--help"])
+    assert result.exit_code == 0, f"`sightline {' '.join(args)}` is not a command: {result.output}"
+
+
+def _check_python_module(module: str) -> None:
+    spec = importlib.util.find_spec(module)
+    assert spec is not None and spec.origin, f"python -m {module}: no such module"
+    if spec.submodule_search_locations is not None:
+        assert importlib.util.find_spec(f"{module}.__main__"), (
+            f"python -m {module}: the package has no __main__"
+        )
+    else:
+        assert '__name__ == "__main__"' in Path(spec.origin).read_text(), f"python -m {module} does nothing"
+
+
+def test_k8s_containers_run_real_commands(k8s: list[dict[str, Any]]) -> None:
+    for doc in k8s:
+        pod = doc.get("spec", {}).get("template", {}).get("spec")
+        for container in (pod or {}).get("containers", []):
+            if not container["image"].startswith("registry.example.com/sightline:"):
+                continue
+            if "command" not in container:
+                _check_sightline_command(container["args"])  # the image's ENTRYPOINT is `sightline`
+                continue
+            assert container["command"] == ["sh", "-c"], container["name"]
+            [script] = container["args"]
+            for step in script.split("&&"):
+                words = shlex.split(step)
+                if words[0] == "sightline":
+                    _check_sightline_command(words[1:])
+                elif words[0] == "python":
+                    assert words[1] == "-m", step
+                    _check_python_module(words[2])
+                else:
+                    assert words[0] in {"apt-get", "chown"}, (
+                        f"unexpected command in {container['name']}: {step}"
+                    )
+
+
+def test_setup_job_fetches_the_configured_model(k8s: list[dict[str, Any]]) -> None:
+    [script] = _container(_k8s(k8s, "Job", "sightline-setup"))["args"]
+    assert "sightline models fetch nanodet-m" in script
+    assert _yaml(CONFIG_FILE)["inference"]["model"] == "nanodet-m"
+
+
+def test_k8s_grafana_admin_login_comes_from_a_secret(k8s: list[dict[str, Any]]) -> None:
+    grafana = _container(_k8s(k8s, "Deployment", "sightline-grafana"))
+    env = {v["name"]: v for v in grafana["env"]}
+    for name in ("GF_SECURITY_ADMIN_USER", "GF_SECURITY_ADMIN_PASSWORD"):
+        assert "value" not in env[name], f"{name} must not be written in the manifest"
+        assert env[name]["valueFrom"]["secretKeyRef"]["name"] == "sightline-grafana"
+        assert not env[name]["valueFrom"]["secretKeyRef"].get("optional"), "no Secret, no Grafana"
+    assert not [d for d in k8s if d["kind"] == "Secret"], "secrets are created in the cluster, not committed"
+
+
+def test_k8s_grafana_serves_the_compose_dashboard(k8s: list[dict[str, Any]]) -> None:
+    dashboards = _k8s(k8s, "ConfigMap", "sightline-grafana-dashboards")["data"]
+    assert dashboards.keys() == {p.name for p in DASHBOARDS.glob("*.json")}
+    for name, text in dashboards.items():
+        assert text == (DASHBOARDS / name).read_text(), f"compose/k8s/grafana/{name} is out of date"
+    provisioning = _k8s(k8s, "ConfigMap", "sightline-grafana-provisioning")["data"]
+    [datasource] = yaml.safe_load(provisioning["datasource.yml"])["datasources"]
+    assert datasource["uid"] == "prometheus" and datasource["type"] == "prometheus"
+    [provider] = yaml.safe_load(provisioning["dashboards.yml"])["providers"]
+    grafana = _container(_k8s(k8s, "Deployment", "sightline-grafana"))
+    mounts = {m["mountPath"]: m["name"] for m in grafana["volumeMounts"]}
+    assert mounts[provider["options"]["path"]] == "dashboards"
+    env = {v["name"]: v.get("value") for v in grafana["env"]}
+    assert datasource["url"] == "${PROMETHEUS_URL}" and env["PROMETHEUS_URL"].startswith("http")
+    home = PurePosixPath(env["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"])
+    assert str(home.parent) == provider["options"]["path"] and home.name in dashboards
+
+
+def test_k8s_kafka_exporter_speaks_the_brokers_version(
+    k8s: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = _k8s_config(k8s, monkeypatch)
+    exporter = _container(_k8s(k8s, "Deployment", "sightline-kafka-exporter"))
+    flags = dict(arg.removeprefix("--").split("=", 1) for arg in exporter["args"])
+    assert flags["kafka.server"] == config.kafka.bootstrap_servers
+    broker = DevSettings().kafka_version  # the Kafka the project runs and tests against
+    assert flags["kafka.version"].split(".")[:2] == broker.split(".")[:2], (flags["kafka.version"], broker)
+    assert not exporter["image"].endswith(":latest") and ":" in exporter["image"]
 
 
 def test_docs_exist() -> None:
