@@ -130,12 +130,12 @@ class Endpoint:
 
     async def _attempt(self, alert: AlertRecord, body: bytes, text: str, attempt: int) -> None:
         """One signed POST; the caller has already been let through by the breaker."""
-        # Signed per attempt: the timestamp must be fresh for the receiver's 5-minute window.
-        headers = self.signer.headers(alert.alert_id, text)
-        headers["X-Sightline-Alert-Type"] = alert.type
-        headers["X-Sightline-Attempt"] = str(attempt)
         try:
             async with self.limit:
+                # Signed per attempt, once a slot is free: the receiver checks the timestamp is fresh.
+                headers = self.signer.headers(alert.alert_id, text)
+                headers["X-Sightline-Alert-Type"] = alert.type
+                headers["X-Sightline-Attempt"] = str(attempt)
                 response = await self.client.post(self.settings.url, content=body, headers=headers)
         except httpx.TimeoutException as exc:
             self._failed()
