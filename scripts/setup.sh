@@ -1,26 +1,38 @@
 #!/usr/bin/env bash
-# Installs everything Sightline needs on a fresh Debian machine. Idempotent and quick when done:
-# each step checks for its result first.
+# Installs everything Sightline needs on a fresh Debian machine (no Java, any default Python).
+# Idempotent and quick when done: each step checks for its result first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/setup-lib.sh
 
-PY=${PYTHON:-python3.11}
+PY=$(find_python) || exit 1
 APT_PACKAGES=(redis-server ffmpeg kcat rtsp-server-perl libgl1 libglib2.0-0 prometheus chromium)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
+mapfile -t extra < <(extra_apt_packages "$PY")
+missing+=("${extra[@]}")
 if ((${#missing[@]})); then
   echo "setup: installing Debian packages: ${missing[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+if ! java_ok; then
+  echo "setup: the Kafka broker needs Java >= $MIN_JAVA; \`java -version\` says: $(java -version 2>&1 | head -1)" >&2
+  echo "  put a Java $MIN_JAVA+ runtime first on PATH (Debian: openjdk-17-jre-headless)" >&2
+  exit 1
+fi
 
 stamp=.venv/.sightline-installed
+if [ -x .venv/bin/python ] && ! [[ "$(python_version .venv/bin/python)" =~ ^3\.(1[1-9]|[2-9][0-9])$ ]]; then
+  echo "setup: .venv has Python $(python_version .venv/bin/python); recreating it with $PY"
+  rm -rf .venv
+fi
 if [ ! -x .venv/bin/python ]; then
-  echo "setup: creating .venv"
+  echo "setup: creating .venv with $PY ($(python_version "$PY"))"
   "$PY" -m venv .venv
 fi
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then

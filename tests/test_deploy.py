@@ -858,3 +858,98 @@ def test_k8s_kafka_exporter_speaks_the_brokers_version(
 def test_docs_exist() -> None:
     for name in ("deployment.md", "capacity.md"):
         assert (REPO / "docs" / name).is_file(), name
+
+
+# -- make setup -----------------------------------------------------------------------------
+# scripts/setup-lib.sh's checks, run by bash with a PATH holding only stand-in programs: what a bare
+# Debian machine (no Java, an old python3) looks like to the script.
+SETUP_LIB = REPO / "scripts" / "setup-lib.sh"
+
+
+def _stand_in(directory: Path, name: str, prints: str, stderr: bool = False) -> Path:
+    """A program that prints `prints` whatever it is asked (`python3 -c ...`, `java -version`)."""
+    path = directory / name
+    path.write_text(f"#!/bin/sh\necho {shlex.quote(prints)}{' >&2' if stderr else ''}\n")
+    path.chmod(0o755)
+    return path
+
+
+def _setup_lib(call: str, path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    bash = shutil.which("bash")
+    assert bash, "bash is needed for scripts/setup.sh"
+    script = f"source {shlex.quote(str(SETUP_LIB))}; {call}"
+    return subprocess.run(
+        [bash, "-c", script], env={"PATH": str(path), **env}, capture_output=True, text=True, timeout=30
+    )
+
+
+def test_setup_refuses_an_old_python_and_says_what_to_install(tmp_path: Path) -> None:
+    _stand_in(tmp_path, "python3", "3.9")
+    result = _setup_lib("find_python", tmp_path)
+    assert result.returncode == 1 and result.stdout == ""
+    assert "needs Python >= 3.11; found: python3 3.9" in result.stderr
+    assert "PYTHON=/path/to/python3.11 make setup" in result.stderr
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert "no python3 on PATH" in _setup_lib("find_python", empty).stderr
+
+
+def test_setup_finds_a_new_enough_python(tmp_path: Path) -> None:
+    _stand_in(tmp_path, "python3", "3.9")
+    newer = _stand_in(tmp_path, "python3.12", "3.12")
+    _stand_in(tmp_path, "python3.13", "3.13")
+    result = _setup_lib("find_python", tmp_path)
+    assert (result.returncode, result.stdout.strip()) == (0, str(newer))
+    # A real interpreter as the only `python3`: the version check itself, not a stand-in's echo.
+    real = tmp_path / "real"
+    real.mkdir()
+    (real / "python3").symlink_to(sys.executable)
+    result = _setup_lib("find_python", real)
+    assert (result.returncode, result.stdout.strip()) == (0, str(real / "python3")), result.stderr
+
+
+def test_setup_takes_python_from_the_environment_or_fails(tmp_path: Path) -> None:
+    old = _stand_in(tmp_path, "python-old", "3.10")
+    _stand_in(tmp_path, "python3.12", "3.12")
+    result = _setup_lib("find_python", tmp_path, PYTHON=str(old))
+    assert result.returncode == 1 and f"PYTHON={old} is set" in result.stderr
+    good = _stand_in(tmp_path, "python-good", "3.11")
+    assert _setup_lib("find_python", tmp_path, PYTHON=str(good)).stdout.strip() == str(good)
+
+
+@pytest.mark.parametrize(
+    ("version_line", "major"),
+    [
+        ('openjdk version "17.0.12" 2024-07-16', 17),
+        ('openjdk version "21" 2023-09-19', 21),
+        ('openjdk version "11.0.22" 2024-01-16', 11),
+        ('java version "1.8.0_292"', 8),
+    ],
+)
+def test_setup_reads_the_java_version(tmp_path: Path, version_line: str, major: int) -> None:
+    _stand_in(tmp_path, "java", version_line, stderr=True)
+    _stand_in(tmp_path, "mvn", "Apache Maven 3.8.7")
+    result = _setup_lib(
+        "java_major; java_ok && echo ok || echo old; extra_apt_packages /opt/python3", tmp_path
+    )
+    lines = result.stdout.split()
+    assert lines[:2] == [str(major), "ok" if major >= 17 else "old"], result.stderr
+    assert lines[2:] == ([] if major >= 17 else ["default-jre-headless"])
+
+
+def test_setup_installs_java_and_maven_on_a_bare_machine(tmp_path: Path) -> None:
+    python = _stand_in(tmp_path, "python3", "3.11")
+    result = _setup_lib(f"java_ok || echo no-java; extra_apt_packages {python}", tmp_path)
+    assert result.stdout.split() == ["no-java", "default-jre-headless", "maven"], result.stderr
+
+
+def test_setup_script_uses_the_checks() -> None:
+    script = (REPO / "scripts" / "setup.sh").read_text()
+    assert "source scripts/setup-lib.sh" in script
+    for step in ("PY=$(find_python) || exit 1", "extra_apt_packages", "java_ok", '"$PY" -m venv .venv'):
+        assert step in script, step
+    bash = shutil.which("bash")
+    assert bash
+    for name in ("setup.sh", "setup-lib.sh"):
+        result = subprocess.run([bash, "-n", str(REPO / "scripts" / name)], capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
