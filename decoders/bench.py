@@ -1,6 +1,6 @@
 """Decoder benchmark: frames published to Kafka vs the bare decode + JPEG encode rate.
 
-The published side runs on topics of its own, created for each round and deleted after it. On
+The published side runs on topics of its own, fresh for each round, deleted at the end. On
 the shared frames topic each round's new camera first searched up to 2,000 earlier records
 (about 150 MB of JPEG) for a frame of its own, so the figure depended on how often the bench
 had run before; and the dev stack's workers took the bench's frames for camera frames.
@@ -27,20 +27,28 @@ _OWN_TOPICS = ("frames", "camera_events")  # the topics the decoder writes
 
 
 @contextmanager
-def own_topics(config: SightlineConfig) -> Iterator[SightlineConfig]:
-    """`config` with fresh frames and camera-events topics, which are deleted afterwards."""
-    tag = f"sightline-bench-{time.time_ns()}"
-    renamed = {
-        name: getattr(config.topics, name).model_copy(update={"name": f"{tag}.{name}"})
-        for name in _OWN_TOPICS
-    }
-    run_config = config.model_copy(update={"topics": config.topics.model_copy(update=renamed)})
-    ensure_topics(run_config)
+def own_topics(config: SightlineConfig, count: int) -> Iterator[list[SightlineConfig]]:
+    """`count` copies of `config`, each with fresh frames and camera-events topics.
+
+    All are created before anything is timed and deleted at the end, so the broker's work for
+    them lands in neither measurement.
+    """
+    copies, names = [], []
+    for i in range(count):
+        tag = f"sightline-bench-{time.time_ns()}-{i}"
+        renamed = {
+            name: getattr(config.topics, name).model_copy(update={"name": f"{tag}.{name}"})
+            for name in _OWN_TOPICS
+        }
+        copies.append(config.model_copy(update={"topics": config.topics.model_copy(update=renamed)}))
+        names += [t.name for t in renamed.values()]
+    for copy in copies:
+        ensure_topics(copy)
     try:
-        yield run_config
+        yield copies
     finally:
         admin = AdminClient({"bootstrap.servers": config.kafka.bootstrap_servers, **config.kafka.extra})
-        for future in admin.delete_topics([t.name for t in renamed.values()], operation_timeout=30).values():
+        for future in admin.delete_topics(names, operation_timeout=30).values():
             future.result()
 
 
@@ -74,11 +82,11 @@ def published_rate(config: SightlineConfig, path: Path, quality: int, camera_id:
 def run(config: SightlineConfig, path: Path, rounds: int = 3, quality: int = 85) -> dict[str, float | int]:
     """Alternate the two measurements so drift in machine speed hits both alike."""
     limits, published, frames = [], [], 0
-    for _ in range(rounds):
-        with own_topics(config) as run_config:  # each round starts like the first: empty topics
+    with own_topics(config, rounds) as round_configs:  # each round starts like the first
+        for round_config in round_configs:
             frames, fps = bare_rate(path, quality)
             limits.append(fps)
-            sent, fps = published_rate(run_config, path, quality, "bench")
+            sent, fps = published_rate(round_config, path, quality, "bench")
             if sent != frames:
                 raise RuntimeError(f"published {sent} frames of {frames}")
             published.append(fps)

@@ -13,7 +13,7 @@ from confluent_kafka import KafkaException
 
 from decoders import metrics
 from decoders.errors import SourceError, StreamStalled
-from decoders.pipeline import EncodeAhead
+from decoders.pipeline import BATCH, EncodeAhead
 from decoders.publisher import FramePublisher, LiveQueue
 from decoders.resume import find_last_frame
 from decoders.sampler import FpsSampler
@@ -229,9 +229,11 @@ class CameraRunner:
             self._decoded.inc()
             self.stats.decoded += 1
 
+        # A live frame goes out the moment it is encoded; a file's may wait for a few more.
         ahead = EncodeAhead(
-            container.decode(stream), cam.jpeg_quality, cam.resize, keep=keep, on_decoded=decoded
-        )
+            container.decode(stream), cam.jpeg_quality, cam.resize, keep=keep, on_decoded=decoded,
+            batch=1 if live else BATCH,
+        )  # fmt: skip
         try:
             with ahead:
                 for frame in ahead:
