@@ -6,7 +6,7 @@
 | connection error, timeout, 408  | yes     | yes             | backoff                     | failure |
 | 5xx                             | yes     | yes             | Retry-After, else backoff   | failure |
 | 425                             | yes     | yes             | Retry-After, else backoff   | neutral |
-| 429 with Retry-After            | yes     | no (*)          | Retry-After                 | neutral |
+| 429 with Retry-After            | yes     | no (*)          | Retry-After, >= backoff_initial_s | neutral |
 | 429 without Retry-After         | yes     | yes             | backoff                     | neutral |
 | other 3xx/4xx                   | no      | yes             | -                           | neutral |
 | breaker open (no request sent)  | yes     | no              | until the breaker's probe   | -       |
@@ -126,6 +126,9 @@ class Budget:
         exc = _retry(state)
         if exc.kind == "circuit_open":
             return max(self.breaker_retry_in(), 0.05) + self.rng.uniform(0, 0.05)
+        if exc.kind == "throttled":
+            # Floored so a receiver answering "Retry-After: 0" forever is not hammered in a hot loop.
+            return max(exc.wait_s or 0.0, self.settings.backoff_initial_s)
         if exc.wait_s is not None:
             return exc.wait_s
         return self.backoff(max(self.counted, 1))

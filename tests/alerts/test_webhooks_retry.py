@@ -60,15 +60,30 @@ def test_429_waits_use_no_attempts_but_5xx_do(stack: Stack) -> None:
 
 def test_retry_after_total_is_bounded_by_its_own_budget(stack: Stack) -> None:
     with Receiver(SECRET) as rx:
-        rx.behaviour = lambda n, _id: Reply(429, retry_after="1")
+        rx.behaviour = lambda n, _id: Reply(429, retry_after="2")
         hook = {"name": "ops", "url": rx.url, "max_attempts": 1, "max_age_s": 5}
-        cfg = settings({**hook, "max_retry_after_total_s": 1.5})
+        cfg = settings({**hook, "max_retry_after_total_s": 3})
         started = time.monotonic()
         results, sink = asyncio.run(dispatch_all(stack, cfg, [make_alert(1)]))
         took = time.monotonic() - started
     outcome = results[0]["ops"]
-    # Waited the first Retry-After (1 s of 1.5 s); a second 1 s wait would pass the budget.
+    # Waited the first Retry-After (2 s of 3 s); a second 2 s wait would pass the budget, so it
+    # gives up at once instead of waiting (the bound leaves 1.5 s for a loaded machine).
     assert outcome.status == "dead" and outcome.attempts == 2 and rx.requests == 2
-    assert "max_retry_after_total_s=1.5s" in outcome.reason
-    assert 1.0 <= took < 1.9, took
+    assert "max_retry_after_total_s=3s" in outcome.reason
+    assert 2.0 <= took < 3.5, took
     assert [e for _, e, _ in sink.items] == ["ops"]
+
+
+def test_retry_after_zero_forever_is_not_a_hot_loop(stack: Stack) -> None:
+    """Each 429 wait is at least backoff_initial_s, and counts against the Retry-After budget."""
+    with Receiver(SECRET) as rx:
+        rx.behaviour = lambda n, _id: Reply(429, retry_after="0")
+        hook = {"name": "ops", "url": rx.url, "max_attempts": 1, "max_age_s": 5, "backoff_initial_s": 0.2}
+        results, _ = asyncio.run(
+            dispatch_all(stack, settings({**hook, "max_retry_after_total_s": 0.5}), [make_alert(1)])
+        )
+    outcome = results[0]["ops"]
+    # Waits of 0.2 s + 0.2 s fit in 0.5 s; a third would not.
+    assert outcome.status == "dead" and outcome.attempts == rx.requests == 3, outcome
+    assert "max_retry_after_total_s=0.5s" in outcome.reason
