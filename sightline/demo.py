@@ -22,6 +22,7 @@ import yaml
 from confluent_kafka import TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from alerts.webhooks.signing import new_secret
 from sightline.assets import media_path
 from sightline.config import SightlineConfig, load_config
 from sightline.rtsp_camera import RtspRelay
@@ -37,8 +38,11 @@ class Demo:
         self.workdir = workdir
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.base = base or load_config(None)
-        self.secret = secrets.token_hex(16)
-        self.token = secrets.token_hex(8)
+        self.secret = new_secret()  # Standard Webhooks `whsec_...`
+        # Admin token for the API's mutating endpoints: handed to the API process in its
+        # environment only (never written into the generated config, never printed). Reads
+        # stay open on the loopback-bound demo, so the live view needs no login.
+        self.token = secrets.token_urlsafe(24)
         self.relay: RtspRelay | None = None
         self.children: dict[str, subprocess.Popen[bytes]] = {}
         self.receiver: Any = None
@@ -58,13 +62,14 @@ class Demo:
             {"name": "demo-receiver", "url": self.receiver.url, "secret_env": "SIGHTLINE_DEMO_WEBHOOK_SECRET",
              "max_attempts": 8, "backoff_initial_s": 0.2}
         ]  # fmt: skip
-        data["api"]["token"] = self.token
         return data
 
     def _spawn(self, name: str, *args: str) -> None:
         log = (self.workdir / f"{name}.log").open("ab")
         env = {**os.environ, "SIGHTLINE_CONFIG": str(self.workdir / "sightline.yaml"),
                "SIGHTLINE_DEMO_WEBHOOK_SECRET": self.secret}  # fmt: skip
+        if name == "api":
+            env["SIGHTLINE_API__ADMIN_TOKEN"] = self.token
         self.children[name] = subprocess.Popen(
             [sys.executable, "-m", "sightline.cli", *args], stdout=log, stderr=subprocess.STDOUT, env=env,
             start_new_session=True,
@@ -96,7 +101,7 @@ class Demo:
         if with_api:
             self._spawn("api", "api")
             api = self.base.api
-            say(f"live view: http://{api.host}:{api.port}/   (API docs: /docs, token: {self.token})")
+            say(f"live view: http://{api.host}:{api.port}/   (API docs: /docs)")
         say(f"logs: {self.workdir}/*.log")
 
     # -- running summary -----------------------------------------------------------------

@@ -55,7 +55,11 @@ class ConfigError(ValueError):
 
 class SightlineConfig(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix="SIGHTLINE_", env_nested_delimiter="__", extra="forbid", validate_default=True
+        env_prefix="SIGHTLINE_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+        hide_input_in_errors=True,  # camera URLs and tokens carry credentials
     )
 
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)

@@ -10,6 +10,7 @@ from urllib.parse import urlparse
 from pydantic import Field, field_validator
 
 from sightline.config.infra import Section
+from streams.redact import redact_url
 
 LIVE_SCHEMES = {"rtsp", "rtsps", "http", "https", "rtmp", "udp", "tcp", "srt"}
 
@@ -32,14 +33,15 @@ class CameraSettings(Section):
     @classmethod
     def _check_url(cls, value: str) -> str:
         parsed = urlparse(value)
+        shown = redact_url(value)  # error messages reach logs and terminals: no credentials
         if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*//", value):
-            raise ValueError(f"{value!r} looks like a URL with the ':' after its scheme missing")
+            raise ValueError(f"{shown!r} looks like a URL with the ':' after its scheme missing")
         if parsed.scheme in ("", "file"):
             return value
         if parsed.scheme not in LIVE_SCHEMES:
-            raise ValueError(f"unsupported URL scheme {parsed.scheme!r} in {value!r}")
+            raise ValueError(f"unsupported URL scheme {parsed.scheme!r} in {shown!r}")
         if not parsed.hostname:
-            raise ValueError(f"URL {value!r} has no host")
+            raise ValueError(f"URL {shown!r} has no host")
         return value
 
     @property

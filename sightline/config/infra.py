@@ -10,7 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field
 class Section(BaseModel):
     """Base for every config section: unknown keys are errors, not silently ignored."""
 
-    model_config = ConfigDict(extra="forbid")
+    # Inputs stay out of validation errors: camera URLs and tokens carry credentials.
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
 
 class KafkaSettings(Section):
