@@ -56,8 +56,16 @@ extra_apt_packages() {
   local python=$1 version
   java_ok || echo default-jre-headless
   command -v mvn >/dev/null || echo maven
-  if [[ "$python" == /usr/bin/python3* ]] && ! "$python" -c 'import ensurepip' 2>/dev/null; then
-    version=$(python_version "$python")
+  if [[ "$python" == /usr/bin/python3* ]] && version=$(python_version "$python") \
+    && ! "$python" -c 'import ensurepip' 2>/dev/null; then
     echo "python$version-venv"
   fi
+}
+
+# Whether Debian's python3 package (the apt candidate) is >= 3.11: then a machine without any
+# Python (a minimal Debian 12+) gets it from apt instead of an error. Needs `apt-get update` first.
+apt_python_ok() {
+  local policy
+  policy=$(apt-cache policy python3 2>/dev/null) || return 1
+  [[ "$policy" =~ Candidate:\ 3\.([0-9]+)\. ]] && ((BASH_REMATCH[1] >= MIN_PYTHON_MINOR))
 }

@@ -5,7 +5,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup-lib.sh
 
-PY=$(find_python) || exit 1
+SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+if ! PY=$(find_python 2>/dev/null); then
+  # No Python >= 3.11 on PATH: Debian 12 and later have one as python3; older ones do not.
+  $SUDO apt-get update -qq || true
+  if apt_python_ok; then
+    echo "setup: installing Debian's python3"
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends python3 python3-venv >/dev/null
+  fi
+  PY=$(find_python) || exit 1
+fi
 APT_PACKAGES=(redis-server ffmpeg kcat rtsp-server-perl libgl1 libglib2.0-0 prometheus chromium)
 
 missing=()
@@ -16,7 +25,6 @@ mapfile -t extra < <(extra_apt_packages "$PY")
 missing+=("${extra[@]}")
 if ((${#missing[@]})); then
   echo "setup: installing Debian packages: ${missing[*]}"
-  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi

@@ -953,3 +953,14 @@ def test_setup_script_uses_the_checks() -> None:
     for name in ("setup.sh", "setup-lib.sh"):
         result = subprocess.run([bash, "-n", str(REPO / "scripts" / name)], capture_output=True, text=True)
         assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("candidate", "usable"), [("3.11.2-1+b1", True), ("3.13.5-1", True), ("3.9.2-3", False)]
+)
+def test_setup_installs_debians_python_only_when_new_enough(
+    tmp_path: Path, candidate: str, usable: bool
+) -> None:
+    _stand_in(tmp_path, "apt-cache", f"python3:\n  Installed: (none)\n  Candidate: {candidate}\n")
+    result = _setup_lib("apt_python_ok && echo yes || echo no", tmp_path)
+    assert result.stdout.strip() == ("yes" if usable else "no"), result.stderr
