@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Checks `scripts/setup.sh` makes before installing anything, as functions so tests can run them
 # with a PATH of stand-in programs (tests/test_deploy.py). Plain bash only: no external commands,
 # so they work on a bare machine and under a test's one-folder PATH.
