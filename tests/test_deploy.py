@@ -964,3 +964,13 @@ def test_setup_installs_debians_python_only_when_new_enough(
     _stand_in(tmp_path, "apt-cache", f"python3:\n  Installed: (none)\n  Candidate: {candidate}\n")
     result = _setup_lib("apt_python_ok && echo yes || echo no", tmp_path)
     assert result.stdout.strip() == ("yes" if usable else "no"), result.stderr
+
+
+def test_setup_scripts_pass_shellcheck() -> None:
+    shellcheck = shutil.which("shellcheck")
+    if shellcheck is None:
+        pytest.skip("shellcheck not installed (Debian package `shellcheck`)")
+    scripts = [str(REPO / "scripts" / name) for name in ("setup.sh", "setup-lib.sh")]
+    command = [shellcheck, "-x", *scripts]  # -x: follow `source scripts/setup-lib.sh` from the repo root
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout
