@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import threading
 from collections.abc import AsyncIterator
@@ -11,9 +12,10 @@ from fastapi import FastAPI
 from inference.detector import Detector
 from sightline.api import errors
 from sightline.api.batcher import DetectBatcher
+from sightline.api.mjpeg import FrameRenderer, LiveFeeds
 from sightline.api.probe import DependencyProbe
 from sightline.api.render import FrameFetcher, camera_rules
-from sightline.api.routes import cameras, detect, health, live, models, session
+from sightline.api.routes import cameras, detect, health, live, models, session, stream
 from sightline.api.tail import TailConsumer, TailState
 from sightline.config import SightlineConfig
 from streams.health import Health
@@ -32,6 +34,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         probe = app.state.probe = DependencyProbe(config, app.state.health)
         probe.start()
+        app.state.live_feeds.start(asyncio.get_running_loop())
         tail_thread = TailConsumer(config, app.state.tail_state, app.state.health) if tail else None
         if tail_thread is not None:
             tail_thread.start()
@@ -65,9 +68,14 @@ def create_app(
     app.state.tail_state = TailState(config)
     app.state.fetcher = FrameFetcher(config, app.state.health)
     app.state.rules = camera_rules(config)
+    # Annotated frames for frame.jpg and the live MJPEG streams.
+    renderer = FrameRenderer(
+        app.state.tail_state, app.state.fetcher, app.state.rules, config.api.live_jpeg_quality
+    )
+    app.state.live_feeds = LiveFeeds(config, renderer)
     # Set on shutdown so open SSE streams end instead of holding the server up.
     app.state.stopping = threading.Event()
     errors.install(app)
-    for module in (health, detect, models, cameras, live, session):
+    for module in (health, detect, models, cameras, stream, live, session):
         app.include_router(module.router)
     return app

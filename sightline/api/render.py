@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 import redis
 import simplejpeg
+import supervision as sv
 import yaml
 from confluent_kafka import Consumer, TopicPartition
 
@@ -29,11 +30,21 @@ ZONE_COLOR = (0, 200, 255)
 LINE_COLOR = (255, 0, 255)
 
 
-def _palette(key: int) -> tuple[int, int, int]:
-    """A stable, distinct colour per track (or class) id."""
-    hue = (key * 47) % 180
-    bgr = cv2.cvtColor(np.uint8([[[hue, 220, 255]]]), cv2.COLOR_HSV2BGR)[0, 0]
-    return int(bgr[0]), int(bgr[1]), int(bgr[2])
+# Boxes and labels are drawn by supervision's annotators; one palette colour per track (or, for an
+# untracked box, per class), so a tracked object keeps its colour from frame to frame.
+PALETTE = sv.ColorPalette.DEFAULT
+BOXES = sv.BoxAnnotator(color=PALETTE, thickness=3)
+LABELS = sv.LabelAnnotator(color=PALETTE, text_color=sv.Color.BLACK, text_scale=0.45, text_padding=4)
+
+
+def color_key(class_id: int, tracker_id: int | None) -> int:
+    """Palette index of a box: its track id when tracked, else its class id."""
+    return tracker_id if tracker_id is not None and tracker_id >= 0 else class_id
+
+
+def box_color(class_id: int, tracker_id: int | None) -> tuple[int, int, int]:
+    """BGR colour the live view draws this box in (tests look for it in the served frames)."""
+    return PALETTE.by_idx(color_key(class_id, tracker_id)).as_bgr()
 
 
 def camera_rules(config: SightlineConfig) -> dict[str, CameraRules]:
@@ -67,7 +78,7 @@ def overlays(rules: CameraRules | None) -> list[dict[str, Any]]:
 
 
 def draw(image: np.ndarray, record: DetectionsRecord, shapes: list[dict[str, Any]]) -> np.ndarray:
-    """Boxes with `#track class conf` labels, then zones and lines, on a copy of the frame."""
+    """Zones and lines, then boxes with `#track class conf` labels on top, on a copy of the frame."""
     out = image.copy()
     for shape in shapes:
         pts = np.asarray(shape["points"], np.int32)
@@ -81,20 +92,20 @@ def draw(image: np.ndarray, record: DetectionsRecord, shapes: list[dict[str, Any
             cv2.line(out, tuple(pts[0]), tuple(pts[1]), color, 2, cv2.LINE_AA)
         cv2.putText(out, shape["name"], tuple(pts[0]), cv2.FONT_HERSHEY_SIMPLEX, 0.5, color, 1, cv2.LINE_AA)
     d = record.detections
-    for xyxy, conf, cls_id, name, track in zip(
-        d.xyxy, d.confidence, d.class_id, d.class_name, d.tracker_id, strict=True
-    ):
-        x1, y1, x2, y2 = (int(round(v)) for v in xyxy)
-        color = _palette(track if track is not None and track >= 0 else cls_id + 1000)
-        cv2.rectangle(out, (x1, y1), (x2, y2), color, 2)
-        label = f"{'#' + str(track) + ' ' if track is not None and track >= 0 else ''}{name} {conf:.2f}"
-        (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1)
-        top = max(0, y1 - th - base - 2)
-        cv2.rectangle(out, (x1, top), (x1 + tw + 4, top + th + base + 2), color, -1)
-        cv2.putText(
-            out, label, (x1 + 2, top + th + 1), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA
-        )
-    return out
+    if not d.xyxy:
+        return out
+    detections = sv.Detections(
+        xyxy=np.asarray(d.xyxy, np.float32).reshape(-1, 4),
+        confidence=np.asarray(d.confidence, np.float32),
+        class_id=np.asarray(d.class_id, np.int64),
+    )
+    keys = np.asarray([color_key(c, t) for c, t in zip(d.class_id, d.tracker_id, strict=True)], np.int64)
+    labels = [
+        f"{'#' + str(t) + ' ' if t is not None and t >= 0 else ''}{name} {conf:.2f}"
+        for name, conf, t in zip(d.class_name, d.confidence, d.tracker_id, strict=True)
+    ]
+    out = BOXES.annotate(out, detections, custom_color_lookup=keys)
+    return LABELS.annotate(out, detections, labels=labels, custom_color_lookup=keys)
 
 
 class FrameFetcher:

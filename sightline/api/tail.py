@@ -7,13 +7,13 @@ instance sees everything, and on start it rewinds a little to have a latest fram
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import threading
 import time
 import uuid
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,27 +43,31 @@ def is_fatal(err: KafkaError) -> bool:
 
 
 class Rate:
-    """Events per second over the last few seconds of arrival (wall clock)."""
+    """Frames per second from capture timestamps over the last few seconds of capture time.
+
+    Arrival times would read a rewound backlog (read at start-up in one go) or a burst after a
+    stall as a high rate; capture times give the camera's real rate whatever the delivery.
+    """
 
     def __init__(self) -> None:
-        self.times: deque[float] = deque()
-        self.first: float | None = None
+        self.captures: deque[float] = deque()
+        self.last_arrival = 0.0
+        self.newest = 0.0
 
-    def add(self, now: float) -> None:
-        self.first = self.first or now
-        self.times.append(now)
-        self._trim(now)
-
-    def _trim(self, now: float) -> None:
-        while self.times and self.times[0] < now - RATE_WINDOW_S:
-            self.times.popleft()
+    def add(self, capture_s: float, now: float) -> None:
+        self.last_arrival = now
+        self.captures.append(capture_s)
+        self.newest = max(self.newest, capture_s)
+        while self.captures and self.captures[0] < self.newest - RATE_WINDOW_S:
+            self.captures.popleft()
 
     def per_second(self, now: float) -> float:
-        self._trim(now)
-        if not self.times or self.first is None:
+        if not self.captures or now - self.last_arrival > RATE_WINDOW_S:
             return 0.0
-        span = min(RATE_WINDOW_S, max(now - self.first, 1.0))
-        return len(self.times) / span
+        if len(self.captures) == 1:  # one frame in the window: all that is known is a lower bound
+            return 1 / RATE_WINDOW_S
+        span = max(self.captures) - min(self.captures)
+        return (len(self.captures) - 1) / span if span > 0 else 0.0
 
 
 @dataclass
@@ -74,6 +78,7 @@ class CameraState:
     fps_in: Rate = field(default_factory=Rate)
     fps_out: Rate = field(default_factory=Rate)
     last_capture_ns: int | None = None
+    last_seen_ns: int = 0  # newest capture or event time: cameras unseen for long leave the live view
     partitions: set[int] = field(default_factory=set)
     latest: DetectionsRecord | None = None
     frames: OrderedDict[tuple[str, int, int], bytes] = field(default_factory=OrderedDict)
@@ -99,6 +104,12 @@ class TailState:
         self.alert_seq = 0
         self.lag: dict[int, int] = {}  # frames partition -> inference group lag
         self.connected = False
+        # Alert sequence numbers restart with the process: SSE ids carry this so a browser that
+        # reconnects to a new process gets the backlog again instead of a wrong resume point.
+        self.boot = uuid.uuid4().hex[:8]
+        # Called (from the tail thread, outside the lock) with the camera id of each newer
+        # detections record: the live MJPEG feeds wake on it.
+        self.on_latest: Callable[[str], None] | None = None
 
     def _camera(self, camera_id: str) -> CameraState:
         cam = self.cameras.get(camera_id)
@@ -114,10 +125,14 @@ class TailState:
             return
         with self.lock:
             cam = self._camera(camera)
-            cam.fps_in.add(now)
+            try:
+                capture_ns = int(values.get("capture-ns", 0)) or int(now * 1e9)
+            except ValueError:
+                capture_ns = int(now * 1e9)
+            cam.fps_in.add(capture_ns / 1e9, now)
             cam.partitions.add(msg.partition())
-            with contextlib.suppress(ValueError):
-                cam.last_capture_ns = max(cam.last_capture_ns or 0, int(values.get("capture-ns", 0)))
+            cam.last_capture_ns = max(cam.last_capture_ns or 0, capture_ns)
+            cam.last_seen_ns = max(cam.last_seen_ns, capture_ns)
             if msg.value():
                 cam.frames[(msg.topic(), msg.partition(), msg.offset())] = msg.value()
                 while len(cam.frames) > FRAME_CACHE:
@@ -126,15 +141,20 @@ class TailState:
     def on_detections(self, record: DetectionsRecord, now: float) -> None:
         with self.lock:
             cam = self._camera(record.camera_id)
-            cam.fps_out.add(now)
-            if cam.latest is None or record.capture_ns >= cam.latest.capture_ns:
+            cam.fps_out.add(record.capture_ns / 1e9, now)
+            cam.last_seen_ns = max(cam.last_seen_ns, record.capture_ns)
+            newer = cam.latest is None or record.capture_ns >= cam.latest.capture_ns
+            if newer:
                 cam.latest = record
             if not self.config.api.tail_frames:
                 cam.last_capture_ns = max(cam.last_capture_ns or 0, record.capture_ns)
+        if newer and self.on_latest is not None:
+            self.on_latest(record.camera_id)
 
     def on_event(self, event: CameraEvent) -> None:
         with self.lock:
             cam = self._camera(event.camera_id)
+            cam.last_seen_ns = max(cam.last_seen_ns, event.at_ns)
             if cam.last_event is None or event.at_ns >= cam.last_event["at_ns"]:
                 cam.online = event.event == "online"
                 cam.last_event = _public_event(event)
@@ -145,12 +165,24 @@ class TailState:
             self.alerts.append((self.alert_seq, alert.model_dump()))
 
     # -- reads from handlers ------------------------------------------------------------------------
-    def cameras_view(self) -> list[dict[str, Any]]:
+    def cameras_view(self, hide_after_s: float | None = None) -> list[dict[str, Any]]:
+        """Configured cameras first (in config order), then the others by id.
+
+        With `hide_after_s`, cameras that are not configured and were not seen (no frame,
+        detections or event captured) for that long are left out, e.g. a benchmark's cameras.
+        """
         now, now_ns = time.time(), time.time_ns()
-        configured = {c.id for c in self.config.cameras}
+        order = {c.id: i for i, c in enumerate(self.config.cameras)}
+        configured = set(order)
         with self.lock:
             out = []
-            for cam in sorted(self.cameras.values(), key=lambda c: c.camera_id):
+            cams = sorted(
+                self.cameras.values(), key=lambda c: (order.get(c.camera_id, len(order)), c.camera_id)
+            )
+            for cam in cams:
+                stale = hide_after_s is not None and (now_ns - cam.last_seen_ns) / 1e9 > hide_after_s
+                if stale and cam.camera_id not in configured:
+                    continue
                 lag = [self.lag[p] for p in cam.partitions if p in self.lag]
                 out.append(
                     {

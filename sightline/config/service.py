@@ -43,6 +43,12 @@ class ApiSettings(Section):
     # The API tails the frames topic (headers for fps in, payloads cached for the live view).
     tail_frames: bool = True
     live_jpeg_quality: int = Field(80, ge=1, le=100)
+    # The live view lists configured cameras always, others only while seen (a frame, detections
+    # or camera event captured) within this many seconds, so a benchmark's cameras fade out.
+    live_hide_after_s: float = Field(300.0, gt=0)
+    # One live MJPEG or SSE response lasts at most this long; the page then reconnects (SSE resumes
+    # after its Last-Event-ID), so an expired or revoked session stops the streams too.
+    live_stream_max_s: float = Field(300.0, gt=0)
 
     @model_validator(mode="before")
     @classmethod

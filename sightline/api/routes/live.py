@@ -1,19 +1,21 @@
-"""The live view: an HTML page plus the annotated latest frame of each camera."""
+"""The live view: an HTML page, each camera's annotated frames (MJPEG) and its latest one (JPEG)."""
 
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
 
-from schemas.errors import ContractError
 from sightline.api.auth import require_read
 from sightline.api.errors import ApiError
 from sightline.api.live_page import LIVE_HTML
 from sightline.api.login_page import PAGE_HEADERS
-from sightline.api.render import overlays, render_jpeg
+from sightline.api.mjpeg import MEDIA_TYPE, NoFrame
+from sightline.api.render import overlays
 
 router = APIRouter(tags=["live"])
 
@@ -25,7 +27,7 @@ async def root() -> RedirectResponse:
 
 @router.get("/live", response_class=HTMLResponse)
 async def live(request: Request) -> Response:
-    """Plain HTML + JS: frames refresh by polling frame.jpg, alerts arrive over /v1/stream (SSE).
+    """Plain HTML + JS: frames arrive over stream.mjpg, alerts and camera state over /v1/stream (SSE).
 
     Without a valid session (or header) a browser is sent to the login page instead of a 401.
     """
@@ -44,6 +46,13 @@ async def camera_overlays(camera_id: str, request: Request) -> dict[str, Any]:
     return {"camera_id": camera_id, "shapes": overlays(request.app.state.rules.get(camera_id))}
 
 
+def _known(request: Request, camera_id: str) -> None:
+    state = request.app.state.tail_state
+    with state.lock:
+        if camera_id not in state.cameras:
+            raise ApiError(404, "no_camera", f"camera {camera_id!r} is not configured and was not seen")
+
+
 @router.get(
     "/v1/cameras/{camera_id}/frame.jpg",
     tags=["cameras"],
@@ -52,28 +61,48 @@ async def camera_overlays(camera_id: str, request: Request) -> dict[str, Any]:
 )
 async def frame_jpg(camera_id: str, request: Request) -> Response:
     """Latest frame with detections (boxes, labels, track ids) and the camera's zones and lines."""
-    app = request.app
-    record, payload = app.state.tail_state.latest(camera_id)
-    if record is None:
-        raise ApiError(404, "no_frame", f"no detections seen yet for camera {camera_id!r}")
-    if payload is None:
-        try:
-            payload = await asyncio.to_thread(app.state.fetcher.fetch, record)
-        except ContractError as exc:
-            raise ApiError(404, "frame_gone", str(exc)) from None
-    if payload is None:
-        raise ApiError(404, "frame_gone", "the frame record is no longer available")
-    shapes = overlays(app.state.rules.get(camera_id))
     try:
-        jpeg = await asyncio.to_thread(
-            render_jpeg, payload, record, shapes, app.state.config.api.live_jpeg_quality
-        )
+        frame = await asyncio.to_thread(request.app.state.live_feeds.renderer.render, camera_id)
+    except NoFrame as exc:
+        code = "no_frame" if request.app.state.tail_state.latest(camera_id)[0] is None else "frame_gone"
+        raise ApiError(404, code, str(exc)) from None
     except ValueError as exc:
         raise ApiError(422, "undecodable_frame", str(exc)) from None
     headers = {
         "Cache-Control": "no-store",
-        "X-Frame-Seq": str(record.seq),
-        "X-Capture-Ns": str(record.capture_ns),
-        "X-Detections": str(len(record.detections.xyxy)),
+        "X-Frame-Seq": str(frame.seq),
+        "X-Capture-Ns": str(frame.capture_ns),
+        "X-Detections": str(frame.detections),
     }
-    return Response(jpeg, media_type="image/jpeg", headers=headers)
+    return Response(frame.jpeg, media_type="image/jpeg", headers=headers)
+
+
+@router.get(
+    "/v1/cameras/{camera_id}/stream.mjpg",
+    tags=["cameras"],
+    dependencies=[Depends(require_read)],
+    responses={200: {"content": {MEDIA_TYPE: {}}}},
+)
+async def stream_mjpg(camera_id: str, request: Request) -> StreamingResponse:
+    """Annotated frames as they are drawn (MJPEG, one part per detections record).
+
+    Each part has Content-Length, X-Frame-Seq and X-Capture-Ns headers. A client that reads
+    slowly skips frames. The response ends after `api.live_stream_max_s`; reconnect to go on.
+    """
+    _known(request, camera_id)
+    app = request.app
+    stopping = app.state.stopping
+    max_s = app.state.config.api.live_stream_max_s
+
+    async def parts() -> AsyncIterator[bytes]:
+        deadline = time.monotonic() + max_s
+        async with app.state.live_feeds.subscribe(camera_id) as queue:
+            while not stopping.is_set() and time.monotonic() < deadline:
+                try:
+                    frame = await asyncio.wait_for(queue.get(), timeout=1.0)
+                except TimeoutError:
+                    continue
+                yield frame.part()
+
+    headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+    return StreamingResponse(parts(), media_type=MEDIA_TYPE, headers=headers)

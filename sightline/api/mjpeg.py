@@ -1,0 +1,157 @@
+"""Annotated live frames for MJPEG clients: rendered once per camera, fanned out, dropped per slow client.
+
+A camera's feed runs only while someone watches it. It wakes on each newer detections record
+(from the tail thread), draws that record on the very frame it refers to and offers the JPEG to
+every client. Each client holds at most one pending frame: a client that reads slower than the
+camera skips frames (the newest replaces the pending one), so memory never grows with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from schemas.errors import ContractError
+from sightline.api.errors import DependencyDown
+from sightline.api.render import FrameFetcher, overlays, render_jpeg
+from sightline.api.tail import TailState
+from sightline.config import SightlineConfig
+from sightline.config.alerts import CameraRules
+
+log = logging.getLogger(__name__)
+
+BOUNDARY = "frame"
+MEDIA_TYPE = f"multipart/x-mixed-replace; boundary={BOUNDARY}"
+
+
+class NoFrame(LookupError):
+    """No detections record (or its frame) to draw yet."""
+
+
+@dataclass(frozen=True)
+class Annotated:
+    seq: int
+    capture_ns: int
+    detections: int
+    jpeg: bytes
+
+    def part(self) -> bytes:
+        """One multipart body part; Content-Length lets a reader cut it without scanning the JPEG."""
+        head = (
+            f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(self.jpeg)}\r\n"
+            f"X-Frame-Seq: {self.seq}\r\nX-Capture-Ns: {self.capture_ns}\r\n"
+            f"X-Detections: {self.detections}\r\n\r\n"
+        )
+        return head.encode() + self.jpeg + b"\r\n"
+
+
+class FrameRenderer:
+    """Latest detections of a camera drawn on its own frame (cached, or read back by reference)."""
+
+    def __init__(
+        self, state: TailState, fetcher: FrameFetcher, rules: dict[str, CameraRules], quality: int
+    ) -> None:
+        self.state, self.fetcher, self.rules, self.quality = state, fetcher, rules, quality
+
+    def render(self, camera_id: str) -> Annotated:
+        """Blocking (decode, draw, encode): call it from a worker thread.
+
+        Raises NoFrame, DependencyDown (Kafka/Redis down) or ValueError (undecodable frame).
+        """
+        record, payload = self.state.latest(camera_id)
+        if record is None:
+            raise NoFrame(f"no detections seen yet for camera {camera_id!r}")
+        if payload is None:
+            try:
+                payload = self.fetcher.fetch(record)
+            except ContractError as exc:
+                raise NoFrame(str(exc)) from None
+        if payload is None:
+            raise NoFrame("the frame record is no longer available")
+        shapes = overlays(self.rules.get(camera_id))
+        jpeg = render_jpeg(payload, record, shapes, self.quality)
+        return Annotated(record.seq, record.capture_ns, len(record.detections.xyxy), jpeg)
+
+
+def _offer(queue: asyncio.Queue[Annotated], frame: Annotated) -> None:
+    """Newest wins: a pending frame the client has not taken yet is replaced."""
+    if queue.full():
+        queue.get_nowait()
+    queue.put_nowait(frame)
+
+
+@dataclass
+class _Feed:
+    camera_id: str
+    subscribers: set[asyncio.Queue[Annotated]] = field(default_factory=set)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    last: Annotated | None = None
+    task: asyncio.Task[None] | None = None
+
+
+class LiveFeeds:
+    """Per-camera feeds of annotated frames, started by the first viewer and stopped by the last."""
+
+    def __init__(self, config: SightlineConfig, renderer: FrameRenderer) -> None:
+        self.config, self.renderer = config, renderer
+        self.feeds: dict[str, _Feed] = {}
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.renderer.state.on_latest = self.notify
+
+    def notify(self, camera_id: str) -> None:
+        """From the tail thread: a newer detections record for this camera arrived."""
+        loop = self.loop
+        if loop is not None and camera_id in self.feeds:
+            with contextlib.suppress(RuntimeError):  # the loop closed during shutdown
+                loop.call_soon_threadsafe(self._wake, camera_id)
+
+    def _wake(self, camera_id: str) -> None:
+        feed = self.feeds.get(camera_id)
+        if feed is not None:
+            feed.wake.set()
+
+    @contextlib.asynccontextmanager
+    async def subscribe(self, camera_id: str) -> AsyncIterator[asyncio.Queue[Annotated]]:
+        queue: asyncio.Queue[Annotated] = asyncio.Queue(maxsize=1)
+        feed = self.feeds.setdefault(camera_id, _Feed(camera_id))
+        feed.subscribers.add(queue)
+        if feed.last is not None:
+            _offer(queue, feed.last)  # something to show at once, until the next frame is drawn
+        if feed.task is None or feed.task.done():
+            feed.task = asyncio.create_task(self._run(feed), name=f"live-feed-{camera_id}")
+        feed.wake.set()
+        try:
+            yield queue
+        finally:
+            feed.subscribers.discard(queue)
+            feed.wake.set()  # lets the feed notice it has no viewers left
+
+    async def _run(self, feed: _Feed) -> None:
+        drawn: tuple[int, int] | None = None
+        try:
+            while feed.subscribers:
+                await feed.wake.wait()
+                feed.wake.clear()
+                if not feed.subscribers:
+                    break
+                record, _ = self.renderer.state.latest(feed.camera_id)
+                if record is None or (record.seq, record.capture_ns) == drawn:
+                    continue
+                try:
+                    frame = await asyncio.to_thread(self.renderer.render, feed.camera_id)
+                except (NoFrame, DependencyDown, ValueError) as exc:
+                    log.debug("live feed %s: frame skipped: %s", feed.camera_id, exc)
+                    continue
+                drawn = (frame.seq, frame.capture_ns)
+                feed.last = frame
+                for queue in list(feed.subscribers):
+                    _offer(queue, frame)
+        finally:
+            if not feed.subscribers and self.feeds.get(feed.camera_id) is feed:
+                del self.feeds[feed.camera_id]
