@@ -1,4 +1,4 @@
-.PHONY: setup run test test-chaos test-recipes lint clean
+.PHONY: setup run test test-chaos test-recipes test-deploy lint clean
 
 # `make run` stops after DURATION seconds; DURATION=0 runs until Ctrl-C.
 DURATION ?= 180
@@ -16,6 +16,10 @@ test: setup
 # Long fault-injection tests (broker and Redis killed and restarted); .ci/run calls it after `make test`.
 test-chaos: setup
 	.venv/bin/python -m pytest -q -m chaos $(PYTEST_ARGS)
+
+# The Compose stack built and run in a private Docker engine (installs docker.io, builds Compose v2).
+test-deploy: setup
+	@bash scripts/deploy-test.sh $(PYTEST_ARGS)
 
 test-recipes: setup
 	.venv/bin/python -m pytest -q -m slow tests/inference

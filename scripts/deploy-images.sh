@@ -13,7 +13,7 @@ SIGHTLINE=${SIGHTLINE:-.venv/bin/sightline}
 PYTHON=${PYTHON:-.venv/bin/python}
 # The legacy builder: BuildKit would fetch the `# syntax=` frontend image from Docker Hub.
 # --network host: pip and apt inside a build reach the package registries as this machine does.
-build() { DOCKER_BUILDKIT=0 nice -n 10 docker build -q --network host "$@"; }
+build() { DOCKER_BUILDKIT=0 nice -n 10 docker build -q --force-rm --network host "$@"; }
 
 base_image() {
   docker image inspect "$DEPLOY_BASE_IMAGE" >/dev/null 2>&1 && return
