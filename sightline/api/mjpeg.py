@@ -11,9 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
+from schemas.detections import DetectionsRecord
 from schemas.errors import ContractError
 from sightline.api.errors import DependencyDown
 from sightline.api.render import FrameFetcher, overlays, render_jpeg
@@ -24,6 +27,9 @@ from sightline.config.alerts import CameraRules
 log = logging.getLogger(__name__)
 
 BOUNDARY = "frame"
+LINGER_S = 5.0
+PENDING = 8
+MAX_BEHIND_NS = 1_000_000_000
 MEDIA_TYPE = f"multipart/x-mixed-replace; boundary={BOUNDARY}"
 
 
@@ -57,13 +63,19 @@ class FrameRenderer:
         self.state, self.fetcher, self.rules, self.quality = state, fetcher, rules, quality
 
     def render(self, camera_id: str) -> Annotated:
-        """Blocking (decode, draw, encode): call it from a worker thread.
+        """The camera's latest record; blocking (decode, draw, encode): call it from a worker thread.
 
         Raises NoFrame, DependencyDown (Kafka/Redis down) or ValueError (undecodable frame).
         """
-        record, payload = self.state.latest(camera_id)
+        record, _ = self.state.latest(camera_id)
         if record is None:
             raise NoFrame(f"no detections seen yet for camera {camera_id!r}")
+        return self.render_record(record)
+
+    def render_record(self, record: DetectionsRecord) -> Annotated:
+        """This record drawn on the frame it belongs to (blocking, like `render`)."""
+        camera_id = record.camera_id
+        payload = self.state.cached_frame(record)
         if payload is None:
             try:
                 payload = self.fetcher.fetch(record)
@@ -88,12 +100,15 @@ class _Feed:
     camera_id: str
     subscribers: set[asyncio.Queue[Annotated]] = field(default_factory=set)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
+    # Records not drawn yet, oldest first: a burst (one inference batch) is drawn frame by frame;
+    # a feed that cannot keep up loses the oldest ones.
+    pending: deque[DetectionsRecord] = field(default_factory=lambda: deque(maxlen=PENDING))
     last: Annotated | None = None
     task: asyncio.Task[None] | None = None
 
 
 class LiveFeeds:
-    """Per-camera feeds of annotated frames, started by the first viewer and stopped by the last."""
+    """Per-camera feeds of annotated frames, started by the first viewer, stopped a while after the last."""
 
     def __init__(self, config: SightlineConfig, renderer: FrameRenderer) -> None:
         self.config, self.renderer = config, renderer
@@ -104,16 +119,17 @@ class LiveFeeds:
         self.loop = loop
         self.renderer.state.on_latest = self.notify
 
-    def notify(self, camera_id: str) -> None:
+    def notify(self, record: DetectionsRecord) -> None:
         """From the tail thread: a newer detections record for this camera arrived."""
         loop = self.loop
-        if loop is not None and camera_id in self.feeds:
+        if loop is not None and record.camera_id in self.feeds:
             with contextlib.suppress(RuntimeError):  # the loop closed during shutdown
-                loop.call_soon_threadsafe(self._wake, camera_id)
+                loop.call_soon_threadsafe(self._push, record)
 
-    def _wake(self, camera_id: str) -> None:
-        feed = self.feeds.get(camera_id)
+    def _push(self, record: DetectionsRecord) -> None:
+        feed = self.feeds.get(record.camera_id)
         if feed is not None:
+            feed.pending.append(record)
             feed.wake.set()
 
     @contextlib.asynccontextmanager
@@ -124,34 +140,48 @@ class LiveFeeds:
         if feed.last is not None:
             _offer(queue, feed.last)  # something to show at once, until the next frame is drawn
         if feed.task is None or feed.task.done():
+            latest, _ = self.renderer.state.latest(camera_id)
+            if latest is not None:  # a first frame to draw at once
+                self._push(latest)
             feed.task = asyncio.create_task(self._run(feed), name=f"live-feed-{camera_id}")
-        feed.wake.set()
         try:
             yield queue
         finally:
             feed.subscribers.discard(queue)
-            feed.wake.set()  # lets the feed notice it has no viewers left
 
     async def _run(self, feed: _Feed) -> None:
-        drawn: tuple[int, int] | None = None
+        drawn: int | None = None  # capture time of the newest frame drawn
+        idle_since: float | None = None
         try:
-            while feed.subscribers:
-                await feed.wake.wait()
-                feed.wake.clear()
-                if not feed.subscribers:
+            while True:
+                # A feed outlives its last viewer by LINGER_S: a page reconnecting (each response
+                # ends after api.live_stream_max_s) then misses no frame and gets one at once.
+                if feed.subscribers:
+                    idle_since = None
+                elif idle_since is None:
+                    idle_since = time.monotonic()
+                elif time.monotonic() - idle_since > LINGER_S:
                     break
-                record, _ = self.renderer.state.latest(feed.camera_id)
-                if record is None or (record.seq, record.capture_ns) == drawn:
-                    continue
                 try:
-                    frame = await asyncio.to_thread(self.renderer.render, feed.camera_id)
-                except (NoFrame, DependencyDown, ValueError) as exc:
-                    log.debug("live feed %s: frame skipped: %s", feed.camera_id, exc)
+                    await asyncio.wait_for(feed.wake.wait(), timeout=1.0)
+                except TimeoutError:
                     continue
-                drawn = (frame.seq, frame.capture_ns)
-                feed.last = frame
-                for queue in list(feed.subscribers):
-                    _offer(queue, frame)
+                feed.wake.clear()
+                while feed.pending:
+                    record = feed.pending.popleft()
+                    if drawn is not None and record.capture_ns <= drawn:
+                        continue  # already drawn, or older than what was shown
+                    if feed.pending and feed.pending[-1].capture_ns - record.capture_ns > MAX_BEHIND_NS:
+                        continue  # catching up after a stall: a short burst, not a fast-forward
+                    try:
+                        frame = await asyncio.to_thread(self.renderer.render_record, record)
+                    except (NoFrame, DependencyDown, ValueError) as exc:
+                        log.debug("live feed %s: frame skipped: %s", feed.camera_id, exc)
+                        continue
+                    drawn = frame.capture_ns
+                    feed.last = frame
+                    for queue in list(feed.subscribers):
+                        _offer(queue, frame)
         finally:
-            if not feed.subscribers and self.feeds.get(feed.camera_id) is feed:
+            if self.feeds.get(feed.camera_id) is feed:
                 del self.feeds[feed.camera_id]

@@ -107,9 +107,9 @@ class TailState:
         # Alert sequence numbers restart with the process: SSE ids carry this so a browser that
         # reconnects to a new process gets the backlog again instead of a wrong resume point.
         self.boot = uuid.uuid4().hex[:8]
-        # Called (from the tail thread, outside the lock) with the camera id of each newer
-        # detections record: the live MJPEG feeds wake on it.
-        self.on_latest: Callable[[str], None] | None = None
+        # Called (from the tail thread, outside the lock) with each newer detections record of a
+        # camera: the live MJPEG feeds draw them.
+        self.on_latest: Callable[[DetectionsRecord], None] | None = None
 
     def _camera(self, camera_id: str) -> CameraState:
         cam = self.cameras.get(camera_id)
@@ -149,7 +149,7 @@ class TailState:
             if not self.config.api.tail_frames:
                 cam.last_capture_ns = max(cam.last_capture_ns or 0, record.capture_ns)
         if newer and self.on_latest is not None:
-            self.on_latest(record.camera_id)
+            self.on_latest(record)
 
     def on_event(self, event: CameraEvent) -> None:
         with self.lock:
@@ -230,6 +230,13 @@ class TailState:
                 return None, None
             ref = cam.latest.frame
             return cam.latest, cam.frames.get((ref.topic, ref.partition, ref.offset))
+
+    def cached_frame(self, record: DetectionsRecord) -> bytes | None:
+        """The frame payload a detections record refers to, if the tail still holds it."""
+        ref = record.frame
+        with self.lock:
+            cam = self.cameras.get(record.camera_id)
+            return cam.frames.get((ref.topic, ref.partition, ref.offset)) if cam else None
 
 
 class TailConsumer(threading.Thread):
