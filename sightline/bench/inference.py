@@ -249,13 +249,18 @@ def batch_vs_raw(
     from sightline.batch import run_batch
 
     tensor = pipeline_tensor(detector, first_frame(video), batch)
-    raws, runs = [], []
+    raws, runs, engine_cpu, batch_cpu = [], [], [], []
     for _ in range(rounds):  # alternate, so drift in machine speed hits both alike
-        raws.append(engine_rate(detector, tensor, raw_s).fps)
+        rate = engine_rate(detector, tensor, raw_s)
+        raws.append(rate.fps)
+        engine_cpu.append(rate.cpu_ms_per_frame)
+        cpu = time.process_time()
         with open(os.devnull, "w") as sink:
             done = run_batch(video, detector, sink, batch=batch, limit=limit, progress=False)
+        batch_cpu.append((time.process_time() - cpu) * 1e3 / done["frames"])
         runs.append(done["frames"] / done["seconds"])
-    raw, fps = statistics.median(raws), statistics.median(runs)
+    med = statistics.median
+    raw, fps = med(raws), med(runs)
     return {
         "model": f"{detector.manifest.name}:{detector.manifest.version}",
         "batch": batch,
@@ -265,4 +270,9 @@ def batch_vs_raw(
         "raw_fps": round(raw, 1),
         "batch_fps": round(fps, 1),
         "ratio": round(fps / raw, 3),
+        "engine_cpu_ms_per_frame": round(med(engine_cpu), 2),
+        "batch_cpu_ms_per_frame": round(med(batch_cpu), 2),
+        # The ratio a CPU-bound run reaches (every core busy): engine CPU / all of batch mode's CPU.
+        # Less sensitive than `ratio` to other processes sharing the cores.
+        "cpu_bound_ratio": round(med(engine_cpu) / med(batch_cpu), 3),
     }
