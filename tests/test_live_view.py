@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import re
 import shutil
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -282,6 +283,59 @@ def test_live_view_draws_boxes_at_the_camera_rate_and_shows_each_alert_once(
             page.screenshot(path=str(ARTIFACTS / "live-view.png"), full_page=True)
         finally:
             browser.close()
+
+
+def _read_part(sock: socket.socket, buf: bytearray) -> tuple[dict[str, str], int]:
+    """One MJPEG part from a raw socket: its headers and its size."""
+    while b"\r\n\r\n" not in buf:
+        chunk = sock.recv(65536)
+        assert chunk, "the stream ended"
+        buf += chunk
+    head, _, rest = bytes(buf).partition(b"\r\n\r\n")
+    fields = dict(line.split(": ", 1) for line in head.decode().split("\r\n") if ": " in line)
+    length = int(fields["Content-Length"])
+    buf[:] = rest
+    while len(buf) < length + 2:
+        chunk = sock.recv(65536)
+        assert chunk, "the stream ended"
+        buf += chunk
+    del buf[: length + 2]
+    return fields, length
+
+
+def test_mjpeg_slow_client_skips_frames_instead_of_buffering_them(live_pipeline: tuple) -> None:
+    """A client that stops reading for a while then gets the live frame soon, not a backlog."""
+    config, app, server = live_pipeline
+    config.api.live_stream_max_s = 120.0  # one response for the whole test
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+    sock.connect(("127.0.0.1", server.port))
+    sock.settimeout(30)
+    path = "/v1/cameras/lobby/stream.mjpg"
+    sock.sendall(f"GET {path} HTTP/1.0\r\n\r\n".encode())  # 1.0: the body is not chunked
+    buf = bytearray()
+    while b"\r\n\r\n" not in buf:
+        buf += sock.recv(65536)
+    status, _, rest = bytes(buf).partition(b"\r\n\r\n")
+    assert b" 200 " in status.split(b"\r\n")[0] and b"multipart/x-mixed-replace" in status
+    buf[:] = rest
+    first, _ = _read_part(sock, buf)
+    _until(lambda: app.state.tail_state.latest("lobby")[0].seq > int(first["X-Frame-Seq"]) + 5, "frames", 60)
+
+    stalled = 10.0
+    time.sleep(stalled)  # not reading: the server can only buffer what the socket holds, plus one frame
+    seqs, sizes = [], []
+    while True:
+        fields, size = _read_part(sock, buf)
+        seqs.append(int(fields["X-Frame-Seq"]))
+        sizes.append(size)
+        if time.time_ns() - int(fields["X-Capture-Ns"]) < 2e9:
+            break  # at the live edge again
+        assert len(seqs) < stalled * FPS, "every frame of the stall was kept for this client"
+    sock.close()
+    skipped = sum(b - a - 1 for a, b in zip([int(first["X-Frame-Seq"]), *seqs], seqs, strict=False))
+    assert skipped > 0, seqs
+    assert sum(sizes) < stalled * FPS * max(sizes) / 2, "the stall was mostly buffered, not skipped"
 
 
 @needs_chromium
