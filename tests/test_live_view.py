@@ -24,6 +24,7 @@ from schemas.frame import FrameMeta
 from sightline.api import create_app
 from sightline.api.render import box_color
 from sightline.api.server import ServerThread
+from sightline.api.tail import RATE_WINDOW_S, Rate, TailState
 from sightline.config import CameraSettings, SightlineConfig
 from sightline.config.alerts import RulesSettings
 from streams.kafka import make_producer
@@ -102,6 +103,30 @@ def _read_sse(
 
 def _alerts_of(events: list[dict]) -> list[str]:
     return [e["alert"] for e in events if e["event"] == "alert"]
+
+
+def test_fps_from_capture_times_and_live_list_hides_stale_cameras() -> None:
+    rate, now = Rate(), time.time()
+    for i in range(16):  # a rewound backlog of a 10 fps camera, read in one go at start-up
+        rate.add(1_000 + i / 10, now)
+    assert rate.per_second(now) == pytest.approx(10.0)
+    assert rate.per_second(now + RATE_WINDOW_S + 1) == 0.0, "nothing arrived lately"
+
+    config = SightlineConfig(
+        cameras=[
+            CameraSettings(id="yard", url="rtsp://127.0.0.1:1/y"),
+            CameraSettings(id="door", url="rtsp://x/d"),
+        ]
+    )
+    state = TailState(config)
+    now_ns = time.time_ns()
+    for camera, age_s in [("bench-1", 3600), ("annex", 5), ("door", 7200), ("attic", 400)]:
+        state.on_event(
+            CameraEvent(camera_id=camera, event="online", at_ns=now_ns - int(age_s * 1e9), source="x")
+        )
+    listed = [c["camera_id"] for c in state.cameras_view(hide_after_s=300)]
+    assert listed == ["yard", "door", "annex"], "configured first (config order), then fresh ones"
+    assert [c["camera_id"] for c in state.cameras_view()] == ["yard", "door", "annex", "attic", "bench-1"]
 
 
 def test_sse_resumes_after_last_event_id(stack: Stack) -> None:
