@@ -21,6 +21,7 @@ from typing import TextIO
 
 import av
 import numpy as np
+import supervision as sv
 from tqdm import tqdm
 
 from inference.detector import Detector, PreparedBatch
@@ -70,9 +71,7 @@ def _batches(path: Path, size: int, limit: int | None = None) -> Iterator[list[F
                 frames.get(timeout=0.1)
 
 
-def _run_engine(
-    detector: Detector, prepared: Future[list[PreparedBatch]]
-) -> list[tuple[PreparedBatch, list]]:
+def _run_engine(detector: Detector, prepared: Future[list[PreparedBatch]]) -> Inferred:
     """Engine stage: each chunk's outputs; its input buffer goes back to the pool at once."""
     done: Inferred = []
     for chunk in prepared.result():
@@ -85,7 +84,7 @@ def _run_engine(
 
 def detections_per_batch(
     video: Path, detector: Detector, batch: int, limit: int | None = None
-) -> Iterator[tuple[list[Frame], list]]:
+) -> Iterator[tuple[list[Frame], list[sv.Detections]]]:
     """(frames, detections) per batch, in video order, with prepare/infer/finish overlapped."""
     with (
         ThreadPoolExecutor(1, thread_name_prefix="batch-prepare") as prepare,
@@ -93,13 +92,13 @@ def detections_per_batch(
     ):
         pending: deque[tuple[list[Frame], Future[Inferred]]] = deque()
 
-        def finish_oldest() -> tuple[list[Frame], list]:
+        def finish_oldest() -> tuple[list[Frame], list[sv.Detections]]:
             chunk, inferred = pending.popleft()
-            results: list = [None] * len(chunk)
+            results: list[sv.Detections | None] = [None] * len(chunk)
             for prepared, outputs in inferred.result():
                 for i, det in zip(prepared.indices.tolist(), detector.finish(prepared, outputs), strict=True):
                     results[i] = det
-            return chunk, results
+            return chunk, [r for r in results if r is not None]
 
         try:
             for chunk in _batches(video, batch, limit):
