@@ -46,6 +46,7 @@ def create_app(
             yield
         finally:
             app.state.stopping.set()
+            await app.state.live_feeds.close()
             if app.state.batcher is not None:
                 await app.state.batcher.close()
             if tail_thread is not None:
@@ -72,7 +73,7 @@ def create_app(
     renderer = FrameRenderer(
         app.state.tail_state, app.state.fetcher, app.state.rules, config.api.live_jpeg_quality
     )
-    app.state.live_feeds = LiveFeeds(config, renderer)
+    app.state.live_feeds = LiveFeeds(renderer)
     # Set on shutdown so open SSE streams end instead of holding the server up.
     app.state.stopping = threading.Event()
     errors.install(app)

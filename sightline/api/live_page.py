@@ -136,6 +136,7 @@ async function play(c) {
       await sleep(500);
     }
     // The server ends each response after api.live_stream_max_s: reconnect (and recheck the session).
+    await sleep(100);
   }
 }
 

@@ -21,7 +21,6 @@ from schemas.errors import ContractError
 from sightline.api.errors import DependencyDown
 from sightline.api.render import FrameFetcher, overlays, render_jpeg
 from sightline.api.tail import TailState
-from sightline.config import SightlineConfig
 from sightline.config.alerts import CameraRules
 
 log = logging.getLogger(__name__)
@@ -110,14 +109,21 @@ class _Feed:
 class LiveFeeds:
     """Per-camera feeds of annotated frames, started by the first viewer, stopped a while after the last."""
 
-    def __init__(self, config: SightlineConfig, renderer: FrameRenderer) -> None:
-        self.config, self.renderer = config, renderer
+    def __init__(self, renderer: FrameRenderer) -> None:
+        self.renderer = renderer
         self.feeds: dict[str, _Feed] = {}
         self.loop: asyncio.AbstractEventLoop | None = None
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.renderer.state.on_latest = self.notify
+
+    async def close(self) -> None:
+        """On shutdown: stop every feed (their clients' responses end on `stopping`)."""
+        tasks = [feed.task for feed in self.feeds.values() if feed.task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def notify(self, record: DetectionsRecord) -> None:
         """From the tail thread: a newer detections record for this camera arrived."""

@@ -231,6 +231,11 @@ class TailState:
             ref = cam.latest.frame
             return cam.latest, cam.frames.get((ref.topic, ref.partition, ref.offset))
 
+    def knows(self, camera_id: str) -> bool:
+        """Configured, or seen on any tailed topic."""
+        with self.lock:
+            return camera_id in self.cameras
+
     def cached_frame(self, record: DetectionsRecord) -> bytes | None:
         """The frame payload a detections record refers to, if the tail still holds it."""
         ref = record.frame

@@ -46,13 +46,6 @@ async def camera_overlays(camera_id: str, request: Request) -> dict[str, Any]:
     return {"camera_id": camera_id, "shapes": overlays(request.app.state.rules.get(camera_id))}
 
 
-def _known(request: Request, camera_id: str) -> None:
-    state = request.app.state.tail_state
-    with state.lock:
-        if camera_id not in state.cameras:
-            raise ApiError(404, "no_camera", f"camera {camera_id!r} is not configured and was not seen")
-
-
 @router.get(
     "/v1/cameras/{camera_id}/frame.jpg",
     tags=["cameras"],
@@ -89,7 +82,8 @@ async def stream_mjpg(camera_id: str, request: Request) -> StreamingResponse:
     Each part has Content-Length, X-Frame-Seq and X-Capture-Ns headers. A client that reads
     slowly skips frames. The response ends after `api.live_stream_max_s`; reconnect to go on.
     """
-    _known(request, camera_id)
+    if not request.app.state.tail_state.knows(camera_id):
+        raise ApiError(404, "no_camera", f"camera {camera_id!r} is not configured and was not seen")
     app = request.app
     stopping = app.state.stopping
     max_s = app.state.config.api.live_stream_max_s
