@@ -20,7 +20,9 @@ if ! docker compose version >/dev/null 2>&1; then
   command -v go >/dev/null || { echo "deploy: Go is needed to build Compose v2 (apt-get install golang-go)" >&2; exit 1; }
   echo "deploy: building Docker Compose $COMPOSE_VERSION with $(go version | cut -d' ' -f3)"
   gobin=$(mktemp -d)
-  GOBIN=$gobin nice -n 10 go install "github.com/docker/compose/v2/cmd@$COMPOSE_VERSION"
+  GOBIN=$gobin nice -n 10 go install \
+    -ldflags "-X github.com/docker/compose/v2/internal.Version=$COMPOSE_VERSION" \
+    "github.com/docker/compose/v2/cmd@$COMPOSE_VERSION"
   mkdir -p "$plugin_dir"
   install -m 0755 "$gobin/cmd" "$plugin_dir/docker-compose"
   rm -rf "$gobin"
