@@ -7,7 +7,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 . "$here/deploy-env.sh"
 pidfile=$DEPLOY_RUN_DIR/docker.pid
 
-running() { [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; }
+SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+running() { [ -f "$pidfile" ] && $SUDO kill -0 "$(cat "$pidfile")" 2>/dev/null; }
 
 start() {
   if running; then
@@ -15,7 +16,6 @@ start() {
     return
   fi
   mkdir -p "$DEPLOY_RUN_DIR" "$DEPLOY_DATA_ROOT"
-  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO dockerd -H "$DOCKER_HOST" --data-root "$DEPLOY_DATA_ROOT" --exec-root "$DEPLOY_RUN_DIR/exec" \
     --pidfile "$pidfile" >"$DEPLOY_RUN_DIR/dockerd.log" 2>&1 &
   for _ in $(seq 120); do
@@ -31,9 +31,9 @@ stop() {
   running || return 0
   local pid
   pid=$(cat "$pidfile")
-  kill "$pid"
-  for _ in $(seq 60); do kill -0 "$pid" 2>/dev/null || { echo "deploy: dockerd stopped"; return; }; sleep 0.5; done
-  kill -9 "$pid" 2>/dev/null || true
+  $SUDO kill "$pid"
+  for _ in $(seq 60); do $SUDO kill -0 "$pid" 2>/dev/null || { echo "deploy: dockerd stopped"; return; }; sleep 0.5; done
+  $SUDO kill -9 "$pid" 2>/dev/null || true
 }
 
 case "${1:-}" in
