@@ -21,6 +21,7 @@ from decoders.source import open_source
 from schemas.camera_event import CameraEvent
 from schemas.frame import FrameMeta
 from sightline.config import CameraSettings
+from streams.redact import redact_text, redact_url
 from streams.retry import call_with_retry
 
 log = logging.getLogger(__name__)
@@ -77,6 +78,7 @@ class CameraRunner:
 
     # -- events ----------------------------------------------------------------------
     def _event(self, kind: str, reason: str | None = None, attempt: int = 0) -> None:
+        reason = redact_text(reason, self.camera.url) if reason else reason
         log.info("camera %s: %s (%s)", self.camera.id, kind, reason or "")
         self._online.set(1 if kind == "online" else 0)
         self.publisher.publish_event(
@@ -84,7 +86,7 @@ class CameraRunner:
                 camera_id=self.camera.id,
                 event=kind,  # type: ignore[arg-type]
                 at_ns=time.time_ns(),
-                source=self.camera.url,
+                source=redact_url(self.camera.url),
                 reason=reason,
                 attempt=attempt,
             )
@@ -101,12 +103,15 @@ class CameraRunner:
             else:
                 self._run_file()
         except SourceError as exc:
-            self.stats.error = str(exc)
-            log.error("%s", exc)
-            self._event("error", str(exc))
+            self.stats.error = redact_text(str(exc), self.camera.url)
+            log.error("%s", self.stats.error)
+            self._event("error", self.stats.error)
         except Exception as exc:  # noqa: BLE001 - isolate cameras from each other's bugs
-            self.stats.error = f"camera {self.camera.id}: unexpected error: {exc!r}"
-            log.exception("camera %s failed", self.camera.id)
+            self.stats.error = redact_text(
+                f"camera {self.camera.id}: unexpected error: {exc!r}", self.camera.url
+            )
+            log.error("%s", self.stats.error)
+            log.debug("camera %s failed", self.camera.id, exc_info=True)
             self._event("error", self.stats.error)
         return self.stats
 
@@ -135,7 +140,7 @@ class CameraRunner:
             self._resume_ts = last.stream_ts
             # Capture times continue after the last published one, spaced by stream time as before.
             self._base_ns = max(time.time_ns(), last.capture_ns) - int(last.stream_ts * 1e9)
-            where = f", after stream time {last.stream_ts:.3f}s of {self.camera.url}"
+            where = f", after stream time {last.stream_ts:.3f}s of {redact_url(self.camera.url)}"
         log.info("camera %s: resuming at seq %d%s", self.camera.id, self.seq, where)
         return True
 
@@ -164,7 +169,7 @@ class CameraRunner:
             log.warning(
                 "camera %s: %s was already published to its end (up to seq %d); nothing more to "
                 "publish (`sightline decode --rewind` publishes it again, numbering on)",
-                self.camera.id, self.camera.url, self.seq - 1,
+                self.camera.id, redact_url(self.camera.url), self.seq - 1,
             )  # fmt: skip
         self._event("offline", reason)
 
@@ -197,8 +202,9 @@ class CameraRunner:
     def _wait_reconnect(self, exc: Exception, attempt: int, delay: float) -> None:
         if self.stop.is_set():
             return
-        log.warning("camera %s: %s; reconnecting in %.2fs", self.camera.id, exc, delay)
-        self._event("offline", str(exc), attempt=attempt)
+        reason = redact_text(str(exc), self.camera.url)
+        log.warning("camera %s: %s; reconnecting in %.2fs", self.camera.id, reason, delay)
+        self._event("offline", reason, attempt=attempt)
         self._reconnects.inc()
         self.stats.reconnects += 1
         self.stop.wait(delay)
@@ -258,6 +264,9 @@ class CameraRunner:
                         break  # max_frames reached: do not wait for the next frame first
         except av.error.FFmpegError as exc:
             if not live:
-                raise SourceError(f"camera {cam.id}: decoding {cam.url} failed: {exc}") from exc
-            raise StreamStalled(f"camera {cam.id}: {exc}") from exc
+                reason = redact_text(str(exc), cam.url)
+                raise SourceError(
+                    f"camera {cam.id}: decoding {redact_url(cam.url)} failed: {reason}"
+                ) from exc
+            raise StreamStalled(f"camera {cam.id}: {redact_text(str(exc), cam.url)}") from exc
         return ahead.last_t

@@ -9,12 +9,11 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-from prometheus_client import start_http_server
-
 from decoders.camera import CameraRunner, CameraStats
 from decoders.publisher import FramePublisher
 from sightline.config import CameraSettings, SightlineConfig
 from streams.health import Health
+from streams.listen import serve_metrics
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +59,7 @@ def run_cameras(
     stop = stop or threading.Event()
     port = config.metrics.decoder_port if metrics_port is None else metrics_port
     if port:
-        start_http_server(port, addr=config.metrics.host)
+        serve_metrics(config.metrics.host, port, "metrics.decoder_port")  # ListenError: one line
     health = Health("decoder")
     publisher = FramePublisher.create(config, health=health, stop=stop, producer_options=producer_options)
     runners = [

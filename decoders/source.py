@@ -8,6 +8,7 @@ import av
 
 from decoders.errors import SourceError
 from sightline.config import CameraSettings
+from streams.redact import redact_text, redact_url
 
 
 def open_source(camera: CameraSettings) -> tuple[av.container.InputContainer, av.video.stream.VideoStream]:
@@ -32,14 +33,17 @@ def open_source(camera: CameraSettings) -> tuple[av.container.InputContainer, av
     try:
         container = av.open(url, options=options, timeout=timeout)
     except av.error.FFmpegError as exc:
-        raise SourceError(f"camera {camera.id}: cannot open {camera.url}: {exc}") from exc
+        shown = redact_url(camera.url)
+        raise SourceError(
+            f"camera {camera.id}: cannot open {shown}: {redact_text(str(exc), camera.url)}"
+        ) from exc
     if not container.streams.video:
         container.close()
-        raise SourceError(f"camera {camera.id}: {camera.url} has no video stream")
+        raise SourceError(f"camera {camera.id}: {redact_url(camera.url)} has no video stream")
     stream = container.streams.video[0]
     if stream.codec_context is None or stream.codec_context.name is None:
         container.close()
-        raise SourceError(f"camera {camera.id}: {camera.url}: unknown or unsupported video codec")
+        raise SourceError(f"camera {camera.id}: {redact_url(camera.url)}: unknown or unsupported video codec")
     stream.thread_type = "AUTO"
     if camera.keyframes_only:
         stream.codec_context.skip_frame = "NONKEY"

@@ -82,11 +82,6 @@ def test_the_api_never_serves_credentials_from_old_camera_events() -> None:
     assert "pw123" not in str(view)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="decoders/ does not call redact_url yet: the lead applies the call sites listed in helper F's "
-    "report, then removes this marker",
-)
 def test_decoder_events_logs_and_errors_never_carry_camera_credentials(
     stack: Stack, caplog: pytest.LogCaptureFixture
 ) -> None:

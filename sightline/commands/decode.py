@@ -15,6 +15,7 @@ from sightline.commands.common import config, fail
 from sightline.config import CameraSettings, SightlineConfig
 from streams.health import Health
 from streams.kafka import make_consumer
+from streams.listen import ListenError
 from streams.retry import call_with_retry
 from streams.topics import ensure_topics
 
@@ -46,7 +47,10 @@ def decode(
     call_with_retry(
         lambda: ensure_topics(cfg), health=Health("decoder"), dependency="kafka", retry_on=(KafkaException,)
     )
-    stats = run_cameras(cfg, cameras, max_frames=max_frames, realtime=realtime, rewind=rewind)
+    try:
+        stats = run_cameras(cfg, cameras, max_frames=max_frames, realtime=realtime, rewind=rewind)
+    except ListenError as exc:
+        fail(str(exc))
     for cam_id, s in stats.items():
         line = f"{cam_id}: decoded={s.decoded} sent={s.sent} reconnects={s.reconnects}"
         typer.echo(line + (f" error={s.error}" if s.error else ""), err=True)

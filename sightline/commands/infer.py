@@ -5,10 +5,10 @@ from __future__ import annotations
 import threading
 
 import typer
-from prometheus_client import start_http_server
 
 from decoders.runner import stop_on_signals
 from sightline.commands.common import config, fail
+from streams.listen import ListenError, serve_metrics
 
 
 def infer(
@@ -26,7 +26,10 @@ def infer(
             fail("--delivery must be at-least-once or exactly-once")
         cfg.inference.delivery = delivery  # type: ignore[assignment]
     if cfg.metrics.inference_port:
-        start_http_server(cfg.metrics.inference_port, addr=cfg.metrics.host)
+        try:
+            serve_metrics(cfg.metrics.host, cfg.metrics.inference_port, "metrics.inference_port")
+        except ListenError as exc:
+            fail(str(exc))
     stop = threading.Event()
     try:
         worker = InferenceWorker(cfg, worker_id=worker_id, stop=stop)

@@ -20,13 +20,18 @@ def drift(
     from sightline.commands.common import config
     from sightline.drift.http import serve_health
     from sightline.drift.service import DriftService
+    from streams.listen import ListenError
 
     cfg = config()
     port = cfg.drift.metrics_port if metrics_port is None else metrics_port
     stop = threading.Event()
     service = DriftService(cfg, stop)
     if port:
-        serve_health(service.health, cfg.metrics.host, port)
+        try:
+            serve_health(service.health, cfg.metrics.host, port)
+        except ListenError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(1) from None
     with stop_on_signals(stop):
         try:
             stats = service.run(max_idle)
