@@ -14,7 +14,7 @@ EngineKind = Literal["ort", "cpu", "cuda", "ort-tensorrt", "tensorrt"]
 
 # Options only one family understands. make_engine drops them for the other, so callers can pass one
 # settings-derived dict whatever the kind (e.g. ``threads`` means nothing to native TensorRT).
-_ORT_ONLY = frozenset({"threads", "provider", "io_binding"})
+_ORT_ONLY = frozenset({"threads", "provider", "io_binding", "spin"})
 _TRT_ONLY = frozenset({"opt_batch", "workspace_gib"})
 
 __all__ = [

@@ -17,7 +17,7 @@ def engine_options(
     precision, plan cache and a TensorRT profile wide enough for ``max_batch`` (a caller's override, such
     as ``sightline batch --max-batch``, else the settings') unless ``engine_max_batch`` says otherwise.
     """
-    options: dict[str, Any] = {"threads": threads or settings.threads}
+    options: dict[str, Any] = {"threads": threads or settings.threads, "spin": settings.cpu_spin}
     if kind == "cpu":
         return options
     wanted = max_batch or settings.max_batch

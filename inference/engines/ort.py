@@ -65,6 +65,7 @@ class OrtEngine:
         fp16: bool = False,
         input_shape: tuple[int, ...] | None = None,
         io_binding: bool | None = None,
+        spin: bool = True,
     ) -> None:
         import onnxruntime as ort  # local: importing the package should not load ORT's native libs
 
@@ -80,6 +81,9 @@ class OrtEngine:
         options.inter_op_num_threads = 1
         options.intra_op_num_threads = threads or available_cpus()
         options.log_severity_level = 3
+        # Idle intra-op threads spin for a while before sleeping: fastest for a lone model, but in a
+        # pipelined worker they burn the cores the decode, prepare and finish threads need.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
 
         first = first_input(path)
         self._fixed = isinstance(first.shape[0], int) and first.shape[0] > 0

@@ -18,6 +18,11 @@ class InferenceSettings(Section):
     engine: Literal["onnxruntime", "tensorrt"] = "onnxruntime"
     provider: Literal["cpu", "cuda", "tensorrt"] = "cpu"
     threads: int = Field(2, ge=1, description="ONNX Runtime intra-op threads.")
+    # Off by default: measured on 2 cores, spinning bought no engine speed and cost the pipeline's
+    # other stages CPU (docs/benchmarks.md).
+    cpu_spin: bool = Field(
+        False, description="ONNX Runtime CPU threads spin while idle (off leaves cores to the other stages)."
+    )
     # A batch closes at `max_batch` frames or `max_wait_ms` after its first frame.
     max_batch: int = Field(4, ge=1, le=256)
     max_wait_ms: float = Field(20.0, ge=0)

@@ -73,9 +73,16 @@ def test_engine_options_from_settings(const_model, tmp_path: Path) -> None:
     from sightline.config.inference import InferenceSettings
 
     settings = InferenceSettings(max_batch=6, threads=1, device_id=1, fp16=False, engine_cache_dir=tmp_path)
-    assert engine_options(settings, "cpu") == {"threads": 1}
+    assert engine_options(settings, "cpu") == {"threads": 1, "spin": False}
     gpu = engine_options(settings, "tensorrt", max_batch=12)
-    assert gpu == {"threads": 1, "device_id": 1, "fp16": False, "cache_dir": tmp_path, "max_batch": 12}
+    assert gpu == {
+        "threads": 1,
+        "spin": False,
+        "device_id": 1,
+        "fp16": False,
+        "cache_dir": tmp_path,
+        "max_batch": 12,
+    }
     assert engine_options(settings, "cuda")["max_batch"] == 6
     pinned = settings.model_copy(update={"engine_max_batch": 32})
     assert engine_options(pinned, "ort-tensorrt", max_batch=12)["max_batch"] == 32
