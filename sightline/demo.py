@@ -15,6 +15,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,22 @@ from streams.topics import ensure_topics
 CAMERAS = {"cam-vtest": "vtest.avi", "cam-bikes": "bikes.mp4"}
 
 
+@dataclass(frozen=True)
+class StageExit:
+    """A stage process that ended while the demo still needed it: the demo fails with this."""
+
+    name: str
+    pid: int
+    code: int
+    log: Path
+
+    def __str__(self) -> str:
+        how = f"code {self.code}"
+        if self.code < 0:  # Popen reports death by a signal as minus the signal number
+            how += f" (killed by {signal.Signals(-self.code).name})"
+        return f"stage {self.name} (pid {self.pid}) exited with {how}; see {self.log}"
+
+
 class Demo:
     def __init__(self, workdir: Path, base: SightlineConfig | None = None) -> None:
         self.workdir = workdir
@@ -47,6 +64,8 @@ class Demo:
         self.children: dict[str, subprocess.Popen[bytes]] = {}
         self.receiver: Any = None
         self.stop = threading.Event()
+        self.exited: list[StageExit] = []  # stages that ended on their own while running
+        self.started_infra = False  # whether this demo started Kafka and Redis (then it stops them)
 
     # -- set-up --------------------------------------------------------------------------
     def _config(self) -> dict[str, Any]:
@@ -64,8 +83,11 @@ class Demo:
         ]  # fmt: skip
         return data
 
+    def log_path(self, name: str) -> Path:
+        return self.workdir / f"{name}.log"
+
     def _spawn(self, name: str, *args: str) -> None:
-        log = (self.workdir / f"{name}.log").open("ab")
+        log = self.log_path(name).open("ab")
         env = {**os.environ, "SIGHTLINE_CONFIG": str(self.workdir / "sightline.yaml"),
                "SIGHTLINE_DEMO_WEBHOOK_SECRET": self.secret}  # fmt: skip
         if name == "api":
@@ -82,7 +104,9 @@ class Demo:
         from streams.paths import shared_dir
 
         say("starting Kafka and Redis ...")
-        DevStack(self.base.dev).up()
+        dev = DevStack(self.base.dev)
+        self.started_infra = not any(s.running for s in dev.status())
+        dev.up()
         ensure_topics(self.base)
         shared = shared_dir()
         fetch_model("nanodet-m", registry=ModelRegistry(self.base.inference.registry_dir),
@@ -102,7 +126,8 @@ class Demo:
             self._spawn("api", "api")
             api = self.base.api
             say(f"live view: http://{api.host}:{api.port}/   (API docs: /docs)")
-        say(f"logs: {self.workdir}/*.log")
+        for name, proc in self.children.items():
+            say(f"stage {name}: pid {proc.pid}, log {self.log_path(name)}")
 
     # -- running summary -----------------------------------------------------------------
     def _offsets(self, admin: AdminClient, consumer: Any, topic: str) -> int:
@@ -138,15 +163,27 @@ class Demo:
             elapsed = time.monotonic() - started
             say(f"[{elapsed:5.0f}s] frames {counts['frames']}  detections {counts['detections']}  "
                 f"alerts {counts['alerts']}  webhooks {dict(by_type)}")  # fmt: skip
-            dead = [n for n, p in self.children.items() if p.poll() is not None]
-            if dead:
-                say(f"stage(s) exited: {', '.join(dead)}; see {self.workdir}")
+            self.exited = [
+                StageExit(name, proc.pid, proc.returncode, self.log_path(name))
+                for name, proc in self.children.items()
+                if proc.poll() is not None
+            ]
+            if self.exited:
                 break
             summary = {**counts, "webhooks": dict(by_type)}
             if (duration and elapsed >= duration) or (until is not None and until(self)):
                 break
         consumer.close()
         return summary
+
+    def stop_infra(self, keep: bool = False) -> None:
+        """Stop Kafka and Redis if this demo started them; otherwise say they keep running."""
+        if self.started_infra and not keep:
+            say("stopping Kafka and Redis (started by the demo) ...")
+            DevStack(self.base.dev).down()
+            return
+        why = "were running before the demo" if not self.started_infra else "kept (--keep-infra)"
+        say(f"Kafka and Redis {why}: still running; stop them with `sightline dev down`")
 
     def shutdown(self) -> None:
         for proc in self.children.values():
