@@ -57,3 +57,34 @@ def test_bench_batch_reports_batch_against_raw_engine(registry_env: Path) -> Non
     assert report["frames"] == 24 and report["batch"] == 4
     assert report["raw_fps"] > 0 and report["batch_fps"] > 0
     assert report["ratio"] == pytest.approx(report["batch_fps"] / report["raw_fps"], abs=0.01)
+
+
+@pytest.mark.parametrize(
+    ("model", "hint"),
+    [
+        ("yolo11n-untrained", "`sightline models fetch yolo11n-untrained`"),
+        ("my-detector", "`sightline models add MODEL.onnx --name my-detector --promote`"),
+    ],
+)
+def test_batch_hint_names_the_model_asked_for(
+    model: str, hint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SIGHTLINE_INFERENCE__REGISTRY_DIR", str(tmp_path / "empty-registry"))
+    video = media_path("bikes.mp4")
+    result = runner.invoke(app, ["batch", str(video), "--out", str(tmp_path / "d.jsonl"), "--model", model])
+    assert result.exit_code == 1, result.output
+    assert f"model '{model}' has no promoted version" in result.output
+    assert hint in result.output and "nanodet-m`" not in result.output, result.output
+
+
+def test_batch_hint_promotes_a_registered_but_unpromoted_model(
+    model_registry: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "models"
+    source = next(model_registry.glob("nanodet-m/1/*.onnx"))
+    monkeypatch.setenv("SIGHTLINE_INFERENCE__REGISTRY_DIR", str(root))
+    added = runner.invoke(app, ["models", "add", str(source), "--name", "people", "--version", "3"])
+    assert added.exit_code == 0, added.output
+    result = runner.invoke(app, ["batch", str(media_path("bikes.mp4")), "--model", "people"])
+    assert result.exit_code == 1, result.output
+    assert "`sightline models promote people 3`" in result.output, result.output

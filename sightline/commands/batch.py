@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from sightline.commands.common import config, fail
+from sightline.commands.models import missing_model_hint
 
 
 def batch(
@@ -19,16 +20,19 @@ def batch(
     """Process a recorded video through the same engine and output decoders as the workers."""
     from inference.detector import Detector
     from inference.engines import engine_options
-    from inference.registry import ModelRegistry, RegistryError
+    from inference.registry import IntegrityError, ModelRegistry, RegistryError
     from inference.worker import engine_kind
     from sightline.batch import run_batch
 
     cfg = config()
     size = max_batch or cfg.inference.max_batch
+    name = model or cfg.inference.model
     try:
-        manifest, path = ModelRegistry(cfg.inference.registry_dir).promoted(model or cfg.inference.model)
+        manifest, path = ModelRegistry(cfg.inference.registry_dir).promoted(name)
+    except IntegrityError as exc:  # registered, but its bytes changed: no command fixes that
+        fail(str(exc))
     except RegistryError as exc:
-        fail(f"{exc}\n  hint: `sightline models fetch nanodet-m`")
+        fail(f"{exc}\n  hint: {missing_model_hint(name, cfg.inference.registry_dir)}")
     kind = engine_kind(cfg)
     options = engine_options(cfg.inference, kind, max_batch=size)
     detector = Detector.from_path(

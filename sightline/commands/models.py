@@ -18,6 +18,26 @@ def _registry():  # noqa: ANN202 - imported lazily so `sightline --help` stays f
     return ModelRegistry(config().inference.registry_dir)
 
 
+def missing_model_hint(name: str, registry_dir: Path) -> str:
+    """The command that serves `name` (the model asked for, not the default one): promote a
+    registered version, fetch it by its recipe, or add an ONNX file under that name."""
+    from inference.fetch import RECIPES
+    from inference.registry import ModelRegistry
+
+    try:
+        versions = ModelRegistry(registry_dir).versions(name)
+    except ValueError:  # not a valid model name: nothing registered under it
+        versions = []
+    if versions:
+        return f"`sightline models promote {name} {versions[-1]}` serves its newest registered version"
+    if name in RECIPES:
+        return f"`sightline models fetch {name}` builds and registers it"
+    return (
+        f"`sightline models add MODEL.onnx --name {name} --promote` registers it "
+        f"(or fetch one by recipe: {', '.join(sorted(RECIPES))})"
+    )
+
+
 @app.command("add")
 def add(
     path: Path = typer.Argument(..., exists=True, dir_okay=False, help="ONNX file."),
