@@ -36,6 +36,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from schemas.detections import DetectionsRecord
 from schemas.errors import ContractError
 from sightline.assets import media_path
+from sightline.bench.cleanup import Created, delete_created
 from sightline.config import DevSettings, KafkaSettings, SightlineConfig
 from sightline.demo import Demo
 from streams.devinfra import DevStack, free_port
@@ -498,6 +499,10 @@ class ModeRun:
             chain.shutdown()
             for receiver in chain.receivers[:-1]:
                 receiver.stop()
+            # The mode's topics and groups (its inference group, faust's group and topics all
+            # start with the tag): the next mode, on the same private broker, starts clean.
+            for problem in delete_created(chain.config.kafka, Created(prefixes={chain.tag})):
+                self.log(f"cleanup: {problem}")
 
     def fault(self, fault: Fault) -> Window:
         chain, window = self.chain, Window(fault, time.time_ns())

@@ -23,6 +23,7 @@ from decoders.runner import run_cameras
 from inference.detector import Detector
 from inference.preprocess import preprocess
 from inference.worker import InferenceWorker
+from sightline.bench.cleanup import Created, removed_after
 from sightline.bench.drain import audit, drain, for_mode, publish_backlog
 from sightline.config import CameraSettings, SightlineConfig
 from streams.topics import ensure_topics
@@ -97,10 +98,17 @@ def pipeline_tensor(detector: Detector, frame: np.ndarray, batch: int) -> np.nda
 
 
 def latency(
-    config: SightlineConfig, detector: Detector, video: Path, cameras: int, fps: float, seconds: float
+    config: SightlineConfig,
+    detector: Detector,
+    video: Path,
+    cameras: int,
+    fps: float,
+    seconds: float,
+    created: Created,
 ) -> dict[str, Any]:
-    """Live load below capacity: `cameras` real-time sources at `fps`; frame age, capture to ack."""
-    config = isolated(config, "lat")
+    """Live load below capacity: `cameras` real-time sources at `fps`; frame age, capture to ack.
+    Its topics and group go into `created`, to be deleted when the benchmark ends."""
+    config = created.track(isolated(config, "lat"))
     stop = threading.Event()
     worker = InferenceWorker(config, detector=detector, worker_id=f"bench-lat-{os.getpid()}", stop=stop)
     worker_thread = threading.Thread(target=worker.run, name="bench-worker")
@@ -161,8 +169,32 @@ def run(
 
     `overhead_ms_per_frame` = (CPU of all worker processes from their first fetch to their last
     ack - frames x the engine's CPU per frame at the pipeline's shape, batch and per-worker
-    threads) / frames: what the pipeline spends outside `engine.run`.
+    threads) / frames: what the pipeline spends outside `engine.run`. Every topic and consumer
+    group it makes is deleted at the end, also when it fails (after the measurements, so the
+    deletion is in none of them).
     """
+    with removed_after(config.kafka) as created:
+        return _run(config, detector, video, created, batch=batch, threads=threads, workers=workers,
+                    make_detector=make_detector, frames=frames, rounds=rounds, raw_s=raw_s, live=live,
+                    duration=duration)  # fmt: skip
+
+
+def _run(
+    config: SightlineConfig,
+    detector: Detector,
+    video: Path,
+    created: Created,
+    *,
+    batch: int,
+    threads: int,
+    workers: int,
+    make_detector: Callable[[int], Detector] | None,
+    frames: int,
+    rounds: int,
+    raw_s: float,
+    live: bool,
+    duration: float | None,
+) -> dict[str, Any]:
     frame = first_frame(video)
     per_worker = max(1, threads // workers)
     if per_worker != threads and make_detector is None:
@@ -183,14 +215,14 @@ def run(
         if worker_engine is not detector:
             rate = engine_rate(worker_engine, worker_tensor, raw_s)
         engine_cpu.append(rate.cpu_ms_per_frame)
-        backlog = isolated(config, "pipe", partitions=workers)
+        backlog = created.track(isolated(config, "pipe", partitions=workers))
         backlog.inference.model = detector.manifest.name
         backlog.inference.model_version = detector.manifest.version
         backlog.inference.threads = per_worker
         backlog.inference.max_batch = batch
         publish_backlog(backlog, video, frames, cameras=workers)
         for mode in MODES if index % 2 == 0 else MODES[::-1]:
-            drained_config = for_mode(backlog, mode)
+            drained_config = created.track(for_mode(backlog, mode))
             drained = drain(drained_config, frames, workers)
             fps[mode].append(drained.fps)
             cpu[mode].append(drained.cpu_s * 1e3 / frames)
@@ -228,7 +260,7 @@ def run(
     # 70% of measured capacity, spread over cameras of at most the video's native rate.
     load = pipe * 0.7
     cameras = max(1, math.ceil(load / native_fps(video)))
-    measured = latency(config, detector, video, cameras, load / cameras, duration or 30.0)
+    measured = latency(config, detector, video, cameras, load / cameras, duration or 30.0, created)
     result |= {"latency_cameras": cameras, "latency_load_fps": round(load, 1), **measured}
     if duration is not None:
         result["rss_growth_pct"] = round(100 * (measured["rss_mb_end"] / measured["rss_mb_start"] - 1), 2)
