@@ -1,0 +1,58 @@
+"""Benchmarks share no state with the demo or with each other: they run on topics and consumer
+groups of their own and delete them when they end, also when they fail."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient
+from typer.testing import CliRunner
+
+from sightline.bench.cleanup import removed_after
+from sightline.cli import app
+from streams.kafka import consumer_config
+from tests.conftest import Stack, write_config
+
+
+def _broker_state(stack: Stack) -> tuple[set[str], set[str]]:
+    admin = AdminClient({"bootstrap.servers": stack.config.kafka.bootstrap_servers})
+    topics = {t for t in admin.list_topics(timeout=10).topics if not t.startswith("__")}
+    groups = {g.group_id for g in admin.list_consumer_groups(request_timeout=10).result().valid}
+    return topics, groups
+
+
+def test_topics_and_groups_are_deleted_when_the_benchmark_fails(stack: Stack) -> None:
+    config = stack.fresh_config("bench-fails", partitions=1)
+    group = f"{config.topics.frames.name}-group"
+    config.inference.group_id = group
+    with pytest.raises(RuntimeError, match="benchmark failed"), removed_after(config.kafka) as created:
+        created.track(config)
+        consumer = Consumer(consumer_config(config.kafka, group))
+        consumer.commit(offsets=[TopicPartition(config.topics.frames.name, 0, 0)], asynchronous=False)
+        consumer.close()
+        assert group in _broker_state(stack)[1]  # the group exists on the broker now
+        raise RuntimeError("benchmark failed")
+    topics, groups = _broker_state(stack)
+    assert not {t.name for _, t in config.topics} & topics, "topics left behind"
+    assert group not in groups, "consumer group left behind"
+
+
+def test_bench_inference_leaves_no_topics_or_groups(
+    stack: Stack, model_registry: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    registry = tmp_path / "models"
+    shutil.copytree(model_registry, registry)
+    monkeypatch.setenv("SIGHTLINE_INFERENCE__REGISTRY_DIR", str(registry))
+    before = _broker_state(stack)
+    args = ["-c", str(write_config(stack.config, tmp_path / "sightline.yaml")), "bench", "inference"]
+    args += ["--json", "--frames", "12", "--rounds", "1", "--raw-s", "0.5", "--no-latency"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout.strip().splitlines()[-1])["drain"]["exactly-once"]["published"] == 12
+    topics, groups = _broker_state(stack)
+    assert topics - before[0] == set(), "bench topics left behind"
+    assert groups - before[1] == set(), "bench consumer groups left behind"
