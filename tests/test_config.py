@@ -74,3 +74,68 @@ def test_example_config_in_the_repo_is_valid() -> None:
 
     config = load_config(repo_root() / "sightline.example.yaml")
     assert {c.id for c in config.cameras} == {"lane1", "dock"}
+
+
+def _nested_model(annotation: object) -> type | None:
+    """The settings model inside a field's type (`X`, `X | None`, `list[X]`), if any."""
+    import typing
+
+    from pydantic import BaseModel
+
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        if (found := _nested_model(arg)) is not None:
+            return found
+    return None
+
+
+def test_example_config_shows_every_settings_field() -> None:
+    """Each settings model reachable from the config (the alert rules' own layout, documented in
+    docs/alerts.md, aside) has each of its fields in the example, across all its uses there."""
+    import yaml
+
+    from sightline.config import SightlineConfig
+    from sightline.config.alerts import RulesSettings
+    from streams.paths import repo_root
+
+    shown: dict[type, set[str]] = {}
+
+    def walk(model: type, data: object) -> None:
+        for item in data if isinstance(data, list) else [data]:
+            if not isinstance(item, dict):
+                continue
+            shown.setdefault(model, set()).update(item)
+            for name, field in model.model_fields.items():
+                inner = _nested_model(field.annotation)
+                if inner is not None and inner is not RulesSettings and name in item:
+                    walk(inner, item[name])
+
+    walk(SightlineConfig, yaml.safe_load((repo_root() / "sightline.example.yaml").read_text()))
+    missing, todo, done = [], [SightlineConfig], set()
+    while todo:
+        model = todo.pop()
+        done.add(model)
+        missing += [
+            f"{model.__name__}.{name}" for name in model.model_fields if name not in shown.get(model, ())
+        ]
+        nested = (_nested_model(f.annotation) for f in model.model_fields.values())
+        todo += [m for m in nested if m is not None and m is not RulesSettings and m not in done]
+    assert not missing, f"settings missing from sightline.example.yaml: {missing}"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("inference:\n  bach_size: 4\n", ":2: inference.bach_size: unknown key 'bach_size' in inference; "),
+        ("dev:\n  port: 1\n", "unknown key 'port' in dev; valid keys: data_dir, kafka_controller_port, "),
+        ("colour: red\n", "unknown key 'colour' in the top level; valid keys: alerts, api, cameras, dev, "),
+        (GOOD.replace("    loop: true\n", "    lop: true\n"), "unknown key 'lop' in cameras.1; valid keys: "),
+    ],
+)
+def test_unknown_key_lists_the_keys_of_its_section(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text))
+    assert message in str(info.value)
+    if "inference" in text:
+        assert "max_batch" in str(info.value).split("valid keys: ")[1]
