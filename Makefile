@@ -1,6 +1,7 @@
 .PHONY: setup run test test-chaos test-recipes test-deploy lint clean
 
-# `make run` stops after DURATION seconds; DURATION=0 runs until Ctrl-C.
+# `make run` stops after DURATION seconds; DURATION=0 runs until Ctrl-C. At the end it stops the
+# Kafka and Redis it started; ones already running are left running (`sightline dev down`).
 DURATION ?= 180
 
 setup:
