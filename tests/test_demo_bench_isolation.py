@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -25,6 +27,15 @@ def _broker_state(stack: Stack) -> tuple[set[str], set[str]]:
     return topics, groups
 
 
+def _settled_state(stack: Stack, done: Callable[[set[str], set[str]], bool]) -> tuple[set[str], set[str]]:
+    """The broker's topics and groups once `done` holds, or after 15 s: a deleted topic leaves
+    the broker's metadata a moment after the controller confirmed the deletion."""
+    deadline = time.monotonic() + 15
+    while not done(*(state := _broker_state(stack))) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return state
+
+
 def test_topics_and_groups_are_deleted_when_the_benchmark_fails(stack: Stack) -> None:
     config = stack.fresh_config("bench-fails", partitions=1)
     group = f"{config.topics.frames.name}-group"
@@ -36,8 +47,9 @@ def test_topics_and_groups_are_deleted_when_the_benchmark_fails(stack: Stack) ->
         consumer.close()
         assert group in _broker_state(stack)[1]  # the group exists on the broker now
         raise RuntimeError("benchmark failed")
-    topics, groups = _broker_state(stack)
-    assert not {t.name for _, t in config.topics} & topics, "topics left behind"
+    names = {t.name for _, t in config.topics}
+    topics, groups = _settled_state(stack, lambda topics, groups: not names & topics)
+    assert not names & topics, "topics left behind"
     assert group not in groups, "consumer group left behind"
 
 
@@ -53,6 +65,6 @@ def test_bench_inference_leaves_no_topics_or_groups(
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout.strip().splitlines()[-1])["drain"]["exactly-once"]["published"] == 12
-    topics, groups = _broker_state(stack)
+    topics, groups = _settled_state(stack, lambda topics, groups: topics <= before[0])
     assert topics - before[0] == set(), "bench topics left behind"
     assert groups - before[1] == set(), "bench consumer groups left behind"
