@@ -18,11 +18,9 @@ class InferenceSettings(Section):
     engine: Literal["onnxruntime", "tensorrt"] = "onnxruntime"
     provider: Literal["cpu", "cuda", "tensorrt"] = "cpu"
     threads: int = Field(2, ge=1, description="ONNX Runtime intra-op threads.")
-    # Off by default: measured on 2 cores, spinning bought no engine speed and cost the pipeline's
-    # other stages CPU (docs/benchmarks.md).
-    cpu_spin: bool = Field(
-        False, description="ONNX Runtime CPU threads spin while idle (off leaves cores to the other stages)."
-    )
+    # Measured on 2 cores (docs/benchmarks.md): off saves a little CPU for the other stages but slows
+    # the engine's own runs (YOLO11n raw -10-15%); neither won consistently, so ORT's default stays.
+    cpu_spin: bool = Field(True, description="ONNX Runtime CPU threads spin while idle between runs.")
     # A batch closes at `max_batch` frames or `max_wait_ms` after its first frame.
     max_batch: int = Field(4, ge=1, le=256)
     max_wait_ms: float = Field(20.0, ge=0)

@@ -73,11 +73,11 @@ def test_engine_options_from_settings(const_model, tmp_path: Path) -> None:
     from sightline.config.inference import InferenceSettings
 
     settings = InferenceSettings(max_batch=6, threads=1, device_id=1, fp16=False, engine_cache_dir=tmp_path)
-    assert engine_options(settings, "cpu") == {"threads": 1, "spin": False}
+    assert engine_options(settings, "cpu") == {"threads": 1, "spin": True}
     gpu = engine_options(settings, "tensorrt", max_batch=12)
     assert gpu == {
         "threads": 1,
-        "spin": False,
+        "spin": True,
         "device_id": 1,
         "fp16": False,
         "cache_dir": tmp_path,
