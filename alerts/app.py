@@ -40,6 +40,7 @@ from schemas.dead_letter import dead_letter_headers
 from schemas.errors import ContractError
 from sightline.config import SightlineConfig
 from sightline.config.alerts import RulesSettings
+from streams.health import Heartbeat
 
 log = logging.getLogger(__name__)
 RULES_STAGE = "alerts"  # a `dlq-stage` value of schemas/dead_letter.headers.schema.json
@@ -50,6 +51,7 @@ EXTRA_IN_FLIGHT = 5_000
 PUBLISH_TIMEOUT_S = 30.0
 SHUTDOWN_GRACE_S = 15.0  # SIGTERM/SIGINT: then exit even if the broker never answers
 RETRY_MAX_S = 5.0
+BEAT_EVERY_S = 1.0
 
 
 def broker_urls(bootstrap: str) -> list[str]:
@@ -232,6 +234,7 @@ class AlertsApp:
             value_serializer="raw",
             key_serializer="raw",
             web_enabled=False,
+            datadir=str(settings.data_dir),
             # Records taken but not yet checkpointed are simply re-read by the next owner (the
             # checkpoint skips what was applied), so shutdown need not wait for them to drain.
             stream_wait_empty=False,
@@ -272,8 +275,27 @@ class AlertsApp:
             self.app.agent(alerts, name="deliver", concurrency=1)(self._deliver_agent)
         self.app.on_partitions_revoked.connect(self._on_revoked)
         self.app.timer(2.0)(self._probe_kafka)
+        self._heartbeat: Heartbeat | None = None
+        self.app.timer(BEAT_EVERY_S)(self._beat_when_idle)
         quiet_aiokafka()
         self._probing = False
+
+    # -- liveness ------------------------------------------------------------------------------
+    async def _beat_when_idle(self) -> None:
+        """/healthz (metrics.alerts_port): the event loop runs, and the rules agent is not stuck.
+
+        While the agent is idle this timer beats for it; inside a batch only the agent's own
+        attempts beat (each bounded: publish by PUBLISH_TIMEOUT_S, retries by RETRY_MAX_S), so a
+        batch hung on an await, or an event loop blocked by a synchronous call, stops the beat.
+        """
+        if self._heartbeat is None:  # registered on the event loop's thread: its health reports beat too
+            self._heartbeat = HEALTH.loop("alerts")
+        if not self._rules_lock.locked():
+            self._heartbeat.beat()
+
+    def _beat(self) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.beat()
 
     async def _probe_kafka(self) -> None:
         """While Kafka is marked down, ask it for metadata every 2 s: it answers when back."""
@@ -320,6 +342,7 @@ class AlertsApp:
         interval = self.config.alerts.checkpoint_interval_ms / 1000
         epoch, pending = self._epoch, events
         while True:
+            self._beat()  # once per attempt: retrying through an outage is not hanging
             if epoch != self._epoch:
                 return  # revoked meanwhile: the batch is re-read after the rebalance
             try:
@@ -425,6 +448,8 @@ class AlertsApp:
         asyncio.ensure_future(acker.finish(slot))
 
     async def close(self) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.close()
         await self.dispatcher.aclose()
         self.dead_letters.close()
         await self.redis.aclose()

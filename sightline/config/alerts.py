@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from pathlib import Path
 from typing import Annotated, Literal, Self
 
 from pydantic import AfterValidator, Field, SecretStr, field_validator, model_validator
@@ -322,6 +323,9 @@ class WebhookSettings(Section):
 
 class AlertsSettings(Section):
     app_id: str = Field("sightline-alerts", pattern=r"^[A-Za-z0-9._-]{1,100}$")
+    # faust's local state folder (it keeps no tables here; faust's default is `<app_id>-data` in
+    # the working directory, which left one folder per test run beside the code).
+    data_dir: Path = Path(".sightline/alerts")
     rules_file: str | None = Field(None, description="YAML rules file; rules may also be inline.")
     rules: RulesSettings | None = None
     webhooks: list[WebhookSettings] = Field(default_factory=list)
