@@ -21,6 +21,7 @@ from decoders.source import open_source
 from schemas.camera_event import CameraEvent
 from schemas.frame import FrameMeta
 from sightline.config import CameraSettings
+from streams.health import Heartbeat
 from streams.redact import redact_text, redact_url
 from streams.retry import call_with_retry
 
@@ -75,6 +76,7 @@ class CameraRunner:
         self._reconnects = metrics.RECONNECTS.labels(camera.id)
         self._decoded = metrics.FRAMES_DECODED.labels(camera.id)
         self._decode_seconds = metrics.DECODE_SECONDS.labels(camera.id)
+        self._heartbeat: Heartbeat | None = None  # while run() runs: /healthz watches this loop
 
     # -- events ----------------------------------------------------------------------
     def _event(self, kind: str, reason: str | None = None, attempt: int = 0) -> None:
@@ -95,6 +97,14 @@ class CameraRunner:
     # -- main loop -------------------------------------------------------------------
     def run(self) -> CameraStats:
         """Never raises: a failing camera reports its error and leaves the others alone."""
+        with self.publisher.health.loop(f"camera-{self.camera.id}") as self._heartbeat:
+            return self._run()
+
+    def _beat(self) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.beat()
+
+    def _run(self) -> CameraStats:
         try:
             if not self._resume():
                 return self.stats  # stopped before Kafka could tell where to resume
@@ -207,7 +217,19 @@ class CameraRunner:
         self._event("offline", reason, attempt=attempt)
         self._reconnects.inc()
         self.stats.reconnects += 1
-        self.stop.wait(delay)
+        # Beat while waiting: reconnect_max_s may be longer than the liveness timeout.
+        deadline = time.monotonic() + delay
+        while not self.stop.wait(max(0.0, min(1.0, deadline - time.monotonic()))):
+            self._beat()
+            if time.monotonic() >= deadline:
+                break
+
+    def _publish_blocking(self, meta: FrameMeta, jpeg: bytes) -> bool:
+        """A full producer queue waits for Kafka for as long as it is away: not a hang."""
+        if self._heartbeat is None:
+            return self.publisher.publish_blocking(meta, jpeg)
+        with self._heartbeat.waiting_on("kafka"):
+            return self.publisher.publish_blocking(meta, jpeg)
 
     def _pump(
         self,
@@ -231,9 +253,10 @@ class CameraRunner:
         def keep(t: float) -> bool:  # sampled in, and not on the topic before a restart
             return sampler.keep(t) and not (skip_to is not None and offset_s + t <= skip_to + _TS_TOLERANCE_S)
 
-        def decoded() -> None:
+        def decoded() -> None:  # on the decoding thread: beats through sparse sampling too
             self._decoded.inc()
             self.stats.decoded += 1
+            self._beat()
 
         # A live frame goes out the moment it is encoded; a file's may wait for a few more.
         ahead = EncodeAhead(
@@ -254,9 +277,10 @@ class CameraRunner:
                         cam.id, self.seq, capture_ns, frame.width, frame.height, "jpeg", offset_s + t
                     )
                     self._decode_seconds.observe(frame.seconds)
+                    self._beat()
                     if self._live_queue is not None:
                         self._live_queue.publish(meta, frame.jpeg)
-                    elif not self.publisher.publish_blocking(meta, frame.jpeg):
+                    elif not self._publish_blocking(meta, frame.jpeg):
                         break  # stopped while waiting for Kafka or Redis; this frame was not sent
                     self.seq += 1
                     self.stats.sent += 1

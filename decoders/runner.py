@@ -13,7 +13,7 @@ from decoders.camera import CameraRunner, CameraStats
 from decoders.publisher import FramePublisher
 from sightline.config import CameraSettings, SightlineConfig
 from streams.health import Health
-from streams.listen import serve_metrics
+from streams.http_health import serve_health
 
 log = logging.getLogger(__name__)
 
@@ -49,32 +49,59 @@ def run_cameras(
     rewind: bool = False,
     metrics_port: int | None = None,
     producer_options: Mapping[str, Any] | None = None,
+    health: Health | None = None,
 ) -> dict[str, CameraStats]:
     """Decode every camera until its source ends (files) or `stop` is set; returns stats.
 
     Each camera resumes after its last frame on the topic (seq, and a file's position unless
     `rewind`). Returns once Kafka acknowledged every frame, however long it was away, unless
-    `stop` is set first.
+    `stop` is set first. /metrics, /readyz and /healthz are served on `metrics_port` (default:
+    metrics.decoder_port; 0: not served, e.g. because the caller serves `health` already).
     """
     stop = stop or threading.Event()
+    health = health or Health("decoder")
     port = config.metrics.decoder_port if metrics_port is None else metrics_port
-    if port:
-        serve_metrics(config.metrics.host, port, "metrics.decoder_port")  # ListenError: one line
-    health = Health("decoder")
+    server = None
+    if port:  # ListenError: one line naming the setting
+        server = serve_health(
+            health, config.metrics.host, port, "metrics.decoder_port",
+            liveness_timeout_s=config.metrics.liveness_timeout_s, name="decoder-http",
+        )  # fmt: skip
+    try:
+        return _run(config, cameras, stop, health, max_frames, realtime, rewind, producer_options)
+    finally:
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+
+
+def _run(
+    config: SightlineConfig,
+    cameras: list[CameraSettings],
+    stop: threading.Event,
+    health: Health,
+    max_frames: int | None,
+    realtime: bool,
+    rewind: bool,
+    producer_options: Mapping[str, Any] | None,
+) -> dict[str, CameraStats]:
     publisher = FramePublisher.create(config, health=health, stop=stop, producer_options=producer_options)
     runners = [
         CameraRunner(cam, publisher, stop, max_frames=max_frames, realtime=realtime, rewind=rewind)
         for cam in cameras
     ]
     threads = [threading.Thread(target=r.run, name=f"camera-{r.camera.id}", daemon=True) for r in runners]
-    with stop_on_signals(stop):
+    # This thread serves the producer's delivery reports (and so notices Kafka coming back).
+    with stop_on_signals(stop), health.loop("decoder-producer") as heartbeat:
         for thread in threads:
             thread.start()
         while any(t.is_alive() for t in threads):
+            heartbeat.beat()
             publisher.producer.poll(0.1)
         for thread in threads:
             thread.join()
-        publisher.close()  # inside: a signal while it waits for Kafka cuts the wait short
+        with heartbeat.waiting_on("kafka"):
+            publisher.close()  # inside: a signal while it waits for Kafka cuts the wait short
     if publisher.failed:
         log.error("%d frame records failed delivery", publisher.failed)
     return {r.camera.id: r.stats for r in runners}

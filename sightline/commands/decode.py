@@ -14,6 +14,7 @@ from schemas.frame import validate_frame_record
 from sightline.commands.common import config, fail
 from sightline.config import CameraSettings, SightlineConfig
 from streams.health import Health
+from streams.http_health import serve_health
 from streams.kafka import make_consumer
 from streams.listen import ListenError
 from streams.retry import call_with_retry
@@ -43,14 +44,21 @@ def decode(
     """
     cfg = config()
     cameras = _select_cameras(cfg, source, camera, fps, loop, rtsp_transport)
+    health = Health("decoder")
+    # Served from the start: probes see "not ready" (not "dead") while Kafka is still away.
+    if cfg.metrics.decoder_port:
+        try:
+            serve_health(
+                health, cfg.metrics.host, cfg.metrics.decoder_port, "metrics.decoder_port",
+                liveness_timeout_s=cfg.metrics.liveness_timeout_s, name="decoder-http",
+            )  # fmt: skip
+        except ListenError as exc:
+            fail(str(exc))
     # Started while Kafka is away (a supervisor restarting it mid-outage): wait for the broker.
-    call_with_retry(
-        lambda: ensure_topics(cfg), health=Health("decoder"), dependency="kafka", retry_on=(KafkaException,)
+    call_with_retry(lambda: ensure_topics(cfg), health=health, dependency="kafka", retry_on=(KafkaException,))
+    stats = run_cameras(
+        cfg, cameras, max_frames=max_frames, realtime=realtime, rewind=rewind, metrics_port=0, health=health
     )
-    try:
-        stats = run_cameras(cfg, cameras, max_frames=max_frames, realtime=realtime, rewind=rewind)
-    except ListenError as exc:
-        fail(str(exc))
     for cam_id, s in stats.items():
         line = f"{cam_id}: decoded={s.decoded} sent={s.sent} reconnects={s.reconnects}"
         typer.echo(line + (f" error={s.error}" if s.error else ""), err=True)
