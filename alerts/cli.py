@@ -59,8 +59,10 @@ def run(
 ) -> None:
     """Run the faust app: rules on the detections topic, webhooks from the alerts topic."""
     from alerts.app import run as run_app
+    from alerts.metrics import HEALTH
     from alerts.rules.loader import rules_for
-    from streams.listen import ListenError, serve_metrics
+    from streams.http_health import serve_health
+    from streams.listen import ListenError
     from streams.topics import ensure_topics
 
     _logging(loglevel)
@@ -79,9 +81,12 @@ def run(
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from None
     ensure_topics(cfg)
-    if cfg.metrics.alerts_port:
+    if cfg.metrics.alerts_port:  # /metrics, /readyz (Kafka, Redis) and /healthz (the agent loop)
         try:
-            serve_metrics(cfg.metrics.host, cfg.metrics.alerts_port, "metrics.alerts_port")
+            serve_health(
+                HEALTH, cfg.metrics.host, cfg.metrics.alerts_port, "metrics.alerts_port",
+                liveness_timeout_s=cfg.metrics.liveness_timeout_s, name="alerts-http",
+            )  # fmt: skip
         except ListenError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(1) from None

@@ -330,8 +330,10 @@ class InferenceWorker:
             on_lost=self._on_lost,
         )
         metrics.MODEL_INFO.labels(inf.model, self.detectors.current().manifest.version).set(1)
+        heartbeat = self.health.loop("inference")  # /healthz: 503 once this loop stops beating
         try:
             while not self.stop.is_set():
+                heartbeat.beat()
                 self._check_fatal()
                 reason = self.kafka.check(self.consumer)
                 if reason is not None:
@@ -347,6 +349,7 @@ class InferenceWorker:
                     break
             self._drain()
         finally:
+            heartbeat.close()
             self.pipeline.close()
             self.consumer.close()
             try:

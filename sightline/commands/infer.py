@@ -8,7 +8,8 @@ import typer
 
 from decoders.runner import stop_on_signals
 from sightline.commands.common import config, fail
-from streams.listen import ListenError, serve_metrics
+from streams.http_health import HealthServer, serve_health
+from streams.listen import ListenError
 
 
 def infer(
@@ -25,9 +26,13 @@ def infer(
         if delivery not in ("at-least-once", "exactly-once"):
             fail("--delivery must be at-least-once or exactly-once")
         cfg.inference.delivery = delivery  # type: ignore[assignment]
-    if cfg.metrics.inference_port:
+    server: HealthServer | None = None
+    if cfg.metrics.inference_port:  # before the model loads: a taken port fails at once
         try:
-            serve_metrics(cfg.metrics.host, cfg.metrics.inference_port, "metrics.inference_port")
+            server = serve_health(
+                None, cfg.metrics.host, cfg.metrics.inference_port, "metrics.inference_port",
+                liveness_timeout_s=cfg.metrics.liveness_timeout_s, name="inference-http",
+            )  # fmt: skip
         except ListenError as exc:
             fail(str(exc))
     stop = threading.Event()
@@ -35,6 +40,8 @@ def infer(
         worker = InferenceWorker(cfg, worker_id=worker_id, stop=stop)
     except RegistryError as exc:
         fail(f"{exc}\n  hint: `sightline models fetch nanodet-m` registers the default model")
+    if server is not None:
+        server.attach(worker.health)
     with stop_on_signals(stop):
         try:
             stats = worker.run(max_idle_s=max_idle)
