@@ -15,6 +15,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path, PurePosixPath
@@ -486,8 +487,11 @@ K8S_WORKLOADS = {
     "sightline-drift": ("Deployment", ["drift"]),
     "sightline-api": ("Deployment", ["api"]),
 }
-# Workloads whose server has /healthz and /readyz (sightline/api/routes/health.py, sightline/drift/http.py).
-K8S_HEALTH_ENDPOINTS = {"sightline-api", "sightline-drift"}
+# Every workload's server has /healthz and /readyz (sightline/api/routes/health.py for the API,
+# streams/http_health.py on the metrics port of the others).
+K8S_HEALTH_ENDPOINTS = set(K8S_WORKLOADS)
+# Those whose /healthz watches a main loop's heartbeat (streams/health.py `Health.loop`).
+K8S_HEARTBEAT = {"sightline-decoder", "sightline-inference", "sightline-alerts"}
 
 
 def kustomize_cli() -> list[str] | None:
@@ -711,7 +715,7 @@ def _http_status(url: str) -> int:
         return exc.code
 
 
-def test_api_and_drift_probes_use_their_health_endpoints(k8s: list[dict[str, Any]]) -> None:
+def test_probes_use_their_health_endpoints(k8s: list[dict[str, Any]]) -> None:
     from sightline.api.routes.health import router
     from sightline.drift.http import serve_health
     from streams.health import Health
@@ -722,6 +726,9 @@ def test_api_and_drift_probes_use_their_health_endpoints(k8s: list[dict[str, Any
         assert container["readinessProbe"]["httpGet"]["path"] == "/readyz", name
         port_names = {p["name"] for p in container["ports"]}
         assert {container[p]["httpGet"]["port"] for p in ("livenessProbe", "readinessProbe")} <= port_names
+    for name in K8S_HEARTBEAT:
+        container = _container(_k8s(k8s, K8S_WORKLOADS[name][0], name))
+        assert container["livenessProbe"]["httpGet"]["port"] == "metrics", name
     assert {"/healthz", "/readyz"} <= {route.path for route in router.routes}
     # The drift server for real: liveness stays up while Kafka is down, readiness does not.
     health = Health("drift-probe-test")
@@ -736,30 +743,37 @@ def test_api_and_drift_probes_use_their_health_endpoints(k8s: list[dict[str, Any
         server.shutdown()
 
 
-@pytest.mark.parametrize("name", sorted(set(K8S_WORKLOADS) - K8S_HEALTH_ENDPOINTS))
-def test_metrics_only_workloads_are_ready_only_with_their_dependencies(
-    k8s: list[dict[str, Any]], name: str
-) -> None:
-    """The readiness command of decoder/inference/alerts, run against a real /metrics server."""
-    from prometheus_client import CollectorRegistry, Gauge, start_http_server
+def test_heartbeat_probes_fail_on_a_silent_loop_only(k8s: list[dict[str, Any]]) -> None:
+    """The probes of decoder/inference/alerts against the real server (tests/test_liveness.py
+    runs real processes): /healthz turns 503 on a silent loop, /readyz on a dependency."""
+    from streams.health import Health
+    from streams.http_health import serve_health
 
-    container = _container(_k8s(k8s, K8S_WORKLOADS[name][0], name))
-    assert container["livenessProbe"]["httpGet"]["port"] == "metrics"
-    command = container["readinessProbe"]["exec"]["command"]
-    port = container["ports"][0]["containerPort"]
-    assert f"127.0.0.1:{port}/metrics" in command[-1]
-    registry = CollectorRegistry()
-    gauge = Gauge("sightline_dependency_up", "test", ["component", "dependency"], registry=registry)
-    server, _ = start_http_server(0, addr="127.0.0.1", registry=registry)
+    health = Health("probe-test")
+    server = serve_health(health, "127.0.0.1", 0, "metrics.decoder_port", liveness_timeout_s=0.3)
     try:
-        local = [*command[:-1], command[-1].replace(f":{port}/", f":{server.server_port}/")]
-        local[0] = sys.executable  # the image's `python`
-        gauge.labels("x", "kafka").set(1)
-        gauge.labels("x", "redis").set(1)
-        assert subprocess.run(local, capture_output=True, text=True, timeout=60).returncode == 0
-        gauge.labels("x", "redis").set(0)
-        down = subprocess.run(local, capture_output=True, text=True, timeout=60)
-        assert down.returncode != 0 and "redis" in down.stderr
+        base = f"http://127.0.0.1:{server.server_port}"
+        for name in K8S_HEARTBEAT:
+            container = _container(_k8s(k8s, K8S_WORKLOADS[name][0], name))
+            live, ready = (
+                f"{base}{container[p]['httpGet']['path']}" for p in ("livenessProbe", "readinessProbe")
+            )
+            with health.loop(name) as heartbeat:
+                health.ok("kafka")
+                assert (_http_status(live), _http_status(ready), _http_status(f"{base}/metrics")) == (
+                    200,
+                    200,
+                    200,
+                )
+                time.sleep(0.5)
+                assert (_http_status(live), _http_status(ready), _http_status(f"{base}/metrics")) == (
+                    503,
+                    200,
+                    200,
+                )
+                heartbeat.beat()
+                health.degraded("kafka", "broker unreachable")
+                assert (_http_status(live), _http_status(ready)) == (200, 503)
     finally:
         server.shutdown()
 
