@@ -37,20 +37,24 @@ def _settled_state(stack: Stack, done: Callable[[set[str], set[str]], bool]) -> 
 
 
 def test_topics_and_groups_are_deleted_when_the_benchmark_fails(stack: Stack) -> None:
+    """Named groups and topics, and those a stage names itself (found by prefix, as faust's)."""
     config = stack.fresh_config("bench-fails", partitions=1)
-    group = f"{config.topics.frames.name}-group"
+    prefix = config.topics.frames.name.split(".")[0]  # the fresh config's unique tag
+    group, own_group = f"{prefix}-inference", f"{prefix}-app"
     config.inference.group_id = group
     with pytest.raises(RuntimeError, match="benchmark failed"), removed_after(config.kafka) as created:
         created.track(config)
-        consumer = Consumer(consumer_config(config.kafka, group))
-        consumer.commit(offsets=[TopicPartition(config.topics.frames.name, 0, 0)], asynchronous=False)
-        consumer.close()
-        assert group in _broker_state(stack)[1]  # the group exists on the broker now
+        created.prefixes.add(prefix)
+        for name in (group, own_group):
+            consumer = Consumer(consumer_config(config.kafka, name))
+            consumer.commit(offsets=[TopicPartition(config.topics.frames.name, 0, 0)], asynchronous=False)
+            consumer.close()
+        assert {group, own_group} <= _broker_state(stack)[1]  # the groups exist on the broker now
         raise RuntimeError("benchmark failed")
     names = {t.name for _, t in config.topics}
     topics, groups = _settled_state(stack, lambda topics, groups: not names & topics)
     assert not names & topics, "topics left behind"
-    assert group not in groups, "consumer group left behind"
+    assert not {group, own_group} & groups, "consumer groups left behind"
 
 
 def test_bench_inference_leaves_no_topics_or_groups(
