@@ -139,3 +139,24 @@ def test_unknown_key_lists_the_keys_of_its_section(tmp_path: Path, text: str, me
     assert message in str(info.value)
     if "inference" in text:
         assert "max_batch" in str(info.value).split("valid keys: ")[1]
+
+
+def test_example_config_values_are_the_defaults() -> None:
+    """The example says it shows the defaults; only its cameras, rules file and webhook (none by
+    default) are examples of their own."""
+    from sightline.config import SightlineConfig
+    from streams.paths import repo_root
+
+    example = load_config(repo_root() / "sightline.example.yaml").model_dump(mode="json")
+    defaults = SightlineConfig().model_dump(mode="json")  # not $SIGHTLINE_CONFIG's file
+    for data in (example, defaults):
+        data.pop("cameras")
+        data["alerts"].pop("rules_file")
+        data["alerts"].pop("webhooks")
+    differ = {
+        f"{section}.{key}": (value, defaults[section][key])
+        for section, values in example.items()
+        for key, value in values.items()
+        if value != defaults[section][key]
+    }
+    assert not differ, f"sightline.example.yaml differs from the defaults (example, default): {differ}"
