@@ -360,3 +360,63 @@ def test_alert_processor_with_a_blocked_event_loop_fails_healthz(stack: Stack, t
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(10)
+
+
+def test_decode_and_infer_commands_serve_health_on_their_metrics_ports(
+    stack: Stack, model_registry: Path, vtest_path: Path, tmp_path: Path
+) -> None:
+    """`sightline decode` and `sightline infer` as real processes: the wiring the probes rely on."""
+    from tests.conftest import write_config
+
+    config = stack.fresh_config("live-cli")
+    config.inference.registry_dir = model_registry
+    config.inference.group_id = f"{config.topics.frames.name}-workers"
+    ports = {"decoder": free_port(), "inference": free_port()}
+    config.metrics.host = "127.0.0.1"
+    config.metrics.decoder_port, config.metrics.inference_port = ports["decoder"], ports["inference"]
+    config_file = write_config(config, tmp_path / "config.yaml")
+    cli = [sys.executable, "-m", "sightline.cli", "-c", str(config_file)]
+    commands = {
+        "decoder": [
+            *cli,
+            "decode",
+            "--source",
+            str(vtest_path),
+            "--camera",
+            "cam-cli",
+            "--fps",
+            "5",
+            "--realtime",
+        ],
+        "inference": [*cli, "infer", "--worker-id", "cli"],
+    }
+    expected_loops = {"decoder": {"camera-cam-cli", "decoder-producer"}, "inference": {"inference"}}
+    log = (tmp_path / "processes.log").open("wb")
+    procs = {
+        name: subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+        for name, command in commands.items()
+    }
+    try:
+        for name, port in ports.items():
+            base = f"http://127.0.0.1:{port}"
+
+            def serving(name: str = name, base: str = base) -> bool:
+                assert procs[name].poll() is None, (tmp_path / "processes.log").read_text()[-3000:]
+                if not _ok(base, "/healthz"):
+                    return False
+                return expected_loops[name] <= set(httpx.get(f"{base}/healthz").json()["loops"])
+
+            _until(f"{name} serving its loops", serving, 90)
+            assert _status(base, "/readyz") == 200, httpx.get(f"{base}/readyz").text
+            assert f"sightline_{name}" in httpx.get(f"{base}/metrics").text
+            assert httpx.get(f"{base}/healthz").json()["timeout_s"] == 60.0, "metrics.liveness_timeout_s"
+    finally:
+        for proc in procs.values():
+            proc.terminate()
+        for proc in procs.values():
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+        log.close()
