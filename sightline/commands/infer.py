@@ -8,6 +8,7 @@ import typer
 
 from decoders.runner import stop_on_signals
 from sightline.commands.common import config, fail
+from sightline.commands.models import missing_model_hint
 from streams.http_health import HealthServer, serve_health
 from streams.listen import ListenError
 
@@ -39,7 +40,7 @@ def infer(
     try:
         worker = InferenceWorker(cfg, worker_id=worker_id, stop=stop)
     except RegistryError as exc:
-        fail(f"{exc}\n  hint: `sightline models fetch nanodet-m` registers the default model")
+        fail(f"{exc}\n  hint: {missing_model_hint(cfg.inference.model, cfg.inference.registry_dir)}")
     if server is not None:
         server.attach(worker.health)
     with stop_on_signals(stop):
