@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from prometheus_client import REGISTRY
 
 from decoders.camera import CameraRunner
 from decoders.runner import run_cameras
@@ -36,6 +37,7 @@ from tests.conftest import Stack
 
 REPO = Path(__file__).resolve().parents[1]
 TIMEOUT_S = 1.5  # metrics.liveness_timeout_s in these tests (60 s by default)
+PUBLISHED = "sightline_decoder_frames_published_total"
 
 
 def _status(base: str, path: str) -> int:
@@ -285,6 +287,9 @@ def test_decoder_waiting_out_a_broker_outage_is_alive_but_not_ready(
     decoder.start()
     try:
         _until("the decoder serving", lambda: _ok(base, "/readyz"), 30)
+        # Past its resume point (a bounded 30 s metadata wait, longer than this test's timeout).
+        published = {"camera": "cam-out"}
+        _until("frames published", lambda: (REGISTRY.get_sample_value(PUBLISHED, published) or 0) > 0, 30)
         own_stack.dev.kill("kafka")
         _until("/readyz 503", lambda: _status(base, "/readyz") == 503, 30)
 
