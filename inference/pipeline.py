@@ -62,6 +62,8 @@ class StagedPipeline:
         self._inside = 0  # batches submitted and not yet taken out
         self._lock = threading.Lock()
         self.epoch = 0
+        # When each stage took the batch it is working on (None while it waits for one).
+        self._busy_since: dict[str, float | None] = {"prepare": None, "engine": None, "finish": None}
         self.fatal: BaseException | None = None
         self._threads = [
             threading.Thread(target=self._run, args=(name, work), name=name, daemon=True)
@@ -110,6 +112,12 @@ class StagedPipeline:
         with self._lock:
             return self._inside > 0
 
+    def longest_busy_s(self) -> float:
+        """How long the stage busy the longest has held its current batch (0 when all are idle)."""
+        now = time.monotonic()
+        started = [t for t in self._busy_since.values() if t is not None]
+        return now - min(started) if started else 0.0
+
     def discard(self) -> None:
         """Forget every batch inside: the stages skip them and they never come out."""
         with self._lock:
@@ -130,8 +138,11 @@ class StagedPipeline:
     # -- stages -----------------------------------------------------------------------------
     def _run(self, name: str, work: Callable[[], bool]) -> None:
         while work():
-            pass
+            self._busy_since[name] = None
         log.debug("%s stage stopped", name)
+
+    def _took(self, name: str) -> None:
+        self._busy_since[name] = time.monotonic()
 
     def _live(self, batch: Batch) -> bool:
         return batch.error is None and batch.epoch == self.epoch
@@ -146,6 +157,7 @@ class StagedPipeline:
 
     def _prepare_stage(self) -> bool:
         batch = self._prepare.get()
+        self._took("prepare")
         if batch is None:
             self._engine.put(None)
             return False
@@ -214,6 +226,7 @@ class StagedPipeline:
 
     def _engine_stage(self) -> bool:
         item = self._engine.get()
+        self._took("engine")
         if item is None:
             self._finish.put(None)
             return False
@@ -231,6 +244,7 @@ class StagedPipeline:
 
     def _finish_stage(self) -> bool:
         item = self._finish.get()
+        self._took("finish")
         if item is None:
             return False
         batch, prepared, outputs, prepare_s, engine_s = item

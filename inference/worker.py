@@ -331,9 +331,13 @@ class InferenceWorker:
         )
         metrics.MODEL_INFO.labels(inf.model, self.detectors.current().manifest.version).set(1)
         heartbeat = self.health.loop("inference")  # /healthz: 503 once this loop stops beating
+        liveness_s = self.config.metrics.liveness_timeout_s
         try:
             while not self.stop.is_set():
-                heartbeat.beat()
+                # A stage stuck on one batch (a hung engine) stops the beat even while the loop
+                # itself keeps running below the back-pressure limit.
+                if self.pipeline.longest_busy_s() < liveness_s:
+                    heartbeat.beat()
                 self._check_fatal()
                 reason = self.kafka.check(self.consumer)
                 if reason is not None:

@@ -219,10 +219,15 @@ def _ok(base: str, path: str) -> bool:
         return False
 
 
+@pytest.mark.parametrize("in_flight", [8, 64], ids=["pipeline-fills", "loop-keeps-running"])
 def test_inference_worker_with_a_model_call_that_never_returns_fails_healthz(
-    stack: Stack, model_registry: Path, bus_jpg: Path, monkeypatch: pytest.MonkeyPatch
+    stack: Stack, model_registry: Path, bus_jpg: Path, monkeypatch: pytest.MonkeyPatch, in_flight: int
 ) -> None:
-    config = stack.fresh_config("live-inf")
+    """With room for many batches in flight the consumer loop never blocks on the hung engine:
+    the stuck stage itself must stop the beat."""
+    config = stack.fresh_config(f"live-inf-{in_flight}")
+    config.metrics.liveness_timeout_s = TIMEOUT_S
+    config.inference.max_in_flight_batches = in_flight
     config.inference.registry_dir = model_registry
     config.inference.group_id = f"{config.topics.frames.name}-workers"
     config.inference.max_batch = 1  # one batch per frame: the pipeline fills after a few frames
@@ -255,7 +260,7 @@ def test_inference_worker_with_a_model_call_that_never_returns_fails_healthz(
         _until("the first detections", lambda: worker.stats.records >= 5, 60)
         _stays("a working worker is alive", lambda: _status(base, "/healthz") == 200, 2 * TIMEOUT_S)
         hang.set()
-        publish(range(5, 35))
+        publish(range(5, 5 + (30 if in_flight <= 8 else 3)))
         _until("/healthz 503", lambda: _status(base, "/healthz") == 503, 60)
         assert httpx.get(f"{base}/healthz").json()["loops"]["inference"]["alive"] is False
         assert _status(base, "/metrics") == 200
