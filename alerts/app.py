@@ -228,6 +228,7 @@ class AlertsApp:
         self.config = config
         settings = config.alerts
         topics = config.topics
+        settings.data_dir.mkdir(parents=True, exist_ok=True)  # faust creates only the last level
         self.app = _App(
             settings.app_id,
             broker=broker_urls(config.kafka.bootstrap_servers),

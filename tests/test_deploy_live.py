@@ -114,8 +114,11 @@ def _wait(what: str, check: Callable[[], bool], timeout: float, stack: Stack | N
         if check():
             return
         time.sleep(2)
-    logs = stack.compose("logs", "--tail", "30", check=False) if stack else ""
-    pytest.fail(f"{what}: not within {timeout:.0f}s\n{logs[-6000:]}")
+    states = logs = ""
+    if stack:  # each service's state and health first: the log tail may not name the culprit
+        states = stack.compose("ps", "-a", "--format", "{{.Service}}: {{.Status}}", check=False)
+        logs = stack.compose("logs", "--tail", "30", check=False)
+    pytest.fail(f"{what}: not within {timeout:.0f}s\n{states}\n{logs[-6000:]}")
 
 
 def _http_ok(url: str) -> bool:

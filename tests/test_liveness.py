@@ -381,9 +381,11 @@ def test_decode_and_infer_commands_serve_health_on_their_metrics_ports(
     config = stack.fresh_config("live-cli")
     config.inference.registry_dir = model_registry
     config.inference.group_id = f"{config.topics.frames.name}-workers"
-    ports = {"decoder": free_port(), "inference": free_port()}
+    ports = {"decoder": free_port(), "inference": free_port(), "alerts": free_port()}
     config.metrics.host = "127.0.0.1"
     config.metrics.decoder_port, config.metrics.inference_port = ports["decoder"], ports["inference"]
+    config.metrics.alerts_port = ports["alerts"]
+    config.alerts.rules_file = str(REPO / "alerts" / "demo_rules.yaml")
     config_file = write_config(config, tmp_path / "config.yaml")
     cli = [sys.executable, "-m", "sightline.cli", "-c", str(config_file)]
     commands = {
@@ -399,11 +401,17 @@ def test_decode_and_infer_commands_serve_health_on_their_metrics_ports(
             "--realtime",
         ],
         "inference": [*cli, "infer", "--worker-id", "cli"],
+        "alerts": [*cli, "alerts", "run"],
     }
-    expected_loops = {"decoder": {"camera-cam-cli", "decoder-producer"}, "inference": {"inference"}}
+    expected_loops = {
+        "decoder": {"camera-cam-cli", "decoder-producer"},
+        "inference": {"inference"},
+        "alerts": {"alerts"},
+    }
     log = (tmp_path / "processes.log").open("wb")
     procs = {
-        name: subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+        # A fresh working directory, as in a container: nothing may rely on the repo's own folders.
+        name: subprocess.Popen(command, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
         for name, command in commands.items()
     }
     try:
