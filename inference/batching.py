@@ -67,10 +67,6 @@ class Batch:
     def offsets(self) -> list[TopicPartition]:
         return [TopicPartition(t, p, o) for (t, p), o in sorted(self.next_offsets.items())]
 
-    def start_offsets(self) -> list[TopicPartition]:
-        """Where to seek to read the batch again (its first record per partition)."""
-        return [TopicPartition(t, p, o) for (t, p), o in sorted(self.first_offsets.items())]
-
     def rewind_offsets(self, into: dict[tuple[str, int], int]) -> None:
         """Merge this batch's first offsets into ``into`` (earliest per partition wins)."""
         for key, offset in self.first_offsets.items():

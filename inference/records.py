@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import orjson
 import supervision as sv
 from confluent_kafka import Message
 
+from inference.wire import wire_columns
 from schemas.frame import FrameMeta
 
 _NUMPY = orjson.OPT_SERIALIZE_NUMPY
@@ -28,32 +28,17 @@ class BatchTiming:
 
 
 def detections_columns(detections: sv.Detections, labels: list[str]) -> dict[str, object]:
-    """The wire's columnar ``detections`` object (see docs/wire-format.md), as numpy arrays.
-
-    Coordinates are rounded to 0.1 px and scores to 1e-4: finer digits are noise and cost bytes.
-    """
+    """The record's ``detections`` object (``inference.wire.wire_columns``, see
+    docs/wire-format.md): missing columns as lists of ``None``, class names from the labels when
+    the detections carry none."""
     n = len(detections)
-    class_id = np.asarray(detections.class_id, np.int64) if detections.class_id is not None else None
-    names = detections.data.get("class_name")
-    if names is not None:
-        class_name: object = np.asarray(names).astype(str).tolist()
+    columns: dict[str, object] = wire_columns(detections)
+    class_id = columns["class_id"]
+    if columns["class_name"] is not None:  # orjson writes numeric arrays only
+        columns["class_name"] = columns["class_name"].tolist()  # type: ignore[attr-defined]
     elif class_id is not None:
-        class_name = [labels[c] if 0 <= c < len(labels) else str(c) for c in class_id.tolist()]
-    else:
-        class_name = [None] * n
-    return {
-        "xyxy": np.asarray(detections.xyxy, np.float32).reshape(n, 4).round(1),
-        "confidence": (
-            np.asarray(detections.confidence, np.float32).round(4)
-            if detections.confidence is not None
-            else [None] * n
-        ),
-        "class_id": class_id if class_id is not None else [None] * n,
-        "class_name": class_name,
-        "tracker_id": (
-            np.asarray(detections.tracker_id, np.int64) if detections.tracker_id is not None else [None] * n
-        ),
-    }
+        columns["class_name"] = [labels[c] if 0 <= c < len(labels) else str(c) for c in class_id.tolist()]
+    return {key: [None] * n if value is None else value for key, value in columns.items()}
 
 
 def detections_record(

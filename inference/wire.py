@@ -13,30 +13,36 @@ import supervision as sv
 WireDetections = dict[str, Any]
 
 
+def wire_columns(detections: sv.Detections, xyxy_decimals: int = 1, conf_decimals: int = 4) -> dict[str, Any]:
+    """The columns of ``to_wire`` as rounded numpy arrays (orjson writes them without per-box
+    Python objects); columns the detections lack are ``None``."""
+    n = len(detections)
+    names = detections.data.get("class_name")
+
+    def column(values: Any, dtype: type, decimals: int | None = None) -> np.ndarray | None:
+        if values is None:
+            return None
+        array = np.asarray(values, dtype)
+        return array.round(decimals) if decimals is not None else array
+
+    return {
+        "xyxy": column(detections.xyxy, np.float64, xyxy_decimals).reshape(n, 4),
+        "confidence": column(detections.confidence, np.float64, conf_decimals),
+        "class_id": column(detections.class_id, np.int64),
+        "class_name": np.asarray(names).astype(str) if names is not None else None,
+        "tracker_id": column(detections.tracker_id, np.int64),
+    }
+
+
 def to_wire(detections: sv.Detections, xyxy_decimals: int = 1, conf_decimals: int = 4) -> WireDetections:
     """``{"xyxy", "confidence", "class_id", "class_name", "tracker_id"}``; ``tracker_id`` is ``None``
     when the detections were not tracked, ``class_name`` entries are ``None`` when unknown."""
     n = len(detections)
-    names = detections.data.get("class_name")
-    return {
-        "xyxy": np.asarray(detections.xyxy, np.float64).round(xyxy_decimals).tolist(),
-        "confidence": (
-            np.asarray(detections.confidence, np.float64).round(conf_decimals).tolist()
-            if detections.confidence is not None
-            else [None] * n
-        ),
-        "class_id": (
-            np.asarray(detections.class_id, np.int64).tolist()
-            if detections.class_id is not None
-            else [None] * n
-        ),
-        "class_name": np.asarray(names).astype(str).tolist() if names is not None else [None] * n,
-        "tracker_id": (
-            np.asarray(detections.tracker_id, np.int64).tolist()
-            if detections.tracker_id is not None
-            else None
-        ),
-    }
+    columns = wire_columns(detections, xyxy_decimals, conf_decimals)
+    wire = {key: value.tolist() if value is not None else [None] * n for key, value in columns.items()}
+    if columns["tracker_id"] is None:
+        wire["tracker_id"] = None
+    return wire
 
 
 def from_wire(payload: WireDetections) -> sv.Detections:
