@@ -33,13 +33,12 @@ from alerts.checkpoint import CheckpointFenced, CheckpointStore, connect
 from alerts.engine import Engine
 from alerts.metrics import HEALTH
 from alerts.runner import BatchResult, RawRecord, RulesRunner
+from alerts.settings import AlertsConfig, RulesSettings
 from alerts.webhooks.dead_letters import KafkaDeadLetters, Source
 from alerts.webhooks.dispatcher import Dispatcher
 from schemas.alert import AlertRecord
 from schemas.dead_letter import dead_letter_headers
 from schemas.errors import ContractError
-from sightline.config import SightlineConfig
-from sightline.config.alerts import RulesSettings
 from streams.health import Heartbeat
 
 log = logging.getLogger(__name__)
@@ -224,7 +223,7 @@ def _dependency(exc: BaseException) -> str:
 class AlertsApp:
     """Builds the faust app from the configuration; `app.main()`/a Worker runs it."""
 
-    def __init__(self, config: SightlineConfig, rules: RulesSettings) -> None:
+    def __init__(self, config: AlertsConfig, rules: RulesSettings) -> None:
         self.config = config
         settings = config.alerts
         topics = config.topics
@@ -456,7 +455,7 @@ class AlertsApp:
         await self.redis.aclose()
 
 
-def run(config: SightlineConfig, rules: RulesSettings, loglevel: str = "warning") -> None:
+def run(config: AlertsConfig, rules: RulesSettings, loglevel: str = "warning") -> None:
     """Run until SIGINT/SIGTERM (blocking)."""
     from faust.worker import Worker
 

@@ -21,9 +21,9 @@ from alerts.rules import (
     LaneEvaluator,
     ThresholdEvaluator,
 )
+from alerts.settings import CameraRules, RulesSettings
 from schemas.alert import AlertRecord
 from schemas.detections import DetectionsRecord
-from sightline.config.alerts import CameraRules, RulesSettings
 
 log = logging.getLogger(__name__)
 STATE_VERSION = 1

@@ -17,12 +17,12 @@ from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from alerts.engine import Engine
 from alerts.pos import PosEvent
+from alerts.settings import RulesSettings
 from schemas.alert import AlertRecord
 from schemas.detections import DetectionsRecord
 from schemas.errors import ContractError
-from sightline.config import KafkaSettings
-from sightline.config.alerts import RulesSettings
 from streams.kafka import consumer_config
+from streams.settings import KafkaSettings
 
 RANGE = re.compile(r"^(?P<topic>[A-Za-z0-9._-]+)(?::(?P<partition>\d+)(?::(?P<start>\d+)-(?P<end>\d*))?)?$")
 

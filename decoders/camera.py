@@ -17,10 +17,10 @@ from decoders.pipeline import BATCH, EncodeAhead
 from decoders.publisher import FramePublisher, LiveQueue
 from decoders.resume import find_last_frame
 from decoders.sampler import FpsSampler
+from decoders.settings import CameraSettings
 from decoders.source import open_source
 from schemas.camera_event import CameraEvent
 from schemas.frame import FrameMeta
-from sightline.config import CameraSettings
 from streams.health import Heartbeat
 from streams.redact import redact_text, redact_url
 from streams.retry import call_with_retry

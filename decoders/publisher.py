@@ -26,11 +26,11 @@ from prometheus_client import Counter, Histogram
 from decoders import metrics
 from schemas.camera_event import CameraEvent
 from schemas.frame import FrameMeta
-from sightline.config import SightlineConfig
 from streams.claimcheck import ClaimCheckStore
 from streams.health import Health
 from streams.kafka import producer_config
 from streams.retry import call_with_retry
+from streams.settings import StreamsConfig
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ class FramePublisher:
 
     def __init__(
         self,
-        config: SightlineConfig,
+        config: StreamsConfig,
         producer: Producer,
         claims: ClaimCheckStore | None,
         *,
@@ -79,7 +79,7 @@ class FramePublisher:
     @classmethod
     def create(
         cls,
-        config: SightlineConfig,
+        config: StreamsConfig,
         client_id: str = "sightline-decoder",
         *,
         health: Health | None = None,

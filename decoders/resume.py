@@ -19,8 +19,8 @@ from confluent_kafka import Consumer, TopicPartition
 
 from schemas.errors import ContractError
 from schemas.frame import FrameMeta, parse_frame_headers
-from sightline.config import SightlineConfig
 from streams.kafka import consumer_config
+from streams.settings import StreamsConfig
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ def key_partition(key: bytes, partitions: int) -> int:
 
 
 def find_last_frame(
-    config: SightlineConfig,
+    config: StreamsConfig,
     camera_id: str,
     *,
     window: int = WINDOW,

@@ -11,9 +11,10 @@ from typing import Any
 
 from decoders.camera import CameraRunner, CameraStats
 from decoders.publisher import FramePublisher
-from sightline.config import CameraSettings, SightlineConfig
+from decoders.settings import CameraSettings
 from streams.health import Health
 from streams.http_health import serve_health
+from streams.settings import StreamsConfig
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ def stop_on_signals(stop: threading.Event) -> Iterator[None]:
 
 
 def run_cameras(
-    config: SightlineConfig,
+    config: StreamsConfig,
     cameras: list[CameraSettings],
     stop: threading.Event | None = None,
     *,
@@ -76,7 +77,7 @@ def run_cameras(
 
 
 def _run(
-    config: SightlineConfig,
+    config: StreamsConfig,
     cameras: list[CameraSettings],
     stop: threading.Event,
     health: Health,

@@ -7,7 +7,7 @@ from pathlib import Path
 import av
 
 from decoders.errors import SourceError
-from sightline.config import CameraSettings
+from decoders.settings import CameraSettings
 from streams.redact import redact_text, redact_url
 
 

@@ -9,10 +9,10 @@ from inference.detector import Detector
 from inference.engines import engine_options
 from inference.hotswap import PromotedDetector
 from inference.registry import ModelRegistry
-from sightline.config import SightlineConfig
+from inference.settings import WorkerConfig
 
 
-def engine_kind(config: SightlineConfig) -> str:
+def engine_kind(config: WorkerConfig) -> str:
     inf = config.inference
     if inf.engine == "tensorrt":
         return "tensorrt"  # native TensorRT engine
@@ -24,7 +24,7 @@ class DetectorSource:
     replaced model may still be in later stages, so replaced models wait in ``retired`` until the
     caller says none is in use (``close_retired``)."""
 
-    def __init__(self, config: SightlineConfig, detector: Detector | None = None) -> None:
+    def __init__(self, config: WorkerConfig, detector: Detector | None = None) -> None:
         self._fixed = detector
         self._owned = detector is None
         self._promoted: PromotedDetector | None = None

@@ -23,8 +23,8 @@ from typing import Any, Protocol
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from inference.tracking import CameraTrackers
-from sightline.config import SightlineConfig
 from streams.kafka import consumer_config
+from streams.settings import StreamsConfig
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ class TrackerStateStore:
 
     def __init__(
         self,
-        config: SightlineConfig,
+        config: StreamsConfig,
         trackers: CameraTrackers,
         *,
         client_id: str = "sightline-tracker-state",

@@ -34,11 +34,11 @@ from inference.kafka_health import KafkaWatch
 from inference.outbox import Outbox
 from inference.pipeline import GpuDecode, StagedPipeline
 from inference.preprocess import BufferPool
+from inference.settings import WorkerConfig
 from inference.tracker_state import TrackerStateStore
 from inference.tracking import CameraTrackers
 from schemas.errors import ContractError
 from schemas.frame import parse_frame_headers
-from sightline.config import SightlineConfig
 from streams.claimcheck import ClaimCheckStore
 from streams.health import Health
 from streams.kafka import consumer_config, producer_config
@@ -70,7 +70,7 @@ class WorkerStats:
 class InferenceWorker:
     def __init__(
         self,
-        config: SightlineConfig,
+        config: WorkerConfig,
         *,
         detector: Detector | None = None,
         worker_id: str | None = None,

@@ -17,6 +17,8 @@ import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
+from inference.fetch import FetchResult, fetch_model
+from inference.registry import ModelRegistry
 from streams.paths import cache_dir, shared_dir
 
 SHA256 = {
@@ -140,3 +142,18 @@ def media_path(name: str, *, allow_seed: bool = True) -> Path:
 
 def fetch_all(*, allow_seed: bool = True) -> dict[str, Path]:
     return {name: media_path(name, allow_seed=allow_seed) for name in SHA256}
+
+
+def fetch_registered_model(
+    name: str, registry: ModelRegistry | None, *, force_build: bool = False
+) -> FetchResult:
+    """A model by its recipe, seeded from ../shared when it has a checksum-matching copy, checked
+    on the pinned bus.jpg, and registered and promoted when a registry is given."""
+    shared = shared_dir()
+    return fetch_model(
+        name,
+        registry=registry,
+        seed_dir=shared / "models" if shared else None,
+        force_build=force_build,
+        check_image=media_path("bus.jpg"),
+    )

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from alerts import cli as alerts_cli
 from sightline.api.cli import api, bench_api
+from sightline.commands import alerts as alerts_cli
 from sightline.commands import assets, bench, common, dev, models
 from sightline.commands.batch import batch
 from sightline.commands.decode import decode, frames_app

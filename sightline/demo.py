@@ -24,7 +24,7 @@ from confluent_kafka import TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from alerts.webhooks.signing import new_secret
-from sightline.assets import media_path
+from sightline.assets import fetch_registered_model, media_path
 from sightline.config import SightlineConfig, load_config
 from sightline.rtsp_camera import RtspRelay
 from streams.devinfra import DevStack
@@ -99,18 +99,14 @@ class Demo:
 
     def start(self, with_api: bool) -> None:
         from alerts.webhooks.receiver import Receiver
-        from inference.fetch import fetch_model
         from inference.registry import ModelRegistry
-        from streams.paths import shared_dir
 
         say("starting Kafka and Redis ...")
         dev = DevStack(self.base.dev)
         self.started_infra = not any(s.running for s in dev.status())
         dev.up()
         ensure_topics(self.base)
-        shared = shared_dir()
-        fetch_model("nanodet-m", registry=ModelRegistry(self.base.inference.registry_dir),
-                    seed_dir=shared / "models" if shared else None)  # fmt: skip
+        fetch_registered_model("nanodet-m", ModelRegistry(self.base.inference.registry_dir))
         self.relay = RtspRelay({cam: media_path(clip) for cam, clip in CAMERAS.items()}, log_dir=self.workdir)
         self.relay.start()
         for cam_id, clip in CAMERAS.items():

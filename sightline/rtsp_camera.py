@@ -62,7 +62,10 @@ class RtspRelay:
                     "-tune", "zerolatency", "-g", "10", "-f", "rtsp", target]  # fmt: skip
             self._procs.append(
                 subprocess.Popen(
-                    push, stdout=self._log(path), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                    push,
+                    stdout=self._log(path),
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
                     start_new_session=True,
                 )
             )

@@ -20,8 +20,8 @@ from typing import IO
 
 from confluent_kafka.admin import AdminClient
 
-from sightline.config import DevSettings
 from streams.kafka_dist import kafka_libs
+from streams.settings import DevSettings
 
 SERVER_PROPERTIES = """\
 process.roles=broker,controller

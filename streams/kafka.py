@@ -11,7 +11,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, Message, Producer
 
-from sightline.config import KafkaSettings
+from streams.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
-from sightline.config import SightlineConfig, TopicSettings
+from streams.settings import StreamsConfig, TopicSettings
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +22,7 @@ class TopicReport:
     warning: str | None = None
 
 
-def ensure_topics(config: SightlineConfig, timeout: float = 30.0) -> list[TopicReport]:
+def ensure_topics(config: StreamsConfig, timeout: float = 30.0) -> list[TopicReport]:
     """Idempotent: existing topics are left alone but reported when they differ from config."""
     admin = AdminClient({"bootstrap.servers": config.kafka.bootstrap_servers, **config.kafka.extra})
     wanted: list[TopicSettings] = config.topics.all()

@@ -95,8 +95,8 @@ def test_example_config_shows_every_settings_field() -> None:
     docs/alerts.md, aside) has each of its fields in the example, across all its uses there."""
     import yaml
 
+    from alerts.settings import RulesSettings
     from sightline.config import SightlineConfig
-    from sightline.config.alerts import RulesSettings
     from streams.paths import repo_root
 
     shown: dict[type, set[str]] = {}

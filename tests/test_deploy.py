@@ -26,7 +26,7 @@ import yaml
 from pydantic import BaseModel
 
 from sightline.config import ApiSettings, MetricsSettings, SightlineConfig, load_config
-from sightline.config.infra import DevSettings
+from streams.settings import DevSettings
 
 REPO = Path(__file__).resolve().parent.parent
 COMPOSE_DIR = REPO / "compose"

@@ -17,6 +17,7 @@ import httpx
 import numpy as np
 import pytest
 
+from alerts.settings import RulesSettings
 from inference.worker import InferenceWorker
 from schemas.alert import AlertRecord, TimeWindow, alert_id
 from schemas.camera_event import CameraEvent
@@ -26,7 +27,6 @@ from sightline.api.render import box_color
 from sightline.api.server import ServerThread
 from sightline.api.tail import RATE_WINDOW_S, Rate, TailState
 from sightline.config import CameraSettings, SightlineConfig
-from sightline.config.alerts import RulesSettings
 from streams.kafka import make_producer
 from tests.conftest import Stack
 

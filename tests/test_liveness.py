@@ -323,8 +323,8 @@ import alerts.runner
 async def stuck(self, raws):
     time.sleep(3600)
 alerts.runner.RulesRunner.process = stuck
-from alerts.cli import app
-app(["run", "--config", sys.argv[1]])
+from sightline.cli import app
+app(["alerts", "run", "--config", sys.argv[1]])
 """
 
 

@@ -12,8 +12,8 @@ from numpy.typing import NDArray
 from alerts.frame import Frame
 from alerts.geometry import Polygon
 from alerts.rules.base import NS, CameraContext, Evaluator
+from alerts.settings import AnomalyRule
 from schemas.alert import AlertRecord
-from sightline.config.alerts import AnomalyRule
 
 
 class AnomalyEvaluator(Evaluator):

@@ -11,8 +11,8 @@ from numpy.typing import NDArray
 from alerts.frame import Frame
 from alerts.geometry import Polygon
 from alerts.rules.base import CameraContext, Evaluator, box_list, expire
+from alerts.settings import DefectRule
 from schemas.alert import AlertRecord
-from sightline.config.alerts import DefectRule
 
 
 class DefectEvaluator(Evaluator):

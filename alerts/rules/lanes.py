@@ -12,8 +12,8 @@ from alerts.frame import Frame
 from alerts.geometry import Line, Polygon
 from alerts.pos import PosEvent
 from alerts.rules.base import NS, CameraContext, Evaluator, box_list, expire
+from alerts.settings import LaneSettings
 from schemas.alert import AlertRecord
-from sightline.config.alerts import LaneSettings
 
 # Track entry: [side (-1/0/+1), inside (0/1), counted (0/1), last capture_ns]
 SIDE, INSIDE, COUNTED, LAST = 0, 1, 2, 3

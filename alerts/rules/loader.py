@@ -6,14 +6,8 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from sightline.config import (
-    ConfigError,
-    SightlineConfig,
-    describe_validation_error,
-    read_yaml_mapping,
-    yaml_line_index,
-)
-from sightline.config.alerts import RulesSettings
+from alerts.settings import AlertsSettings, RulesSettings
+from streams.config_files import ConfigError, describe_validation_error, read_yaml_mapping, yaml_line_index
 
 
 def load_rules(path: str | Path) -> RulesSettings:
@@ -27,10 +21,10 @@ def load_rules(path: str | Path) -> RulesSettings:
         ) from None
 
 
-def rules_for(config: SightlineConfig) -> RulesSettings:
+def rules_for(settings: AlertsSettings) -> RulesSettings:
     """The deployment's rules: inline `alerts.rules`, else `alerts.rules_file`, else none."""
-    if config.alerts.rules is not None:
-        return config.alerts.rules
-    if config.alerts.rules_file:
-        return load_rules(config.alerts.rules_file)
+    if settings.rules is not None:
+        return settings.rules
+    if settings.rules_file:
+        return load_rules(settings.rules_file)
     return RulesSettings()

@@ -15,8 +15,8 @@ from numpy.typing import NDArray
 from alerts.frame import Frame
 from alerts.geometry import Polygon
 from alerts.rules.base import NS, CameraContext, Evaluator, expire
+from alerts.settings import ThresholdRule
 from schemas.alert import AlertRecord
-from sightline.config.alerts import ThresholdRule
 
 OPS: dict[str, Callable[[float, float], bool]] = {
     ">": operator.gt,

@@ -12,8 +12,8 @@ from confluent_kafka import KafkaError, Message
 
 from schemas.alert import AlertRecord
 from schemas.dead_letter import dead_letter_headers
-from sightline.config import KafkaSettings
 from streams.kafka import make_producer
+from streams.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
 STAGE = "webhook"  # a `dlq-stage` value of schemas/dead_letter.headers.schema.json

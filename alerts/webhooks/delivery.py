@@ -16,12 +16,12 @@ from typing import Literal
 import httpx
 
 from alerts import metrics
+from alerts.settings import WHSEC, WebhookSettings
 from alerts.webhooks.breaker import CircuitBreaker
 from alerts.webhooks.dedup import DeliveryLedger
 from alerts.webhooks.retry_policy import Budget, Fatal, Retry, http_error
 from alerts.webhooks.signing import Signer
 from schemas.alert import AlertRecord
-from sightline.config.alerts import WHSEC, WebhookSettings
 
 log = logging.getLogger(__name__)
 SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}

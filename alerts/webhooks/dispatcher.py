@@ -15,11 +15,11 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wai
 
 from alerts import metrics
 from alerts.metrics import HEALTH
+from alerts.settings import AlertsSettings
 from alerts.webhooks.dead_letters import DeadLetterSink, Source
 from alerts.webhooks.dedup import DeliveryLedger
 from alerts.webhooks.delivery import Endpoint, Outcome
 from schemas.alert import AlertRecord
-from sightline.config.alerts import AlertsSettings
 from streams.retry import acall_with_retry
 
 log = logging.getLogger(__name__)

@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from alerts.checkpoint import connect
+from alerts.settings import AlertsConfig
 from alerts.webhooks.dead_letters import STAGE, KafkaDeadLetters, Source
 from alerts.webhooks.dispatcher import Dispatcher
 from schemas.alert import AlertRecord
 from schemas.dead_letter import parse_dead_letter
 from schemas.errors import ContractError
-from sightline.config import SightlineConfig
 from streams.kafka import make_consumer
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ class Batch:
     ends: list[TopicPartition]
 
 
-def read_parked(config: SightlineConfig, group: str, from_beginning: bool) -> Batch:
+def read_parked(config: AlertsConfig, group: str, from_beginning: bool) -> Batch:
     """Everything on the dead-letter topic up to its current end, from this stage only."""
     topic = config.topics.dead_letter.name
     consumer = make_consumer(config.kafka, group, "sightline-alerts-replay")
@@ -97,7 +97,7 @@ def read_parked(config: SightlineConfig, group: str, from_beginning: bool) -> Ba
 
 
 async def replay(
-    config: SightlineConfig,
+    config: AlertsConfig,
     *,
     endpoint: str | None = None,
     from_beginning: bool = False,

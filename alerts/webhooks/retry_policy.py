@@ -27,7 +27,7 @@ from typing import Literal
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 
-from sightline.config.alerts import WebhookSettings
+from alerts.settings import WebhookSettings
 
 MAX_RETRY_AFTER_S = 300.0
 Kind = Literal["failure", "throttled", "circuit_open"]

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 
 from standardwebhooks import Webhook, WebhookVerificationError
 
-from sightline.config.alerts import WHSEC, secret_key
+from alerts.settings import WHSEC, secret_key
 
 ID_HEADER = "webhook-id"
 TIMESTAMP_HEADER = "webhook-timestamp"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from sightline.config.inference import InferenceSettings
+    from inference.settings import InferenceSettings
 
 
 def engine_options(

@@ -20,7 +20,6 @@ from inference.fetch.verify import count_classes, require
 from inference.hashing import sha256_file
 from inference.manifest import ModelManifest
 from inference.registry import ModelRegistry
-from sightline.assets import media_path
 from streams.paths import cache_dir
 
 log = logging.getLogger(__name__)
@@ -64,10 +63,14 @@ def fetch_model(
     registry: ModelRegistry | None = None,
     seed_dir: Path | None = None,
     force_build: bool = False,
-    verify: bool = True,
+    check_image: Path | None = None,
     promote: bool = True,
 ) -> FetchResult:
-    """Cached file, else seed copy, else build by recipe; verify on bus.jpg; optionally register+promote."""
+    """Cached file, else seed copy, else build by recipe; optionally register+promote.
+
+    With `check_image` (the command layer passes the pinned sample bus.jpg), the model must find
+    its recipe's expected classes there before it enters the cache or the registry.
+    """
     recipe = RECIPES[name]
     cache = (cache_dir or default_cache_dir()).resolve()
     target = cache / "models" / recipe.filename
@@ -84,10 +87,10 @@ def fetch_model(
                 log.info("building %s by recipe", name)
                 recipe.build(cache, Path(tmp), staged)
                 origin = "built"
-            found = _verify(recipe, staged) if verify else Counter()
+            found = _verify(recipe, staged, check_image)
             os.replace(staged, target)  # only verified files ever appear in the cache
     else:
-        found = _verify(recipe, target) if verify else Counter()
+        found = _verify(recipe, target, check_image)
 
     manifest = None
     if registry is not None:
@@ -97,10 +100,9 @@ def fetch_model(
     return FetchResult(name, target, sha256_file(target), origin, found, manifest)
 
 
-def _verify(recipe: Recipe, path: Path) -> Counter[str]:
-    if not recipe.expect:
+def _verify(recipe: Recipe, path: Path, image: Path | None) -> Counter[str]:
+    if image is None or not recipe.expect:
         return Counter()
-    image = media_path("bus.jpg")  # fetched by the project's own media recipe, sha256-pinned
     found = count_classes(path, image, **recipe.overrides)
-    require(found, recipe.expect, f"{recipe.name} on bus.jpg")
+    require(found, recipe.expect, f"{recipe.name} on {image.name}")
     return found

@@ -16,12 +16,12 @@ from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
+from alerts.settings import CameraRules
 from schemas.detections import DetectionsRecord
 from schemas.errors import ContractError
 from sightline.api.errors import DependencyDown
 from sightline.api.render import FrameFetcher, overlays, render_jpeg
 from sightline.api.tail import TailState
-from sightline.config.alerts import CameraRules
 
 log = logging.getLogger(__name__)
 

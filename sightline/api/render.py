@@ -16,10 +16,10 @@ import supervision as sv
 import yaml
 from confluent_kafka import Consumer, TopicPartition
 
+from alerts.settings import CameraRules, RulesSettings
 from schemas.detections import DetectionsRecord
 from sightline.api.errors import DependencyDown
 from sightline.config import SightlineConfig
-from sightline.config.alerts import CameraRules, RulesSettings
 from streams.claimcheck import ClaimCheckStore
 from streams.health import Health
 from streams.kafka import consumer_config

@@ -35,7 +35,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from schemas.detections import DetectionsRecord
 from schemas.errors import ContractError
-from sightline.assets import media_path
+from sightline.assets import fetch_registered_model, media_path
 from sightline.bench.cleanup import Created, delete_created
 from sightline.config import DevSettings, KafkaSettings, SightlineConfig
 from sightline.demo import Demo
@@ -141,15 +141,11 @@ class Chain(Demo):
         return data
 
     def start(self, with_api: bool = False) -> None:
-        from inference.fetch import fetch_model
         from inference.registry import ModelRegistry
         from sightline.rtsp_camera import RtspRelay
-        from streams.paths import shared_dir
 
         ensure_topics(self.config)
-        shared = shared_dir()
-        fetch_model(self.base.inference.model, registry=ModelRegistry(self.base.inference.registry_dir),
-                    seed_dir=shared / "models" if shared else None)  # fmt: skip
+        fetch_registered_model(self.base.inference.model, ModelRegistry(self.base.inference.registry_dir))
         if self.live:
             self.relay = RtspRelay({self.live_camera: media_path(CLIP)}, log_dir=self.workdir).start()
         self.start_receiver()

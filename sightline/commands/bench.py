@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from sightline.assets import media_path
+from sightline.assets import fetch_registered_model, media_path
 from sightline.commands.common import config, print_json_line
 from streams.devinfra import DevStack
 from streams.topics import ensure_topics
@@ -30,7 +30,7 @@ def bench_decode(
     """Published fps (decode -> Kafka acked) against bare decode + JPEG encode fps."""
     from pathlib import Path
 
-    from decoders import bench
+    from sightline.bench import decode as bench
 
     cfg = config()
     DevStack(cfg.dev).up()
@@ -46,10 +46,9 @@ def detector_factory(cfg: SightlineConfig, model: str, batch: int) -> Callable[[
     """Detectors of the registry's promoted `model` (fetched by recipe if missing), by thread count."""
     from inference.detector import Detector
     from inference.engines import engine_options
-    from inference.fetch import RECIPES, fetch_model
+    from inference.fetch import RECIPES
     from inference.registry import ModelRegistry, RegistryError
     from inference.worker import engine_kind
-    from streams.paths import shared_dir
 
     registry = ModelRegistry(cfg.inference.registry_dir)
     try:
@@ -57,8 +56,7 @@ def detector_factory(cfg: SightlineConfig, model: str, batch: int) -> Callable[[
     except RegistryError:
         if model not in RECIPES:
             raise
-        shared = shared_dir()
-        fetch_model(model, registry=registry, seed_dir=shared / "models" if shared else None)
+        fetch_registered_model(model, registry)
         manifest, path = registry.promoted(model)
     kind = engine_kind(cfg)  # CPU by default; SIGHTLINE_INFERENCE__PROVIDER=cuda|tensorrt on a GPU
 

@@ -118,18 +118,12 @@ def fetch(
     quiet: bool = typer.Option(False, "--quiet"),
 ) -> None:
     """Obtain a model by the project's own recipe (or a checksum-matching seed), verify, register."""
-    from inference.fetch import RECIPES, fetch_model
-    from streams.paths import shared_dir
+    from inference.fetch import RECIPES
+    from sightline.assets import fetch_registered_model
 
     if name not in RECIPES:
         fail(f"unknown model {name!r}; recipes: {', '.join(sorted(RECIPES))}")
-    shared = shared_dir()
-    result = fetch_model(
-        name,
-        registry=_registry(),
-        seed_dir=shared / "models" if shared else None,
-        force_build=build,
-    )
+    result = fetch_registered_model(name, _registry(), force_build=build)
     if not quiet:
         version = result.manifest.version if result.manifest else "-"
         typer.echo(

@@ -1,4 +1,4 @@
-"""Settings for the HTTP surfaces: the REST API and the Prometheus endpoints."""
+"""Settings of the command layer's own services: the REST API and the drift monitor."""
 
 from __future__ import annotations
 
@@ -6,19 +6,7 @@ from typing import Any, Literal, Self
 
 from pydantic import AliasChoices, ConfigDict, Field, SecretStr, model_validator
 
-from sightline.config.infra import Section
-
-
-class MetricsSettings(Section):
-    # 0.0.0.0 in containers so Prometheus can scrape across the network.
-    host: str = "127.0.0.1"
-    # Each long-running command serves /metrics here; 0 disables it.
-    decoder_port: int = Field(9101, ge=0, le=65535)
-    inference_port: int = Field(9102, ge=0, le=65535)
-    alerts_port: int = Field(9103, ge=0, le=65535)
-    # On those ports /healthz turns 503 once a main loop was silent this long (the process is
-    # hung): longer than any single wait for Kafka/Redis, which beats while it retries anyway.
-    liveness_timeout_s: float = Field(60.0, gt=0)
+from streams.settings import Section
 
 
 class ApiSettings(Section):

@@ -42,7 +42,7 @@ def write_config(config: SightlineConfig, path: Path) -> Path:
 
 
 class Processor:
-    """`python -m alerts run` as a real child process, so it can be killed with SIGKILL."""
+    """`sightline alerts run` as a real child process, so it can be killed with SIGKILL."""
 
     def __init__(self, config_path: Path, log_path: Path) -> None:
         self.config_path = config_path
@@ -56,6 +56,7 @@ class Processor:
             [
                 sys.executable,
                 "-m",
+                "sightline.cli",
                 "alerts",
                 "run",
                 "--config",

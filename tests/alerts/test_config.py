@@ -84,7 +84,7 @@ def test_secret_is_not_echoed_and_env_secret_is_read(tmp_path: Path, monkeypatch
 
 def test_rules_file_is_found_through_the_config(tmp_path: Path) -> None:
     cfg = load_config(write(tmp_path, f"alerts:\n  rules_file: {DEMO}\n"))
-    assert [c.camera for c in rules_for(cfg).cameras] == ["cam-vtest"]
+    assert [c.camera for c in rules_for(cfg.alerts).cameras] == ["cam-vtest"]
 
 
 def test_demo_rules_on_a_vtest_like_scene() -> None:

@@ -9,9 +9,9 @@ import numpy as np
 from alerts.engine import Engine
 from alerts.geometry import Line, Polygon, anchor_points
 from alerts.pos import PosEvent
+from alerts.settings import RulesSettings
 from alerts.synthetic import Walker, box_at, record, scene
 from schemas.alert import AlertRecord
-from sightline.config.alerts import RulesSettings
 
 T0 = 1_700_000_000_000_000_000
 S = 1_000_000_000

@@ -19,11 +19,11 @@ from alerts.checkpoint import CheckpointFenced, CheckpointStore, connect
 from alerts.engine import Engine
 from alerts.replay_rules import TopicRange, evaluate, read_topic
 from alerts.runner import RawRecord, RulesRunner
+from alerts.settings import RulesSettings
 from alerts.synthetic import Walker, box_at, record, scene
 from alerts.webhooks.receiver import Receiver
 from schemas.alert import AlertRecord
 from sightline.config import SightlineConfig
-from sightline.config.alerts import RulesSettings
 from streams.kafka import make_producer
 from tests.alerts.helpers import (
     SECRET,

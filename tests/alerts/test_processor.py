@@ -9,10 +9,10 @@ import pytest
 
 from alerts.pos import PosEvent
 from alerts.replay_rules import evaluate
+from alerts.settings import RulesSettings
 from alerts.synthetic import Walker, box_at, record, scene
 from alerts.webhooks.receiver import Receiver
 from schemas.alert import AlertRecord
-from sightline.config.alerts import RulesSettings
 from tests.alerts.helpers import (
     SECRET,
     Processor,

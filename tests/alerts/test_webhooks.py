@@ -10,6 +10,7 @@ import pytest
 from redis.asyncio import Redis
 from standardwebhooks import Webhook, WebhookVerificationError
 
+from alerts.settings import AlertsSettings
 from alerts.webhooks.breaker import CircuitBreaker
 from alerts.webhooks.dead_letters import Source
 from alerts.webhooks.dispatcher import Dispatcher
@@ -17,7 +18,6 @@ from alerts.webhooks.receiver import Receiver, Reply
 from alerts.webhooks.retry_policy import retry_after_seconds
 from alerts.webhooks.signing import Signer
 from schemas.alert import AlertRecord, TimeWindow, alert_id
-from sightline.config.alerts import AlertsSettings
 from tests.conftest import Stack
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # the Standard Webhooks spec's example secret

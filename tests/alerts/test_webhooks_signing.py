@@ -10,9 +10,9 @@ import httpx
 import pytest
 from standardwebhooks import Webhook, WebhookVerificationError
 
+from alerts.settings import WebhookSettings
 from alerts.webhooks.receiver import Receiver
 from alerts.webhooks.signing import Signer, as_spec_secret, new_secret
-from sightline.config.alerts import WebhookSettings
 from tests.alerts.test_webhooks import dispatch_all, make_alert, settings
 from tests.conftest import Stack
 

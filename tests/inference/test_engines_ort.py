@@ -70,7 +70,7 @@ def test_make_engine_takes_one_options_dict_for_every_kind(const_model, tmp_path
 
 
 def test_engine_options_from_settings(const_model, tmp_path: Path) -> None:
-    from sightline.config.inference import InferenceSettings
+    from inference.settings import InferenceSettings
 
     settings = InferenceSettings(max_batch=6, threads=1, device_id=1, fp16=False, engine_cache_dir=tmp_path)
     assert engine_options(settings, "cpu") == {"threads": 1, "spin": True}

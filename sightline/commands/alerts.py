@@ -1,8 +1,4 @@
-"""`sightline alerts ...` (run, replay, replay-rules) and `sightline bench alerts`.
-
-Mount with: `app.add_typer(alerts.cli.app, name="alerts")` and
-`bench_app.command("alerts")(alerts.cli.bench)`.
-"""
+"""`sightline alerts ...` (run, replay, replay-rules) and `sightline bench alerts`."""
 
 from __future__ import annotations
 
@@ -68,7 +64,7 @@ def run(
     _logging(loglevel)
     cfg = _config(config)
     try:
-        rules = rules_for(cfg)
+        rules = rules_for(cfg.alerts)
     except ConfigError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None
@@ -159,7 +155,7 @@ def bench(
     ] = False,
 ) -> None:
     """Alert processors: sustained detections/s, capture-to-webhook p99, lost and duplicates."""
-    from alerts.bench import BenchOptions, run_bench
+    from sightline.bench.alerts import BenchOptions, run_bench
     from sightline.commands.common import print_json_line
 
     _logging("warning")

@@ -9,8 +9,8 @@ from urllib.parse import urlparse
 
 from pydantic import Field, field_validator
 
-from sightline.config.infra import Section
 from streams.redact import redact_url
+from streams.settings import Section
 
 LIVE_SCHEMES = {"rtsp", "rtsps", "http", "https", "rtmp", "udp", "tcp", "srt"}
 

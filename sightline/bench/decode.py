@@ -20,7 +20,8 @@ from confluent_kafka.admin import AdminClient
 
 from decoders.pipeline import EncodeAhead
 from decoders.runner import run_cameras
-from sightline.config import CameraSettings, SightlineConfig
+from decoders.settings import CameraSettings
+from sightline.config import SightlineConfig
 from streams.topics import ensure_topics
 
 _OWN_TOPICS = ("frames", "camera_events")  # the topics the decoder writes

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 
 from pydantic import Field
 
-from sightline.config.infra import Section
+from streams.settings import Section, StreamsConfig
 
 
 class InferenceSettings(Section):
@@ -53,3 +54,19 @@ class InferenceSettings(Section):
     )
     # nvjpeg decodes a batch's JPEGs on the GPU (inference.gpu_jpeg, extra 'gpu'); cpu is libjpeg-turbo.
     jpeg_decoder: Literal["cpu", "nvjpeg"] = "cpu"
+
+
+class CameraId(Protocol):
+    """All the worker knows of a configured camera: its id (the decoders own the rest)."""
+
+    @property
+    def id(self) -> str: ...
+
+
+class WorkerConfig(StreamsConfig, Protocol):
+    """The sections an inference worker reads."""
+
+    @property
+    def inference(self) -> InferenceSettings: ...
+    @property
+    def cameras(self) -> Sequence[CameraId]: ...

@@ -1,8 +1,15 @@
-"""Settings for the shared infrastructure: Kafka, Redis, topics and the local dev stack."""
+"""Settings every stage shares: Kafka, Redis, topics, frame limits, metrics ports and the dev stack.
+
+The stages own their settings models (`decoders.settings`, `inference.settings`,
+`alerts.settings`); the command layer's `sightline.config.SightlineConfig` composes them into the
+one YAML file. Stages never see that root model: they read the sections they declare in a
+Protocol (`StreamsConfig` and its extensions), so dependencies point one way.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -96,6 +103,18 @@ class DevSettings(Section):
     kafka_heap: str = "512m"
 
 
+class MetricsSettings(Section):
+    # 0.0.0.0 in containers so Prometheus can scrape across the network.
+    host: str = "127.0.0.1"
+    # Each long-running command serves /metrics here; 0 disables it.
+    decoder_port: int = Field(9101, ge=0, le=65535)
+    inference_port: int = Field(9102, ge=0, le=65535)
+    alerts_port: int = Field(9103, ge=0, le=65535)
+    # On those ports /healthz turns 503 once a main loop was silent this long (the process is
+    # hung): longer than any single wait for Kafka/Redis, which beats while it retries anyway.
+    liveness_timeout_s: float = Field(60.0, gt=0)
+
+
 def check_claim_check_ttl(frames: FramesSettings, topics: TopicsSettings) -> None:
     """A claim-checked image must live at least as long as the frame record that points to it."""
     retention_ms = topics.frames.retention_ms
@@ -104,3 +123,18 @@ def check_claim_check_ttl(frames: FramesSettings, topics: TopicsSettings) -> Non
             f"frames.claim_check_ttl_s ({frames.claim_check_ttl_s}) is shorter than "
             f"topics.frames.retention_ms ({retention_ms} ms): claim-checked frames would lose their image"
         )
+
+
+class StreamsConfig(Protocol):
+    """The shared sections a stage reads; `sightline.config.SightlineConfig` satisfies it."""
+
+    @property
+    def kafka(self) -> KafkaSettings: ...
+    @property
+    def redis(self) -> RedisSettings: ...
+    @property
+    def topics(self) -> TopicsSettings: ...
+    @property
+    def frames(self) -> FramesSettings: ...
+    @property
+    def metrics(self) -> MetricsSettings: ...

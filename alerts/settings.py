@@ -11,12 +11,12 @@ import base64
 import binascii
 import re
 from pathlib import Path
-from typing import Annotated, Literal, Self
+from typing import Annotated, Literal, Protocol, Self
 
 from pydantic import AfterValidator, Field, SecretStr, field_validator, model_validator
 
 from schemas.alert import AlertType, Severity
-from sightline.config.infra import Section
+from streams.settings import Section, StreamsConfig
 
 Point = tuple[float, float]
 Anchor = Literal["center", "bottom_center", "top_center"]
@@ -352,3 +352,10 @@ class AlertsSettings(Section):
         if dupes:
             raise ValueError(f"webhook names must be unique: {', '.join(dupes)}")
         return self
+
+
+class AlertsConfig(StreamsConfig, Protocol):
+    """The sections the alert processors read."""
+
+    @property
+    def alerts(self) -> AlertsSettings: ...

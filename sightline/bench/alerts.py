@@ -26,11 +26,11 @@ import yaml
 
 from alerts.checkpoint import CheckpointStore, connect
 from alerts.replay_rules import evaluate
+from alerts.settings import RulesSettings
 from alerts.synthetic import Box, Walker, box_at, record
 from alerts.webhooks.receiver import Receiver
 from schemas.detections import DetectionsRecord
 from sightline.config import DevSettings, SightlineConfig
-from sightline.config.alerts import RulesSettings
 from streams.kafka import make_producer
 from streams.topics import ensure_topics
 
@@ -248,7 +248,7 @@ def _run(
     env = {**os.environ, SECRET_ENV: secret}
     proc_log = (tmp / "processor.log").open("wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "alerts", "run", "-c", str(cfg_path)],
+        [sys.executable, "-m", "sightline.cli", "alerts", "run", "-c", str(cfg_path)],
         env=env,
         stdout=proc_log,
         stderr=subprocess.STDOUT,

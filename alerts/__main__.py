@@ -1,5 +1,0 @@
-"""`python -m alerts ...`: the same commands as `sightline alerts ...`."""
-
-from alerts.cli import app
-
-app()
