@@ -29,6 +29,7 @@ from sightline.config import SightlineConfig, load_config
 from sightline.rtsp_camera import RtspRelay
 from streams.devinfra import DevStack
 from streams.paths import repo_root
+from streams.processes import stop_processes
 from streams.topics import ensure_topics
 
 CAMERAS = {"cam-vtest": "vtest.avi", "cam-bikes": "bikes.mp4"}
@@ -182,15 +183,10 @@ class Demo:
         say(f"Kafka and Redis {why}: still running; stop them with `sightline dev down`")
 
     def shutdown(self) -> None:
-        for proc in self.children.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
+        killed = stop_processes(self.children.values(), 30)
         for name, proc in self.children.items():
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                say(f"{name} did not stop in 30 s; killing it")
-                proc.kill()
+            if proc in killed:
+                say(f"{name} did not stop in 30 s; killed it")
         if self.relay is not None:
             self.relay.kill()
         if self.receiver is not None:

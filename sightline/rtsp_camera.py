@@ -9,13 +9,13 @@ all cameras of a process (two relays on one machine would collide).
 from __future__ import annotations
 
 import shutil
-import signal
 import subprocess
 import time
 from pathlib import Path
 from typing import IO
 
 from streams.devinfra import _port_open, free_port
+from streams.processes import kill_process
 
 
 class RtspCameraError(RuntimeError):
@@ -75,9 +75,7 @@ class RtspRelay:
     def kill(self) -> None:
         """Hard stop of the relay and its pushers, as cameras that lose power."""
         for proc in reversed(self._procs):
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGKILL)
-                proc.wait()
+            kill_process(proc)
         self._procs = []
 
     def __enter__(self) -> RtspRelay:

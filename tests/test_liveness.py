@@ -33,6 +33,7 @@ from streams.devinfra import free_port
 from streams.health import Health
 from streams.http_health import HealthServer, serve_health
 from streams.kafka import make_producer
+from streams.processes import stop_process, stop_processes
 from tests.conftest import Stack
 
 REPO = Path(__file__).resolve().parents[1]
@@ -364,12 +365,7 @@ def test_alert_processor_with_a_blocked_event_loop_fails_healthz(stack: Stack, t
             time.sleep(0.5)
         assert _status(base, "/metrics") == 200, "served from its own thread all along"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+        stop_process(proc, 30)
 
 
 def test_decode_and_infer_commands_serve_health_on_their_metrics_ports(
@@ -429,12 +425,5 @@ def test_decode_and_infer_commands_serve_health_on_their_metrics_ports(
             assert f"sightline_{name}" in httpx.get(f"{base}/metrics").text
             assert httpx.get(f"{base}/healthz").json()["timeout_s"] == 60.0, "metrics.liveness_timeout_s"
     finally:
-        for proc in procs.values():
-            proc.terminate()
-        for proc in procs.values():
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
+        stop_processes(procs.values(), 30)
         log.close()

@@ -25,6 +25,7 @@ from decoders.runner import run_cameras
 from inference.worker import InferenceWorker
 from sightline.config import CameraSettings, SightlineConfig
 from streams.devinfra import free_port
+from streams.processes import stop_process
 from tests.conftest import Stack
 from tests.test_deploy import COMPOSE_DIR, JOB_PORTS, dashboard_exprs
 
@@ -102,12 +103,7 @@ def prometheus(tmp_path: Path) -> Iterator[tuple[str, dict[str, int]]]:
         _wait_for("Prometheus to be ready", lambda: proc.poll() is None and _get(f"{base}/-/ready"), 20)
         yield base, ports
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        stop_process(proc, 10)
         log.close()
         if proc.returncode not in (0, -15):
             print((tmp_path / "prometheus.log").read_text()[-3000:])

@@ -18,6 +18,7 @@ import yaml
 from sightline.drift.http import serve_health
 from streams.health import Health
 from streams.listen import ListenError, serve_metrics
+from streams.processes import stop_process
 from tests.conftest import Stack
 
 REPO = Path(__file__).resolve().parents[1]
@@ -117,12 +118,7 @@ def test_alert_processor_metrics_bind_metrics_host(
             time.sleep(0.2)
         assert not _accepts(OTHER_LOOPBACK, port), "metrics.alerts_port listens beyond metrics.host"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+        stop_process(proc, 20)
 
     with _taken_port() as taken:
         busy = _alerts_config(stack, tmp_path / "busy.yaml", taken)

@@ -32,6 +32,7 @@ from alerts.webhooks.receiver import Receiver
 from schemas.detections import DetectionsRecord
 from sightline.config import DevSettings, SightlineConfig
 from streams.kafka import make_producer
+from streams.processes import stop_process
 from streams.topics import ensure_topics
 
 SECRET_ENV = "SIGHTLINE_BENCH_WEBHOOK_SECRET"
@@ -300,11 +301,7 @@ def _run(
         _wait(lambda: expected <= set(receiver.ids()), 120)
         time.sleep(1.0)  # a duplicate would show up now
     finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc, 30)
         receiver.stop()
     counts = receiver.ids()
     latencies = [

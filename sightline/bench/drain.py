@@ -26,6 +26,7 @@ from decoders.runner import run_cameras
 from sightline.bench.chaos import read_topic
 from sightline.config import CameraSettings, SightlineConfig
 from streams.kafka import consumer_config
+from streams.processes import stop_processes
 from streams.topics import ensure_topics
 
 
@@ -203,11 +204,7 @@ def drain(config: SightlineConfig, frames: int, workers: int, stall_s: float = 1
     finally:  # after a failure the others would only wait on: stop them at once
         done.set()
         lag.close()
-        for proc in procs:
-            proc.join(30 if len(reports) == workers else 0)
-            if proc.is_alive():
-                proc.kill()
-                proc.join()
+        stop_processes(procs, 30 if len(reports) == workers else 0, terminate=False)  # `done` asked
     errors = [r["error"] for r in reports if "error" in r]
     if errors:
         raise RuntimeError(f"drain: worker failed: {errors[0]}")

@@ -18,6 +18,7 @@ from confluent_kafka import Producer, TopicPartition
 from schemas.detections import DetectionsRecord
 from sightline.config import SightlineConfig
 from streams.kafka import make_consumer, make_producer
+from streams.processes import stop_process
 
 SECRET_ENV = "SIGHTLINE_TEST_WEBHOOK_SECRET"
 SECRET = "test-secret-123"
@@ -79,12 +80,7 @@ class Processor:
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
             return
-        self.proc.terminate()
-        try:
-            self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
+        stop_process(self.proc, 20)
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
