@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import logging
-import signal
 import threading
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from typing import Any
 
 from decoders.camera import CameraRunner, CameraStats
@@ -15,29 +13,9 @@ from decoders.settings import CameraSettings
 from streams.health import Health
 from streams.http_health import serve_health
 from streams.settings import StreamsConfig
+from streams.signals import stop_on_signals
 
 log = logging.getLogger(__name__)
-
-
-@contextmanager
-def stop_on_signals(stop: threading.Event) -> Iterator[None]:
-    """Ctrl-C or SIGTERM sets `stop`; the cameras finish their frame and the producer flushes."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-
-    def handler(signum: int, _frame: object) -> None:
-        log.info("received %s, stopping", signal.Signals(signum).name)
-        stop.set()
-
-    for sig in previous:
-        signal.signal(sig, handler)
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
 
 
 def run_cameras(

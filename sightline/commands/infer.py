@@ -6,11 +6,11 @@ import threading
 
 import typer
 
-from decoders.runner import stop_on_signals
 from sightline.commands.common import config, fail
 from sightline.commands.models import missing_model_hint
 from streams.http_health import HealthServer, serve_health
 from streams.listen import ListenError
+from streams.signals import stop_on_signals
 
 
 def infer(

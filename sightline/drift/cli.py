@@ -16,11 +16,11 @@ def drift(
     """Compare each camera's recent frames and detections with its baseline; alert on drift."""
     from confluent_kafka import KafkaException
 
-    from decoders.runner import stop_on_signals
     from sightline.commands.common import config
     from sightline.drift.http import serve_health
     from sightline.drift.service import DriftService
     from streams.listen import ListenError
+    from streams.signals import stop_on_signals
 
     cfg = config()
     port = cfg.drift.metrics_port if metrics_port is None else metrics_port
