@@ -163,9 +163,9 @@ def test_drift_waits_for_redis_and_serves_its_readiness(own_stack: Stack) -> Non
         thread.start()
         _until(lambda: _gauge("drift", "redis") == 0 or failure, 20, "drift degraded on redis")
         assert thread.is_alive(), failure
-        from sightline.drift.http import serve_health
+        from streams.http_health import serve_health
 
-        server = serve_health(service.health, "127.0.0.1", port)
+        server = serve_health(service.health, "127.0.0.1", port, "drift.metrics_port")
         ready = httpx.get(f"http://127.0.0.1:{port}/readyz")
         assert ready.status_code == 503 and not ready.json()["dependencies"]["redis"]["up"], ready.text
         assert "sightline_dependency_up" in httpx.get(f"http://127.0.0.1:{port}/metrics").text

@@ -717,8 +717,8 @@ def _http_status(url: str) -> int:
 
 def test_probes_use_their_health_endpoints(k8s: list[dict[str, Any]]) -> None:
     from sightline.api.routes.health import router
-    from sightline.drift.http import serve_health
     from streams.health import Health
+    from streams.http_health import serve_health
 
     for name in K8S_HEALTH_ENDPOINTS:
         container = _container(_k8s(k8s, K8S_WORKLOADS[name][0], name))
@@ -732,7 +732,7 @@ def test_probes_use_their_health_endpoints(k8s: list[dict[str, Any]]) -> None:
     assert {"/healthz", "/readyz"} <= {route.path for route in router.routes}
     # The drift server for real: liveness stays up while Kafka is down, readiness does not.
     health = Health("drift-probe-test")
-    server = serve_health(health, "127.0.0.1", 0)
+    server = serve_health(health, "127.0.0.1", 0, "drift.metrics_port")
     try:
         base = f"http://127.0.0.1:{server.server_port}"
         health.ok("kafka")

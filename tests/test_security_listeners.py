@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sightline.drift.http import serve_health
 from streams.health import Health
+from streams.http_health import serve_health
 from streams.listen import ListenError, serve_metrics
 from streams.processes import stop_process
 from tests.conftest import Stack
@@ -76,7 +76,7 @@ def test_metrics_listener_binds_only_the_configured_host(other_loopback: None) -
 def test_a_taken_metrics_or_drift_port_names_the_setting() -> None:
     with _taken_port() as port:
         with pytest.raises(ListenError, match=rf"127\.0\.0\.1:{port} \(address already in use\).*drift"):
-            serve_health(Health("drift"), "127.0.0.1", port)
+            serve_health(Health("drift"), "127.0.0.1", port, "drift.metrics_port")
         with pytest.raises(ListenError, match="metrics.decoder_port"):
             serve_metrics("127.0.0.1", port, "metrics.decoder_port")
 

@@ -57,8 +57,7 @@ def run(
     from alerts.app import run as run_app
     from alerts.metrics import HEALTH
     from alerts.rules.loader import rules_for
-    from streams.http_health import serve_health
-    from streams.listen import ListenError
+    from sightline.commands.common import serve_stage_health
     from streams.topics import ensure_topics
 
     _logging(loglevel)
@@ -78,14 +77,7 @@ def run(
             raise typer.Exit(2) from None
     ensure_topics(cfg)
     if cfg.metrics.alerts_port:  # /metrics, /readyz (Kafka, Redis) and /healthz (the agent loop)
-        try:
-            serve_health(
-                HEALTH, cfg.metrics.host, cfg.metrics.alerts_port, "metrics.alerts_port",
-                liveness_timeout_s=cfg.metrics.liveness_timeout_s, name="alerts-http",
-            )  # fmt: skip
-        except ListenError as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(1) from None
+        serve_stage_health(cfg, HEALTH, cfg.metrics.alerts_port, "metrics.alerts_port", "alerts-http")
     run_app(cfg, rules, loglevel=loglevel)
 
 

@@ -1,4 +1,4 @@
-"""Shared CLI plumbing: the loaded config and error reporting."""
+"""Shared CLI plumbing: the loaded config, error reporting and each stage's health endpoint."""
 
 from __future__ import annotations
 
@@ -10,6 +10,9 @@ from typing import Any, NoReturn
 import typer
 
 from sightline.config import ConfigError, SightlineConfig, load_config
+from streams.health import Health
+from streams.http_health import HealthServer, serve_health
+from streams.listen import ListenError
 
 _state: dict[str, Any] = {"config_path": None}
 
@@ -28,6 +31,21 @@ def config() -> SightlineConfig:
 def fail(message: str, code: int = 1) -> NoReturn:
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code)
+
+
+def serve_stage_health(
+    cfg: SightlineConfig, health: Health | None, port: int, setting: str, name: str
+) -> HealthServer:
+    """Serve a stage's /metrics, /readyz and /healthz on `port` (of `metrics.host`), before the
+    stage's slow start so a probe sees "not ready" rather than nothing. A taken port ends the
+    command at once with one line naming `setting`."""
+    try:
+        return serve_health(
+            health, cfg.metrics.host, port, setting,
+            liveness_timeout_s=cfg.metrics.liveness_timeout_s, name=name,
+        )  # fmt: skip
+    except ListenError as exc:
+        fail(str(exc))
 
 
 def print_json_line(data: dict[str, Any]) -> None:

@@ -11,12 +11,10 @@ from confluent_kafka import KafkaException, TopicPartition
 from decoders.runner import run_cameras
 from schemas.errors import ContractError
 from schemas.frame import validate_frame_record
-from sightline.commands.common import config, fail
+from sightline.commands.common import config, fail, serve_stage_health
 from sightline.config import CameraSettings, SightlineConfig
 from streams.health import Health
-from streams.http_health import serve_health
 from streams.kafka import make_consumer
-from streams.listen import ListenError
 from streams.retry import call_with_retry
 from streams.topics import ensure_topics
 
@@ -47,13 +45,7 @@ def decode(
     health = Health("decoder")
     # Served from the start: probes see "not ready" (not "dead") while Kafka is still away.
     if cfg.metrics.decoder_port:
-        try:
-            serve_health(
-                health, cfg.metrics.host, cfg.metrics.decoder_port, "metrics.decoder_port",
-                liveness_timeout_s=cfg.metrics.liveness_timeout_s, name="decoder-http",
-            )  # fmt: skip
-        except ListenError as exc:
-            fail(str(exc))
+        serve_stage_health(cfg, health, cfg.metrics.decoder_port, "metrics.decoder_port", "decoder-http")
     # Started while Kafka is away (a supervisor restarting it mid-outage): wait for the broker.
     call_with_retry(lambda: ensure_topics(cfg), health=health, dependency="kafka", retry_on=(KafkaException,))
     stats = run_cameras(

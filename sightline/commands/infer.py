@@ -6,10 +6,9 @@ import threading
 
 import typer
 
-from sightline.commands.common import config, fail
+from sightline.commands.common import config, fail, serve_stage_health
 from sightline.commands.models import missing_model_hint
-from streams.http_health import HealthServer, serve_health
-from streams.listen import ListenError
+from streams.http_health import HealthServer
 from streams.signals import stop_on_signals
 
 
@@ -29,13 +28,9 @@ def infer(
         cfg.inference.delivery = delivery  # type: ignore[assignment]
     server: HealthServer | None = None
     if cfg.metrics.inference_port:  # before the model loads: a taken port fails at once
-        try:
-            server = serve_health(
-                None, cfg.metrics.host, cfg.metrics.inference_port, "metrics.inference_port",
-                liveness_timeout_s=cfg.metrics.liveness_timeout_s, name="inference-http",
-            )  # fmt: skip
-        except ListenError as exc:
-            fail(str(exc))
+        server = serve_stage_health(
+            cfg, None, cfg.metrics.inference_port, "metrics.inference_port", "inference-http"
+        )
     stop = threading.Event()
     try:
         worker = InferenceWorker(cfg, worker_id=worker_id, stop=stop)

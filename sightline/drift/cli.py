@@ -16,10 +16,8 @@ def drift(
     """Compare each camera's recent frames and detections with its baseline; alert on drift."""
     from confluent_kafka import KafkaException
 
-    from sightline.commands.common import config
-    from sightline.drift.http import serve_health
+    from sightline.commands.common import config, serve_stage_health
     from sightline.drift.service import DriftService
-    from streams.listen import ListenError
     from streams.signals import stop_on_signals
 
     cfg = config()
@@ -27,11 +25,7 @@ def drift(
     stop = threading.Event()
     service = DriftService(cfg, stop)
     if port:
-        try:
-            serve_health(service.health, cfg.metrics.host, port)
-        except ListenError as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(1) from None
+        serve_stage_health(cfg, service.health, port, "drift.metrics_port", "drift-http")
     with stop_on_signals(stop):
         try:
             stats = service.run(max_idle)
