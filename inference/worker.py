@@ -41,7 +41,11 @@ from schemas.errors import ContractError
 from schemas.frame import parse_frame_headers
 from streams.claimcheck import ClaimCheckStore
 from streams.health import Health
-from streams.kafka import consumer_config, producer_config
+from streams.kafka import (
+    at_least_once_producer_config,
+    transactional_producer_config,
+    worker_consumer_config,
+)
 
 __all__ = ["DetectorSource", "InferenceWorker", "WorkerError", "engine_kind", "send_offsets_with_deadline"]
 
@@ -102,8 +106,7 @@ class InferenceWorker:
         self._last_activity: float | None = None  # idle time only counts once partitions are assigned
 
         client = f"sightline-inference-{self.worker_id}"
-        cconf = consumer_config(config.kafka, inf.group_id, client, read_committed=True)
-        cconf["max.poll.interval.ms"] = 300_000
+        cconf = worker_consumer_config(config.kafka, inf.group_id, client)
         cconf["error_cb"] = self.kafka.on_error
         self.outbox = Outbox(
             detections_topic=config.topics.detections.name,
@@ -122,10 +125,9 @@ class InferenceWorker:
             # dead one and aborts its open transaction at once; an unnamed one adds its pid, and the
             # short transaction timeout bounds how long a dead twin's transaction blocks readers.
             txn_id = f"{inf.group_id}-{named or f'{self.worker_id}-{os.getpid()}'}"
-            pconf = producer_config(
-                config.kafka, client, compression="lz4", linger_ms=2, transactional_id=txn_id
+            pconf = transactional_producer_config(
+                config.kafka, client, txn_id, compression="lz4", linger_ms=2
             )
-            pconf |= {"transaction.timeout.ms": 10_000, "delivery.timeout.ms": 10_000}
             pconf["error_cb"] = self.kafka.on_producer_error
             self.consumer = Consumer(cconf)
             try:
@@ -144,8 +146,7 @@ class InferenceWorker:
             except TransactionsUnavailable as exc:
                 raise WorkerError(str(exc)) from exc
         else:
-            pconf = producer_config(config.kafka, client, compression="lz4", linger_ms=2)
-            pconf["delivery.timeout.ms"] = 0  # at-least-once: wait out any outage, never drop a record
+            pconf = at_least_once_producer_config(config.kafka, client, compression="lz4", linger_ms=2)
             pconf["error_cb"] = self.kafka.on_producer_error
             commits = OffsetCommits(self.health)
             cconf["on_commit"] = commits.on_commit  # async commit outcomes are only seen here

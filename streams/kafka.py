@@ -1,19 +1,47 @@
-"""Explicit Kafka client configuration, in the style of confluent-kafka's examples.
+"""Every Kafka client's configuration, one builder per role; each setting is named and explained once.
 
-Every client is built here so idempotence, compression and timeouts are chosen once.
+Callers ask for the role they play (a plain reader, the inference worker's consumer, a producer
+that never drops a record, a transactional producer) and add only callbacks (``error_cb``,
+``on_commit``) or a one-off read tweak of their own.
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, Message, Producer
+from confluent_kafka import Consumer, KafkaError, Producer
 
 from streams.settings import KafkaSettings
 
-log = logging.getLogger(__name__)
+# -- consumers ------------------------------------------------------------------------------
+# A member that stops heartbeating loses its partitions after this long: short, so a killed
+# worker's frames move to a live one within seconds (benchmarks and tests count on 10 s).
+SESSION_TIMEOUT_MS = 10_000
+# A fifth of the session timeout: several beats may be lost before the member is evicted.
+HEARTBEAT_INTERVAL_MS = 2_000
+# How long a member may go between polls before it is taken out of the group. Readers poll
+# between short pieces of work: two minutes is plenty and still catches a hung loop.
+MAX_POLL_INTERVAL_MS = 120_000
+# The inference worker's loop also blocks between polls on transactions while Kafka is away and
+# on the drain at a revoke (up to 30 s): five minutes keeps a slow but live worker in its group.
+WORKER_MAX_POLL_INTERVAL_MS = 300_000
+# A loop that waits out a dependency's outage in place (Redis down for minutes) without polling
+# Kafka must stay in its group meanwhile: ten minutes.
+BLOCKING_MAX_POLL_INTERVAL_MS = 600_000
+
+# -- producers ------------------------------------------------------------------------------
+# An idempotent producer gives up on a record after two minutes of failed sends (librdkafka's
+# default is five): the caller then sees a delivery error instead of a silent stall.
+DELIVERY_TIMEOUT_MS = 120_000
+# librdkafka: 0 = never time out a record once accepted. At-least-once producers ride out any
+# broker outage and deliver everything afterwards; a timeout would drop frames or detections.
+NEVER_TIME_OUT_MS = 0
+# An open transaction blocks read_committed readers of its partitions until it commits or aborts:
+# a worker that died mid-transaction stalls them at most this long (a restarted twin with the same
+# transactional.id aborts it at once).
+TRANSACTION_TIMEOUT_MS = 10_000
+# librdkafka refuses a delivery timeout longer than the transaction timeout.
+TRANSACTIONAL_DELIVERY_TIMEOUT_MS = TRANSACTION_TIMEOUT_MS
 
 
 def _base(settings: KafkaSettings, client_id: str | None = None) -> dict[str, Any]:
@@ -32,13 +60,12 @@ def producer_config(
     linger_ms: int = 5,
     queue_max_messages: int = 100_000,
     queue_max_kbytes: int = 262_144,
-    transactional_id: str | None = None,
 ) -> dict[str, Any]:
     """Idempotent producer; lz4 by default because JPEG barely compresses and lz4 is cheapest.
 
     Headers and JSON values still shrink with lz4, and it costs almost nothing for JPEG.
     """
-    config = {
+    return {
         **_base(settings, client_id),
         "enable.idempotence": True,
         "acks": "all",
@@ -47,11 +74,29 @@ def producer_config(
         "message.max.bytes": settings.message_max_bytes,
         "queue.buffering.max.messages": queue_max_messages,
         "queue.buffering.max.kbytes": queue_max_kbytes,
-        "delivery.timeout.ms": 120_000,
+        "delivery.timeout.ms": DELIVERY_TIMEOUT_MS,
     }
-    if transactional_id:
-        config["transactional.id"] = transactional_id
-    return config
+
+
+def at_least_once_producer_config(
+    settings: KafkaSettings, client_id: str | None = None, **options: Any
+) -> dict[str, Any]:
+    """Idempotent producer that never gives up on a record it accepted (frames, at-least-once
+    detections): an outage stalls it, back-pressure reaches the caller, nothing is dropped."""
+    return {**producer_config(settings, client_id, **options), "delivery.timeout.ms": NEVER_TIME_OUT_MS}
+
+
+def transactional_producer_config(
+    settings: KafkaSettings, client_id: str | None, transactional_id: str, **options: Any
+) -> dict[str, Any]:
+    """Idempotent producer for Kafka transactions (exactly-once): ``transactional_id`` must be
+    unique per live process, and stable across restarts to fence a dead twin."""
+    return {
+        **producer_config(settings, client_id, **options),
+        "transactional.id": transactional_id,
+        "transaction.timeout.ms": TRANSACTION_TIMEOUT_MS,
+        "delivery.timeout.ms": TRANSACTIONAL_DELIVERY_TIMEOUT_MS,
+    }
 
 
 def consumer_config(
@@ -61,8 +106,13 @@ def consumer_config(
     *,
     read_committed: bool = True,
     auto_offset_reset: str = "earliest",
+    max_poll_interval_ms: int = MAX_POLL_INTERVAL_MS,
 ) -> dict[str, Any]:
-    """Manual commits only: Sightline commits offsets after the work is acknowledged."""
+    """A reader. Manual commits only: Sightline commits offsets after the work is acknowledged.
+
+    read_committed (the default) never shows records of open or aborted transactions;
+    ``read_committed=False`` is for readers that want the latest record even if uncommitted.
+    """
     return {
         **_base(settings, client_id),
         "group.id": group_id,
@@ -72,10 +122,24 @@ def consumer_config(
         "isolation.level": "read_committed" if read_committed else "read_uncommitted",
         "fetch.max.bytes": max(settings.message_max_bytes * 4, 8 << 20),
         "max.partition.fetch.bytes": max(settings.message_max_bytes, 1 << 20),
-        "session.timeout.ms": 10_000,
-        "heartbeat.interval.ms": 2_000,
-        "max.poll.interval.ms": 120_000,
+        "session.timeout.ms": SESSION_TIMEOUT_MS,
+        "heartbeat.interval.ms": HEARTBEAT_INTERVAL_MS,
+        "max.poll.interval.ms": max_poll_interval_ms,
     }
+
+
+def worker_consumer_config(settings: KafkaSettings, group_id: str, client_id: str) -> dict[str, Any]:
+    """The inference worker's frames consumer: read_committed, and time between polls for a
+    pipeline drain or a model swap (``WORKER_MAX_POLL_INTERVAL_MS``)."""
+    return consumer_config(
+        settings, group_id, client_id, read_committed=True, max_poll_interval_ms=WORKER_MAX_POLL_INTERVAL_MS
+    )
+
+
+def blocking_consumer_config(settings: KafkaSettings, group_id: str, client_id: str) -> dict[str, Any]:
+    """A reader whose loop waits out a dependency's outage between polls
+    (``BLOCKING_MAX_POLL_INTERVAL_MS``), e.g. one that retries Redis until it answers."""
+    return consumer_config(settings, group_id, client_id, max_poll_interval_ms=BLOCKING_MAX_POLL_INTERVAL_MS)
 
 
 def make_producer(settings: KafkaSettings, client_id: str | None = None, **options: Any) -> Producer:
@@ -86,29 +150,6 @@ def make_consumer(
     settings: KafkaSettings, group_id: str, client_id: str | None = None, **options: Any
 ) -> Consumer:
     return Consumer(consumer_config(settings, group_id, client_id, **options))
-
-
-DeliveryCallback = Callable[[KafkaError | None, Message], None]
-
-
-class DeliveryTracker:
-    """Counts delivery reports so callers can check that everything they sent was acked."""
-
-    def __init__(self, on_error: Callable[[KafkaError, Message], None] | None = None) -> None:
-        self.delivered = 0
-        self.failed = 0
-        self.last_error: KafkaError | None = None
-        self._on_error = on_error
-
-    def __call__(self, err: KafkaError | None, msg: Message) -> None:
-        if err is None:
-            self.delivered += 1
-            return
-        self.failed += 1
-        self.last_error = err
-        log.error("delivery to %s failed: %s", msg.topic(), err)
-        if self._on_error is not None:
-            self._on_error(err, msg)
 
 
 # Consumer errors after which retrying cannot help: the worker must fail with a clear error.

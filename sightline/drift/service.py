@@ -30,7 +30,7 @@ from sightline.drift.features import CLASS_MIX, gray, image_stats, output_stats
 from sightline.drift.monitor import DriftEvent, DriftMonitor
 from streams.claimcheck import ClaimCheckStore
 from streams.health import Health
-from streams.kafka import consumer_config, is_fatal_error, producer_config
+from streams.kafka import blocking_consumer_config, is_fatal_error, producer_config
 from streams.retry import call_with_retry
 
 log = logging.getLogger(__name__)
@@ -44,8 +44,6 @@ ALERTS = Counter("sightline_drift_alerts_total", "Drift alerts raised", ["camera
 SKIPPED = Counter("sightline_drift_skipped_total", "Records the drift monitor could not use", ["topic"])
 COMMIT_EVERY_S = 5.0
 PROBE_EVERY_S = 1.0  # while Kafka is down: how often to ask whether it is back
-# The loop may block on Redis for as long as an outage lasts (up to minutes): stay in the group.
-MAX_POLL_INTERVAL_MS = 600_000
 REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError)
 
 
@@ -92,8 +90,8 @@ class DriftService:
         self.stats = DriftStats()
         self.health = Health("drift")
         self.claims = ClaimCheckStore(config.redis.url, config.frames.claim_check_ttl_s)
-        consumer_conf = consumer_config(config.kafka, config.drift.group_id, "sightline-drift")
-        consumer_conf["max.poll.interval.ms"] = MAX_POLL_INTERVAL_MS
+        # The loop may block on Redis for as long as an outage lasts (up to minutes): stay in the group.
+        consumer_conf = blocking_consumer_config(config.kafka, config.drift.group_id, "sightline-drift")
         consumer_conf["error_cb"] = self._client_error
         self.consumer = Consumer(consumer_conf)
         self.producer = Producer(

@@ -18,7 +18,7 @@ from inference.worker import InferenceWorker
 from schemas.detections import DetectionsRecord
 from schemas.frame import FrameMeta
 from sightline.config import SightlineConfig
-from streams.kafka import make_producer, producer_config
+from streams.kafka import make_producer, transactional_producer_config
 from tests.conftest import Stack
 from tests.helpers import read_topic
 
@@ -121,8 +121,7 @@ def test_snapshot_round_trip_replay_guard_and_aborted_snapshots(
 
     writer = CameraTrackers(frame_rate=10.0)
     store = TrackerStateStore(config, writer)
-    pconf = producer_config(config.kafka, transactional_id=f"trk-{uuid.uuid4().hex}")
-    producer = Producer({**pconf, "transaction.timeout.ms": 30_000, "delivery.timeout.ms": 30_000})
+    producer = Producer(transactional_producer_config(config.kafka, None, f"trk-{uuid.uuid4().hex}"))
     producer.init_transactions(30)
     for i in range(cut):
         writer.update(CAMERA, detections[i], i / 10, seq=i, partition=frames_partition, offset=i)
