@@ -9,8 +9,8 @@ import typer
 from confluent_kafka import KafkaException, TopicPartition
 
 from decoders.runner import run_cameras
+from inference.frames import validate_frame_record
 from schemas.errors import ContractError
-from schemas.frame import validate_frame_record
 from sightline.commands.common import config, fail, serve_stage_health
 from sightline.config import CameraSettings, SightlineConfig
 from streams.health import Health
