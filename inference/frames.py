@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import struct
+from collections.abc import Collection
 
 import cv2
 import numpy as np
@@ -17,8 +18,47 @@ from confluent_kafka import Message
 
 from inference.preprocess import BufferPool
 from schemas.errors import ContractError
-from schemas.frame import FrameMeta, check_image_bytes
+from schemas.frame import FrameMeta, check_image_bytes, parse_frame_headers
+from schemas.headers import Headers
 from streams.claimcheck import ClaimCheckStore
+
+DEFAULT_MAX_BYTES = 16 << 20
+DEFAULT_MAX_PIXELS = 50_000_000
+
+
+def accept_frame_record(
+    key: bytes | str | None,
+    value: bytes | None,
+    headers: Headers | None,
+    *,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    known_cameras: Collection[str] = (),
+) -> FrameMeta:
+    """The worker's checks on a record as it arrives, before its image is read: headers against
+    the published schema, the camera among ``known_cameras`` (when given), an inline value within
+    ``max_bytes``. The image itself is checked by ``frame_payload``."""
+    meta = parse_frame_headers(key, headers)
+    if known_cameras and meta.camera_id not in known_cameras:
+        raise ContractError(f"unknown camera {meta.camera_id!r}")
+    size = len(value or b"")
+    if meta.claim_check is None and size > max_bytes:
+        raise ContractError(f"oversized frame: {size} bytes > limit {max_bytes}")
+    return meta
+
+
+def validate_frame_record(
+    key: bytes | str | None,
+    value: bytes | None,
+    headers: Headers | None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> FrameMeta:
+    """Every check a worker runs before decoding pixels, for readers without Redis (``sightline
+    decode frames tail``, tests): the image of a claim-checked frame is not fetched."""
+    meta = accept_frame_record(key, value, headers, max_bytes=max_bytes)
+    if meta.claim_check is None:
+        check_payload(meta, value or b"", max_bytes, max_pixels)
+    return meta
 
 
 def image_size(encoding: str, payload: bytes) -> tuple[int, int]:
@@ -64,7 +104,7 @@ def frame_payload(
     meta: FrameMeta,
     claims: ClaimCheckStore | None,
     max_bytes: int,
-    max_pixels: int = 50_000_000,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> bytes:
     """The record's image bytes (from Redis for a claim check), checked against the headers and
     limits before any pixel is decoded; any problem is a ContractError."""
@@ -73,9 +113,14 @@ def frame_payload(
         if claims is None:
             raise ContractError("claim-check frame but no Redis configured")
         payload = claims.get(meta.claim_check)
+    check_payload(meta, payload, max_bytes, max_pixels)
+    return payload
+
+
+def check_payload(meta: FrameMeta, payload: bytes, max_bytes: int, max_pixels: int) -> None:
+    """Size, magic bytes and the image's own header against the record's headers."""
     check_image_bytes(meta, payload, max_bytes)
     check_image_size(meta, payload, max_pixels)
-    return payload
 
 
 def decode_image(
@@ -119,7 +164,7 @@ def load_image(
     meta: FrameMeta,
     claims: ClaimCheckStore | None,
     max_bytes: int,
-    max_pixels: int = 50_000_000,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
     min_size: tuple[int, int] | None = None,
     pool: BufferPool | None = None,
 ) -> np.ndarray:

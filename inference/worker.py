@@ -29,7 +29,7 @@ from inference.commits import OffsetCommits
 from inference.detector import Detector
 from inference.detector_source import DetectorSource, engine_kind
 from inference.exactly_once import ExactlyOnce, TransactionsUnavailable, send_offsets_with_deadline
-from inference.frames import frame_payload, load_image
+from inference.frames import accept_frame_record, frame_payload, load_image
 from inference.kafka_health import KafkaWatch
 from inference.outbox import Outbox
 from inference.pipeline import GpuDecode, StagedPipeline
@@ -38,7 +38,6 @@ from inference.settings import WorkerConfig
 from inference.tracker_state import TrackerStateStore
 from inference.tracking import CameraTrackers
 from schemas.errors import ContractError
-from schemas.frame import parse_frame_headers
 from streams.claimcheck import ClaimCheckStore
 from streams.health import Health
 from streams.kafka import (
@@ -168,18 +167,18 @@ class InferenceWorker:
     def _accept(self, msg: Message, batch: Batch) -> None:
         batch.track(msg)
         metrics.FRAMES_IN.labels(_camera_label(msg)).inc()
+        frames = self.config.frames
         try:
-            meta = parse_frame_headers(msg.key(), msg.headers())
-            reject_unknown = self.config.inference.reject_unknown_cameras and self.known_cameras
-            if reject_unknown and meta.camera_id not in self.known_cameras:
-                raise ContractError(f"unknown camera {meta.camera_id!r}")
-            size, limit = len(msg.value() or b""), self.config.frames.max_frame_bytes
-            if meta.claim_check is None and size > limit:
-                raise ContractError(f"oversized frame: {size} bytes > limit {limit}")
+            meta = accept_frame_record(
+                msg.key(),
+                msg.value(),
+                msg.headers(),
+                max_bytes=frames.max_frame_bytes,
+                known_cameras=self.known_cameras if self.config.inference.reject_unknown_cameras else (),
+            )
         except ContractError as exc:
             batch.rejected.append(Rejected(msg, exc.reason))
             return
-        frames = self.config.frames
         if self.gpu_decode is not None and meta.encoding == "jpeg":  # decoded a batch at a time
             future = self.decode_pool.submit(
                 frame_payload, msg, meta, self.claims, frames.max_frame_bytes, frames.max_pixels

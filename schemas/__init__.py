@@ -5,7 +5,7 @@ from schemas.camera_event import CameraEvent
 from schemas.dead_letter import DeadLetter, dead_letter_headers, original_headers, parse_dead_letter
 from schemas.detections import DetectionArrays, DetectionsRecord, FrameRef, ModelRef, Timing
 from schemas.errors import ContractError
-from schemas.frame import FrameMeta, parse_frame_headers, validate_frame_record
+from schemas.frame import FrameMeta, parse_frame_headers
 
 __all__ = [
     "AlertRecord",
@@ -23,5 +23,4 @@ __all__ = [
     "original_headers",
     "parse_dead_letter",
     "parse_frame_headers",
-    "validate_frame_record",
 ]

@@ -128,16 +128,3 @@ def check_image_bytes(meta: FrameMeta, payload: bytes, max_bytes: int) -> None:
         raise ContractError("empty value")
     if not payload.startswith(MAGIC[meta.encoding]):
         raise ContractError(f"payload is not a {meta.encoding} image (bad magic bytes)")
-
-
-def validate_frame_record(
-    key: bytes | str | None, value: bytes | None, headers: Headers | None, max_bytes: int = 16 << 20
-) -> FrameMeta:
-    """Full validation of an inline frame record, as the inference workers apply it."""
-    meta = parse_frame_headers(key, headers)
-    if meta.claim_check is not None:
-        if value:
-            raise ContractError("a claim-check frame must have an empty value")
-        return meta
-    check_image_bytes(meta, value or b"", max_bytes)
-    return meta

@@ -10,12 +10,13 @@ from pathlib import Path
 import pytest
 from jsonschema import Draft202012Validator
 
+from inference.frames import validate_frame_record
 from schemas import generate
 from schemas.alert import AlertRecord, alert_id
 from schemas.dead_letter import dead_letter_headers, original_headers, parse_dead_letter
 from schemas.detections import DetectionsRecord
 from schemas.errors import ContractError
-from schemas.frame import FrameMeta, validate_frame_record
+from schemas.frame import FrameMeta
 from streams.claimcheck import ClaimCheckStore
 from tests.conftest import Stack
 from tests.helpers import read_topic

@@ -19,8 +19,9 @@ from decoders.errors import SourceError, StreamStalled
 from decoders.publisher import FramePublisher, LiveQueue
 from decoders.resume import find_last_frame, key_partition
 from decoders.runner import run_cameras
+from inference.frames import validate_frame_record
 from schemas.camera_event import CameraEvent
-from schemas.frame import FrameMeta, validate_frame_record
+from schemas.frame import FrameMeta
 from sightline.config import CameraSettings, SightlineConfig
 from streams.claimcheck import ClaimCheckStore
 from streams.devinfra import free_port

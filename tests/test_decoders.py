@@ -14,8 +14,8 @@ import simplejpeg
 from decoders.encode import encode_jpeg
 from decoders.pipeline import EncodeAhead
 from decoders.runner import run_cameras
+from inference.frames import validate_frame_record
 from schemas.camera_event import CameraEvent
-from schemas.frame import validate_frame_record
 from sightline.config import CameraSettings
 from sightline.rtsp_camera import RtspRelay
 from tests.conftest import Stack

@@ -7,7 +7,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from schemas.frame import validate_frame_record
+from inference.frames import accept_frame_record, frame_payload
 from streams.claimcheck import KEY_PREFIX, ClaimCheckStore
 from streams.paths import repo_root
 from tests.conftest import Stack
@@ -24,9 +24,6 @@ def _recipe() -> str:
 
 
 def test_the_documented_kcat_recipe_publishes_a_claim_checked_frame(stack: Stack, bus_jpg: Path) -> None:
-    from inference.frames import frame_payload
-    from schemas.frame import parse_frame_headers
-
     config = stack.fresh_config("kcat-claim", partitions=1)
     topic = config.topics.frames.name
     script = (
@@ -39,15 +36,16 @@ def test_the_documented_kcat_recipe_publishes_a_claim_checked_frame(stack: Stack
     subprocess.run(["bash", "-euo", "pipefail", "-c", script], check=True, timeout=60)
     [record] = read_topic(config, topic, expected=1)
     assert not record.value(), "a claim-checked frame's value is empty"
-    meta = validate_frame_record(record.key(), record.value(), record.headers())
+    # What a worker runs on it: the checks on arrival, then the image from Redis, checked against them.
+    meta = accept_frame_record(
+        record.key(), record.value(), record.headers(), max_bytes=config.frames.max_frame_bytes
+    )
     assert meta.camera_id == "cam1" and meta.claim_check is not None
     assert meta.claim_check.startswith(KEY_PREFIX)
     store = ClaimCheckStore(config.redis.url, config.frames.claim_check_ttl_s)
     try:
         assert 0 < store.client.ttl(meta.claim_check) <= 7200, "the image has a TTL"
-        # What a worker does with it: headers, then the image from Redis, checked against them.
-        worker_meta = parse_frame_headers(record.key(), record.headers())
-        payload = frame_payload(record, worker_meta, store, config.frames.max_frame_bytes)
+        payload = frame_payload(record, meta, store, config.frames.max_frame_bytes, config.frames.max_pixels)
     finally:
         store.close()
     assert payload == bus_jpg.read_bytes()
