@@ -23,7 +23,7 @@ def model_file(name: str) -> Path:
     from inference.fetch import fetch_model
 
     seed = SHARED / "models" if SHARED.is_dir() else None
-    return fetch_model(name, seed_dir=seed, verify=False).path
+    return fetch_model(name, seed_dir=seed).path  # no check_image: not verified
 
 
 def media_file(name: str) -> Path:
