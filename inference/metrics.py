@@ -10,7 +10,6 @@ FRAMES_IN = Counter("sightline_inference_frames_total", "Frame records consumed"
 DETECTIONS_OUT = Counter(
     "sightline_inference_detections_records_total", "Detections records acknowledged by Kafka", ["camera"]
 )
-BOXES_OUT = Counter("sightline_inference_boxes_total", "Boxes published", ["camera", "class_name"])
 DEAD_LETTERS = Counter(
     "sightline_inference_dead_letters_total", "Records sent to the dead-letter topic", ["reason"]
 )

@@ -58,7 +58,6 @@ class Outbox:
         if batch.good:
             assert detector is not None and batch.timing is not None
             model = (detector.manifest.name, detector.manifest.version)
-            labels = detector.manifest.labels
             for job, detections in zip(batch.good, batch.results, strict=True):
                 meta = job.meta
                 tracked = self.trackers.update(
@@ -76,7 +75,6 @@ class Outbox:
                     meta,
                     tracked,
                     model=model,
-                    labels=labels,
                     queue_ms=queue_ms,
                     timing=batch.timing,
                     produced_ns=produced_ns,

@@ -27,17 +27,14 @@ class BatchTiming:
     batch_size: int
 
 
-def detections_columns(detections: sv.Detections, labels: list[str]) -> dict[str, object]:
+def detections_columns(detections: sv.Detections) -> dict[str, object]:
     """The record's ``detections`` object (``inference.wire.wire_columns``, see
-    docs/wire-format.md): missing columns as lists of ``None``, class names from the labels when
-    the detections carry none."""
+    docs/wire-format.md): missing columns as lists of ``None``. Class names come with the
+    detections (``inference.postprocess.common.finalize`` sets them)."""
     n = len(detections)
     columns: dict[str, object] = wire_columns(detections)
-    class_id = columns["class_id"]
     if columns["class_name"] is not None:  # orjson writes numeric arrays only
         columns["class_name"] = columns["class_name"].tolist()  # type: ignore[attr-defined]
-    elif class_id is not None:
-        columns["class_name"] = [labels[c] if 0 <= c < len(labels) else str(c) for c in class_id.tolist()]
     return {key: [None] * n if value is None else value for key, value in columns.items()}
 
 
@@ -47,7 +44,6 @@ def detections_record(
     detections: sv.Detections,
     *,
     model: tuple[str, str],
-    labels: list[str],
     queue_ms: float,
     timing: BatchTiming,
     produced_ns: int,
@@ -75,7 +71,7 @@ def detections_record(
             "batch_size": timing.batch_size,
         },
         "produced_ns": produced_ns,
-        "detections": detections_columns(detections, labels),
+        "detections": detections_columns(detections),
     }
     return orjson.dumps(record, option=_NUMPY)
 

@@ -169,14 +169,11 @@ class DetectBatcher:
         detections, timings = detector.detect(images)
         DETECT_SECONDS.observe(time.perf_counter() - started)
         BATCH_SIZE.observe(len(images))
-        labels = detector.manifest.labels
         out = []
         for dets in detections:
             wire = to_wire(dets)
             if wire["tracker_id"] is None:
                 wire["tracker_id"] = [None] * len(dets)
-            if any(name is None for name in wire["class_name"]):
-                wire["class_name"] = [labels[c] if 0 <= c < len(labels) else str(c) for c in wire["class_id"]]
             out.append(
                 {
                     "detections": wire,
