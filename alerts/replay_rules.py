@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka import Consumer
 
 from alerts.engine import Engine
 from alerts.pos import PosEvent
@@ -21,6 +21,7 @@ from alerts.settings import RulesSettings
 from schemas.alert import AlertRecord
 from schemas.detections import DetectionsRecord
 from schemas.errors import ContractError
+from streams import topic_reader
 from streams.kafka import consumer_config
 from streams.settings import KafkaSettings
 
@@ -66,40 +67,22 @@ def read_topic(kafka: KafkaSettings, rng: TopicRange, errors: list[str]) -> Iter
     """Partition by partition, in offset order: per camera that is the order the app saw.
 
     Committed records only (read_committed, as the live app reads): an aborted exactly-once batch
-    is not replayed. Offsets of aborted records and transaction markers are never delivered, so
-    a partition ends at its end-of-partition event, not at a given offset.
+    is not replayed.
     """
     config = consumer_config(kafka, "sightline-replay-rules", "sightline-replay-rules", read_committed=True)
     consumer = Consumer({**config, "enable.partition.eof": True})
+    partitions = None if rng.partition is None else [rng.partition]
+    end = None if rng.end is None else rng.end + 1
     try:
-        meta = consumer.list_topics(rng.topic, timeout=10).topics.get(rng.topic)
-        if meta is None or meta.error is not None or not meta.partitions:
-            raise ValueError(f"topic {rng.topic!r} does not exist")
-        partitions = sorted(meta.partitions) if rng.partition is None else [rng.partition]
-        for p in partitions:
-            if p not in meta.partitions:
-                raise ValueError(f"topic {rng.topic!r} has no partition {p}")
-            low, high = consumer.get_watermark_offsets(TopicPartition(rng.topic, p), timeout=10)
-            first = max(low, rng.start if rng.start is not None else low)
-            last = min(high - 1, rng.end if rng.end is not None else high - 1)
-            if last < first:
-                continue
-            consumer.assign([TopicPartition(rng.topic, p, first)])
-            while True:
-                msg = consumer.poll(5.0)
-                if msg is None:
-                    raise TimeoutError(f"no record of {rng.topic}:{p} after offset {first} within 5 s")
-                if msg.error():
-                    if msg.error().code() == KafkaError._PARTITION_EOF:
-                        break
-                    continue
-                if msg.offset() > last:
-                    break
-                first = msg.offset()
-                try:
-                    yield DetectionsRecord.decode(msg.value() or b"")
-                except ContractError as exc:
-                    errors.append(f"{rng.topic}:{p}:{msg.offset()}: {exc.reason}")
+        for msg in topic_reader.read_topic(
+            consumer, rng.topic, partitions=partitions, start=rng.start, end=end, timeout_s=5.0
+        ):
+            try:
+                yield DetectionsRecord.decode(msg.value() or b"")
+            except ContractError as exc:
+                errors.append(f"{rng.topic}:{msg.partition()}:{msg.offset()}: {exc.reason}")
+    except topic_reader.TopicReadError as exc:
+        raise ValueError(str(exc)) from None  # the command reports bad input as ValueError
     finally:
         consumer.close()
 

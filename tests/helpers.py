@@ -5,10 +5,11 @@ from __future__ import annotations
 import time
 import uuid
 
-from confluent_kafka import Message, TopicPartition
+from confluent_kafka import Message
 
 from sightline.config import SightlineConfig
 from streams.kafka import make_consumer
+from streams.topic_reader import TopicMissing, read_spans, spans
 
 
 def read_topic(
@@ -19,37 +20,34 @@ def read_topic(
     max_wait: float = 60.0,
     read_committed: bool = True,
 ) -> list[Message]:
-    """Records of `topic` from offset 0.
+    """Records of `topic` from its start, partition by partition.
 
-    With `expected`, waits until that many arrived (then lingers a second to catch extras).
-    Without it, reads what the topic holds now: up to the end offsets seen at the start.
+    Without `expected`: what the topic holds now (up to the end offsets seen at the start).
+    With it: reads on as records arrive until that many arrived (then lingers a second to catch
+    extras), or `max_wait` passed.
     """
     consumer = make_consumer(config.kafka, f"test-reader-{uuid.uuid4().hex}", read_committed=read_committed)
-    partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-    assignment = [TopicPartition(topic, p, 0) for p in partitions]
-    ends = {tp.partition: consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in assignment}
-    consumer.assign(assignment)
-    positions = dict.fromkeys(ends, 0)
     messages: list[Message] = []
+    done: dict[int, int] = {}  # per partition: where the next read starts
     started = time.monotonic()
     reached_at: float | None = None
     try:
-        while time.monotonic() - started < max_wait:
-            if expected is None and all(positions[p] >= end for p, end in ends.items()):
+        while True:
+            try:
+                todo = spans(consumer, topic, start=done)
+            except TopicMissing:
+                todo = []
+            messages += read_spans(consumer, topic, todo, timeout_s=max_wait)
+            done.update((s.partition, s.end) for s in todo)
+            if expected is None:
                 break
-            if expected is not None and len(messages) >= expected:
+            if len(messages) >= expected:
                 reached_at = reached_at or time.monotonic()
                 if time.monotonic() - reached_at > 1.0:
                     break
-            for msg in consumer.consume(500, 0.2):
-                if msg.error() is None:
-                    messages.append(msg)
-                    positions[msg.partition()] = msg.offset() + 1
-            if expected is None:
-                # Transaction markers and aborted records take offsets without being returned.
-                for tp in consumer.position(assignment):
-                    if tp.offset >= 0:
-                        positions[tp.partition] = max(positions[tp.partition], tp.offset)
+            elif time.monotonic() - started >= max_wait:
+                break
+            time.sleep(0.2)
     finally:
         consumer.close()
     return messages

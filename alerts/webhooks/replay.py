@@ -11,7 +11,7 @@ import logging
 from collections import Counter
 from dataclasses import dataclass, field
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 
 from alerts.checkpoint import connect
 from alerts.settings import AlertsConfig
@@ -21,6 +21,7 @@ from schemas.alert import AlertRecord
 from schemas.dead_letter import parse_dead_letter
 from schemas.errors import ContractError
 from streams.kafka import make_consumer
+from streams.topic_reader import partitions_of, read_spans, spans
 
 log = logging.getLogger(__name__)
 
@@ -56,29 +57,14 @@ def read_parked(config: AlertsConfig, group: str, from_beginning: bool) -> Batch
     """Everything on the dead-letter topic up to its current end, from this stage only."""
     topic = config.topics.dead_letter.name
     consumer = make_consumer(config.kafka, group, "sightline-alerts-replay")
-    meta = consumer.list_topics(topic, timeout=10).topics[topic]
-    parts = [TopicPartition(topic, p) for p in sorted(meta.partitions)]
-    if from_beginning:
-        starts = [TopicPartition(topic, p.partition, OFFSET_BEGINNING) for p in parts]
-    else:
-        starts = consumer.committed(parts, timeout=10)
-    ends = {p.partition: consumer.get_watermark_offsets(p, timeout=10)[1] for p in parts}
-    resolved = []
-    for tp in starts:
-        low, _ = consumer.get_watermark_offsets(TopicPartition(topic, tp.partition), timeout=10)
-        resolved.append(TopicPartition(topic, tp.partition, tp.offset if tp.offset >= 0 else low))
-    todo = {tp.partition for tp in resolved if tp.offset < ends[tp.partition]}
-    consumer.assign(resolved)
+    start = None
+    if not from_beginning:
+        parts = [TopicPartition(topic, p) for p in partitions_of(consumer, topic)]
+        start = {tp.partition: tp.offset for tp in consumer.committed(parts, timeout=10)}
+    todo = spans(consumer, topic, start=start)
     parked: list[ParkedAlert] = []
     scanned = 0
-    while todo:
-        msg = consumer.poll(1.0)
-        if msg is None or msg.error():
-            continue
-        if msg.offset() >= ends[msg.partition()] - 1:
-            todo.discard(msg.partition())
-        if msg.offset() >= ends[msg.partition()]:
-            continue
+    for msg in read_spans(consumer, topic, todo):
         scanned += 1
         try:
             info = parse_dead_letter(msg.headers())
@@ -93,7 +79,7 @@ def read_parked(config: AlertsConfig, group: str, from_beginning: bool) -> Batch
             continue
         parked.append(ParkedAlert(alert, msg.value() or b"", info.endpoint, info.reason,
                                   Source(topic, msg.partition(), msg.offset())))  # fmt: skip
-    return Batch(parked, consumer, scanned, [TopicPartition(topic, p, end) for p, end in ends.items()])
+    return Batch(parked, consumer, scanned, [TopicPartition(topic, s.partition, s.end) for s in todo])
 
 
 async def replay(

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 
 from schemas.detections import DetectionsRecord
 from schemas.errors import ContractError
@@ -39,6 +39,7 @@ from sightline.assets import fetch_registered_model, media_path
 from sightline.bench.cleanup import Created, delete_created
 from sightline.config import DevSettings, KafkaSettings, SightlineConfig
 from sightline.demo import Demo
+from streams import topic_reader
 from streams.devinfra import DevStack, free_port
 from streams.kafka import consumer_config
 from streams.topics import ensure_topics
@@ -313,23 +314,11 @@ class FrameRow:
     ts_ms: int
 
 
-def read_topic(config: SightlineConfig, topic: str, timeout_s: float = 60.0) -> list[Any]:
+def read_topic(config: SightlineConfig, topic: str, timeout_s: float = 60.0) -> list[Message]:
     """Every committed record of `topic`, partition by partition in offset order."""
     consumer = Consumer({**consumer_config(config.kafka, f"chaos-audit-{uuid.uuid4().hex}"), "log_level": 0})
     try:
-        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        ends = {
-            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions
-        }
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
-        out: list[Any] = []
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            out += [m for m in consumer.consume(500, 1.0) if m.error() is None]
-            positions = consumer.position([TopicPartition(topic, p) for p in partitions])
-            if all(tp.offset >= ends[tp.partition] or ends[tp.partition] == 0 for tp in positions):
-                break
-        return sorted(out, key=lambda m: (m.partition(), m.offset()))
+        return list(topic_reader.read_topic(consumer, topic, timeout_s=timeout_s))
     finally:
         consumer.close()
 

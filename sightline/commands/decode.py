@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import time
+from itertools import islice
 
 import typer
-from confluent_kafka import KafkaException, TopicPartition
+from confluent_kafka import KafkaException
 
 from decoders.runner import run_cameras
 from inference.frames import validate_frame_record
@@ -16,6 +17,7 @@ from sightline.config import CameraSettings, SightlineConfig
 from streams.health import Health
 from streams.kafka import make_consumer
 from streams.retry import call_with_retry
+from streams.topic_reader import TopicReadError, read_topic
 from streams.topics import ensure_topics
 
 
@@ -89,21 +91,14 @@ frames_app = typer.Typer(help="Inspect frame records on Kafka.", no_args_is_help
 @frames_app.command("tail")
 def tail(
     limit: int = typer.Option(20, help="Show at most this many records."),
-    timeout: float = typer.Option(5.0, help="Stop after this many seconds without a record."),
+    timeout: float = typer.Option(5.0, help="Give up after this many seconds without a record."),
 ) -> None:
     """Read the frames topic from the start, validate each record and print a summary line."""
     cfg = config()
     consumer = make_consumer(cfg.kafka, f"sightline-frames-tail-{time.time_ns()}")
-    topic = cfg.topics.frames.name
-    metadata = consumer.list_topics(topic, timeout=10).topics[topic]
-    consumer.assign([TopicPartition(topic, p, 0) for p in metadata.partitions])
-    seen, idle_since = 0, time.monotonic()
+    seen = 0
     try:
-        while seen < limit and time.monotonic() - idle_since < timeout:
-            msg = consumer.poll(0.5)
-            if msg is None or msg.error():
-                continue
-            idle_since = time.monotonic()
+        for msg in islice(read_topic(consumer, cfg.topics.frames.name, timeout_s=timeout), limit):
             seen += 1
             try:
                 meta = validate_frame_record(
@@ -119,6 +114,8 @@ def tail(
             except ContractError as exc:
                 summary = {"invalid": exc.reason}
             typer.echo(json.dumps({"partition": msg.partition(), "offset": msg.offset(), **summary}))
+    except TopicReadError as exc:
+        fail(str(exc))
     finally:
         consumer.close()
     typer.echo(f"{seen} frame records shown", err=True)

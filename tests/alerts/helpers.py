@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 from confluent_kafka import Producer, TopicPartition
 
+import tests.helpers
 from schemas.detections import DetectionsRecord
 from sightline.config import SightlineConfig
 from streams.kafka import make_consumer, make_producer
@@ -112,24 +113,7 @@ def produce_records(
 
 def read_topic(config: SightlineConfig, topic: str) -> list[tuple[list[tuple[str, bytes]], bytes]]:
     """All (headers, value) currently on a topic."""
-    consumer = make_consumer(config.kafka, f"test-reader-{uuid.uuid4().hex[:6]}")
-    meta = consumer.list_topics(topic, timeout=10).topics[topic]
-    out = []
-    for p in sorted(meta.partitions):
-        low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-        if high <= low:
-            continue
-        consumer.assign([TopicPartition(topic, p, low)])
-        offset = low
-        while offset < high:
-            msg = consumer.poll(5)
-            assert msg is not None, f"timed out reading {topic}:{p}"
-            if msg.error():
-                continue
-            offset = msg.offset() + 1
-            out.append((msg.headers() or [], msg.value()))
-    consumer.close()
-    return out
+    return [(m.headers() or [], m.value()) for m in tests.helpers.read_topic(config, topic)]
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float, what: str, proc: Processor | None = None) -> None:
