@@ -5,6 +5,8 @@ Order per rules batch: evaluate -> publish alerts and wait for the broker; then,
 `checkpoint_interval_ms`: checkpoint state and offsets in Redis (fenced) -> ack. A failure to
 load, publish or checkpoint aborts: the in-memory state is dropped and the records taken since
 the last checkpoint are applied again to the checkpointed state, with backoff, until it works.
+That bookkeeping is `alerts.progress.RulesProgress`; this module adds faust, the lock that keeps
+the agent, the checkpoint timer and revocations from interleaving, and the backoff.
 docs/alerts.md says what that guarantees.
 """
 
@@ -32,7 +34,8 @@ from redis.exceptions import RedisError
 from alerts.checkpoint import CheckpointFenced, CheckpointStore, connect
 from alerts.engine import Engine
 from alerts.metrics import HEALTH
-from alerts.runner import BatchResult, RawRecord, RulesRunner
+from alerts.progress import RulesProgress
+from alerts.runner import BatchResult, RawRecord
 from alerts.settings import AlertsConfig, RulesSettings
 from alerts.webhooks.dead_letters import KafkaDeadLetters, Source
 from alerts.webhooks.dispatcher import Dispatcher
@@ -147,73 +150,7 @@ class PublishFailed(Exception):
 
 def _raw(event: EventT) -> RawRecord:
     m = event.message
-    return RawRecord(m.topic, m.partition, m.offset, m.value)
-
-
-def _tp(raw: RawRecord) -> str:
-    return f"{raw.topic}:{raw.partition}"
-
-
-class RulesProgress:
-    """The rules agent's exactly-once bookkeeping: records taken, applied and published since
-    the last checkpoint. `commit()` checkpoints them and acks them; `abort()` drops the in-memory
-    state, and the next `advance`/`commit` first re-applies them to the checkpointed state.
-
-    Re-applying the same records to the same state raises the same alerts (the engine is
-    deterministic), so alerts already acknowledged by the broker are not published again.
-    """
-
-    def __init__(self, runner: RulesRunner, publish: Any) -> None:
-        self.runner = runner
-        self._publish = publish  # async (BatchResult) -> None, raises on failure
-        self.held: list[EventT] = []
-        self._published: dict[str, int] = {}  # partition -> last offset whose output is out
-        self._replay = False
-
-    async def advance(self, events: list[EventT]) -> None:
-        """Apply `events` (after the held ones, if the state was dropped) and publish."""
-        todo = (self.held if self._replay else []) + events
-        raws = [_raw(e) for e in todo]
-        result = await self.runner.process(raws)
-        await self._publish(self._unpublished(result))
-        for raw in raws:
-            self._published[_tp(raw)] = max(raw.offset, self._published.get(_tp(raw), -1))
-        self.held += events
-        self._replay = False
-
-    def _unpublished(self, result: BatchResult) -> BatchResult:
-        def new(raw: RawRecord) -> bool:
-            return raw.offset > self._published.get(_tp(raw), -1)
-
-        kept = [(a, o) for a, o in zip(result.alerts, result.origins, strict=True) if new(o)]
-        return BatchResult(
-            alerts=[a for a, _ in kept],
-            origins=[o for _, o in kept],
-            rejected=[(raw, why) for raw, why in result.rejected if new(raw)],
-            applied=result.applied,
-            replayed=result.replayed,
-        )
-
-    async def commit(self, stream: StreamT | None) -> None:
-        if self._replay:
-            await self.advance([])
-        await self.runner.checkpoint()
-        events, self.held = self.held, []
-        self._published.clear()
-        if stream is not None:
-            for event in events:
-                await stream.ack(event)
-
-    def abort(self) -> None:
-        self.runner.forget()
-        self._replay = bool(self.held)
-
-    def drop(self) -> None:
-        """The partitions were revoked: whoever owns them next re-reads from the commit point."""
-        self.runner.forget()
-        self.held = []
-        self._published.clear()
-        self._replay = False
+    return RawRecord(m.topic, m.partition, m.offset, m.value, handle=event)
 
 
 def _dependency(exc: BaseException) -> str:
@@ -252,8 +189,9 @@ class AlertsApp:
         )
         self.redis = connect(config.redis.url)
         store = CheckpointStore(self.redis, settings.redis_prefix, settings.app_id)
-        self.runner = RulesRunner(Engine(rules), store, topics.detections.name, topics.pos_events.name)
-        self.progress = RulesProgress(self.runner, self._publish)
+        self.progress = RulesProgress(
+            Engine(rules), store, topics.detections.name, topics.pos_events.name, self._publish
+        )
         self.alerts_topic = topics.alerts.name
         self.dlq_topic = topics.dead_letter.name
         self.dead_letters = KafkaDeadLetters(config.kafka, self.dlq_topic)
@@ -262,7 +200,6 @@ class AlertsApp:
         self.slots = asyncio.Semaphore(largest + EXTRA_IN_FLIGHT)
         self._rules_lock = asyncio.Lock()
         self._rules_stream: StreamT | None = None
-        self._last_checkpoint = time.monotonic()
         self._epoch = 0  # bumped on every revocation: a batch being retried is then dropped
         self._failures = 0
         self._retry_at = 0.0
@@ -316,9 +253,9 @@ class AlertsApp:
         reloads it (or, if the save failed, re-applies from the previous checkpoint)."""
         self._epoch += 1
         async with self._rules_lock:
-            if self.progress.held:
+            if self.progress.pending:
                 try:
-                    await asyncio.wait_for(self.progress.commit(self._rules_stream), 10.0)
+                    await asyncio.wait_for(self._checkpoint(), 10.0)
                 except Exception as exc:  # never let a rebalance crash the app
                     log.warning("no checkpoint on revocation (%s); the next owner re-applies", exc)
             self.progress.drop()
@@ -335,12 +272,12 @@ class AlertsApp:
         self._rules_stream = stream
         async for taken in stream.noack_take(settings.batch_max, within=settings.batch_wait_ms / 1000):
             async with self._rules_lock:
-                await self._rules_batch(self._current(taken))
+                await self._rules_batch([_raw(e) for e in self._current(taken)])
 
-    async def _rules_batch(self, events: list[EventT]) -> None:
+    async def _rules_batch(self, records: list[RawRecord]) -> None:
         """Apply, publish and (when due) checkpoint; on failure abort and retry until it works."""
         interval = self.config.alerts.checkpoint_interval_ms / 1000
-        epoch, pending = self._epoch, events
+        epoch, pending = self._epoch, records
         while True:
             self._beat()  # once per attempt: retrying through an outage is not hanging
             if epoch != self._epoch:
@@ -349,7 +286,7 @@ class AlertsApp:
                 if pending:
                     await self.progress.advance(pending)
                     pending = []
-                if time.monotonic() - self._last_checkpoint >= interval:
+                if self.progress.commit_due(interval):
                     await self._checkpoint()
                 self._recovered()
                 return
@@ -359,8 +296,11 @@ class AlertsApp:
                 await self._abort(exc)
 
     async def _checkpoint(self) -> None:
-        await self.progress.commit(self._rules_stream)
-        self._last_checkpoint = time.monotonic()
+        """Commit the progress, then ack what it committed (faust commits acked offsets)."""
+        committed = await self.progress.commit()
+        if self._rules_stream is not None:
+            for raw in committed:
+                await self._rules_stream.ack(raw.handle)  # type: ignore[arg-type]
 
     async def _abort(self, exc: Exception, wait: bool = True) -> None:
         """Drop the in-memory state (re-applied from the checkpoint next time) and back off."""
@@ -409,7 +349,7 @@ class AlertsApp:
 
     async def _checkpoint_timer(self) -> None:
         """An idle stream still gets its last records checkpointed and committed."""
-        if not self.progress.held or self._rules_lock.locked() or time.monotonic() < self._retry_at:
+        if not self.progress.pending or self._rules_lock.locked() or time.monotonic() < self._retry_at:
             return
         async with self._rules_lock:
             try:

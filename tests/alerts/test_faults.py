@@ -17,8 +17,9 @@ from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, C
 
 from alerts.checkpoint import CheckpointFenced, CheckpointStore, connect
 from alerts.engine import Engine
+from alerts.progress import RulesProgress
 from alerts.replay_rules import TopicRange, evaluate, read_topic
-from alerts.runner import RawRecord, RulesRunner
+from alerts.runner import RawRecord
 from alerts.settings import RulesSettings
 from alerts.synthetic import Walker, box_at, record, scene
 from alerts.webhooks.receiver import Receiver
@@ -156,9 +157,9 @@ def test_seq_is_part_of_the_checkpointed_camera_state() -> None:
 
 
 # -- 4. zombie fencing -------------------------------------------------------------------------
-async def _runner(stack: Stack, prefix: str, rules: dict) -> RulesRunner:
+async def _runner(stack: Stack, prefix: str, rules: dict) -> RulesProgress:
     store = CheckpointStore(connect(stack.config.redis.url), prefix, "app")
-    return RulesRunner(Engine(RulesSettings(**rules)), store, "det", "pos")
+    return RulesProgress(Engine(RulesSettings(**rules)), store, "det", "pos")
 
 
 def raws(records: list, first_offset: int = 0) -> list[RawRecord]:
@@ -174,22 +175,22 @@ async def _takeover(stack: Stack) -> None:
     rules = defect_rules(k=50, n=50)  # no alerts: only the state matters here
     records = [scratch(i, tid=1) for i in range(10)]
     old = await _runner(stack, prefix, rules)
-    await old.process(raws(records[:3]))
-    await old.checkpoint()  # the old owner checkpoints offset 2, then is paused (SIGSTOP)
-    await old.process(raws(records[3:5], 3))
+    await old.advance(raws(records[:3]))
+    await old.commit()  # the old owner checkpoints offset 2, then is paused (SIGSTOP)
+    await old.advance(raws(records[3:5], 3))
     # Past the session timeout the partition moves: the new owner resumes from offset 2.
     new = await _runner(stack, prefix, rules)
-    await new.process(raws(records[3:10], 3))
-    await new.checkpoint()
+    await new.advance(raws(records[3:10], 3))
+    await new.commit()
     expected_state = new.engine.cameras[CAM].snapshot()
     # SIGCONT: the old owner saves what it applied before it noticed the rebalance.
     with pytest.raises(CheckpointFenced):
-        await old.checkpoint()
+        await old.commit()
     assert await new.store.offsets() == {"det:0": 9}
     assert await new.store.camera(CAM) == json.loads(json.dumps(expected_state))
     # The fenced owner forgets and re-reads: it carries on from the new owner's checkpoint.
-    old.forget()
-    result = await old.process(raws(records[3:10], 3))
+    old.drop()
+    result = await old.advance(raws(records[3:10], 3))
     assert result.applied == 0 and result.replayed == 7
     await new.store.redis.aclose()
     await old.store.redis.aclose()
@@ -204,12 +205,12 @@ async def _late_load(stack: Stack) -> None:
     prefix = f"test:zombie:{uuid.uuid4().hex[:8]}"
     rules = {"cameras": [*defect_rules(2, 5)["cameras"], {**defect_rules(2, 5)["cameras"][0], "camera": "b"}]}
     old = await _runner(stack, prefix, rules)
-    await old.process(raws([scratch(0, tid=1)]))  # offsets of det:0 loaded (-1), camera line-1 loaded
+    await old.advance(raws([scratch(0, tid=1)]))  # offsets of det:0 loaded (-1), camera line-1 loaded
     new = await _runner(stack, prefix, rules)
-    await new.process(raws([scratch(0, tid=1), scratch(1, tid=1, camera="b")]))
-    await new.checkpoint()
+    await new.advance(raws([scratch(0, tid=1), scratch(1, tid=1, camera="b")]))
+    await new.commit()
     with pytest.raises(CheckpointFenced):  # camera b's state is the new owner's, at offset 1
-        await old.process(raws([scratch(1, tid=1, camera="b")], 1))
+        await old.advance(raws([scratch(1, tid=1, camera="b")], 1))
     await new.store.redis.aclose()
     await old.store.redis.aclose()
 

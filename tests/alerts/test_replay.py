@@ -74,7 +74,11 @@ def test_4xx_goes_to_dead_letter_topic_and_replay_resends_once(
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "alerts", *args], cwd=REPO, capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "sightline.cli", "alerts", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 

@@ -1,0 +1,160 @@
+"""The rules stage's exactly-once bookkeeping, in one object: what was taken, applied and
+published since the last commit, and the checkpoint it all goes back to on abort.
+
+- `advance(records)` applies the records not yet applied (offsets above the checkpoint) to the
+  in-memory rule state and publishes what they raised; the records are held until the commit.
+- `commit()` saves the changed camera states and the applied offsets in one fenced Redis
+  transaction and hands back the held records, for the consumer to ack.
+- `abort()` drops everything since the last commit: the in-memory state and offsets go back to
+  the checkpoint, and the held records are applied to it again before anything else. The engine
+  is deterministic, so re-applying raises the same alerts; those the broker already acknowledged
+  are not published twice, and no tally counts a record twice.
+- `drop()` is the abort of a revocation: the held records go too, since whoever owns the
+  partitions next re-reads them from the committed offset.
+
+Holding the records instead of seeking the consumer back keeps faust's fetch position alone:
+a rewind here is a re-application of records already in memory.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from alerts import metrics
+from alerts.checkpoint import CheckpointStore
+from alerts.engine import Engine
+from alerts.runner import BatchResult, RawRecord, RulesRunner
+
+log = logging.getLogger(__name__)
+# Sends a batch's alerts and rejected records; returns once the broker acknowledged them all.
+Publish = Callable[[BatchResult], Awaitable[None]]
+
+
+class RulesProgress:
+    def __init__(
+        self,
+        engine: Engine,
+        store: CheckpointStore,
+        detections_topic: str,
+        pos_topic: str,
+        publish: Publish | None = None,
+    ) -> None:
+        self.engine = engine
+        self.store = store
+        self.runner = RulesRunner(engine, detections_topic, pos_topic, self._load_camera)
+        self._publish = publish
+        # Per topic:partition: the checkpointed offset the in-memory state started from (or was
+        # last saved at; saves and camera loads are fenced on it), and the last applied.
+        self._committed: dict[str, int] = {}
+        self._applied: dict[str, int] = {}
+        self._loaded: set[str] = set()  # cameras whose checkpointed state is in the engine
+        self._dirty: set[str] = set()  # cameras changed since the last commit
+        self._held: list[RawRecord] = []  # taken since the last commit, in order
+        self._published: dict[str, int] = {}  # partition -> last offset whose output is out
+        self._rewound = False  # state dropped by abort(): the held records go in again first
+        self.committed_at = time.monotonic()
+
+    @property
+    def pending(self) -> bool:
+        """Records taken since the last commit (so a commit has something to do)."""
+        return bool(self._held)
+
+    def commit_due(self, interval_s: float) -> bool:
+        return time.monotonic() - self.committed_at >= interval_s
+
+    async def advance(self, records: list[RawRecord]) -> BatchResult:
+        """Apply `records` after the held ones if aborted, publish, and hold them.
+
+        Raises what loading, publishing or a fenced load raise; then `abort()` and call again.
+        """
+        todo = (self._held if self._rewound else []) + records
+        fresh, replayed = await self._fresh(todo)
+        result = await self.runner.process(fresh)
+        result.replayed = replayed
+        self._dirty |= result.touched
+        if self._publish is not None:
+            await self._publish(self._unpublished(result))
+        for raw in todo:
+            self._published[raw.tp] = max(raw.offset, self._published.get(raw.tp, -1))
+        self._held += records
+        self._rewound = False
+        return result
+
+    async def _fresh(self, records: list[RawRecord]) -> tuple[list[RawRecord], int]:
+        """Records above the applied offset of their partition; counts the others."""
+        fresh: list[RawRecord] = []
+        for raw in records:
+            if raw.tp not in self._applied:
+                self._applied[raw.tp] = self._committed[raw.tp] = await self.store.offset(raw.tp)
+            if raw.offset <= self._applied[raw.tp]:
+                metrics.SKIPPED.labels("already applied").inc()  # in the checkpoint already
+                continue
+            self._applied[raw.tp] = raw.offset
+            fresh.append(raw)
+        return fresh, len(records) - len(fresh)
+
+    async def _load_camera(self, camera_id: str) -> None:
+        if camera_id in self._loaded:
+            return
+        snapshot = await self.store.camera(camera_id, expected=self._committed)
+        if snapshot is not None:
+            try:
+                self.engine.camera(camera_id).restore(snapshot)
+            except (KeyError, ValueError) as exc:
+                log.error("state of camera %s unusable (%s); starting it afresh", camera_id, exc)
+        self._loaded.add(camera_id)
+
+    def _unpublished(self, result: BatchResult) -> BatchResult:
+        def new(raw: RawRecord) -> bool:
+            return raw.offset > self._published.get(raw.tp, -1)
+
+        kept = [(a, o) for a, o in zip(result.alerts, result.origins, strict=True) if new(o)]
+        return BatchResult(
+            alerts=[a for a, _ in kept],
+            origins=[o for _, o in kept],
+            rejected=[(raw, why) for raw, why in result.rejected if new(raw)],
+            applied=result.applied,
+            replayed=result.replayed,
+        )
+
+    async def commit(self) -> list[RawRecord]:
+        """Checkpoint what was applied (after its alerts are out); the held records to ack.
+
+        Raises `CheckpointFenced` (nothing saved) when another owner checkpointed one of these
+        partitions since this one loaded it; then `abort()`: the state is re-read from Redis.
+        """
+        if self._rewound:
+            await self.advance([])
+        moved = {tp: off for tp, off in self._applied.items() if off != self._committed.get(tp)}
+        if self._dirty or moved:
+            started = time.perf_counter()
+            states = {cam: self.engine.cameras[cam].snapshot() for cam in sorted(self._dirty)}
+            await self.store.save(states, moved, expected=self._committed)
+            self._committed.update(moved)
+            self._dirty.clear()
+            metrics.CHECKPOINT.observe(time.perf_counter() - started)
+        done, self._held = self._held, []
+        self._published.clear()
+        self.committed_at = time.monotonic()
+        return done
+
+    def abort(self) -> None:
+        """Back to the last checkpoint; the held records are applied again before anything new."""
+        self._forget()
+        self._rewound = True
+
+    def drop(self) -> None:
+        """The partitions were revoked: forget everything, the next owner re-reads them."""
+        self._forget()
+        self._held = []
+        self._published.clear()
+        self._rewound = False
+
+    def _forget(self) -> None:
+        self.engine.cameras.clear()
+        self._committed.clear()
+        self._applied.clear()
+        self._loaded.clear()
+        self._dirty.clear()
