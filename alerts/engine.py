@@ -1,7 +1,7 @@
 """The rule engine: detections records and POS events in, alert records out.
 
 Pure and deterministic: no clocks, no I/O, JSON-only state. The faust app wraps it with
-Kafka and Redis checkpoints; `replay-rules` feeds it recorded records. Same input, same
+Kafka and Redis checkpoints; `sightline alerts test-rules` feeds it recorded records. Same input, same
 order, same alerts (ids included).
 """
 

@@ -1,7 +1,7 @@
 """Alert processor settings: rules per camera and webhook endpoints.
 
 Rules live inline under `alerts.rules` or in a separate file (`alerts.rules_file`) with the
-same layout, so a rules file can be tested with `sightline alerts replay-rules` before it is
+same layout, so a rules file can be tested with `sightline alerts test-rules` before it is
 deployed. Every model forbids unknown keys: a typo in a hand-written rule must fail loudly.
 """
 

@@ -1,5 +1,5 @@
 """Dead-lettering undeliverable alerts: the alert JSON untouched, why and for which endpoint
-in `dlq-*` headers (schemas.dead_letter), so `sightline alerts replay` can re-send it."""
+in `dlq-*` headers (schemas.dead_letter), so `sightline alerts resend-dead-letters` can re-send it."""
 
 from __future__ import annotations
 

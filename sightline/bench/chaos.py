@@ -354,7 +354,7 @@ def replay_alerts(chain: Chain, dets: list[tuple[DetectionsRecord, int, bytes]])
                 fh.write(json.dumps(json.loads(value)) + "\n")
     env = {**os.environ, "SIGHTLINE_CONFIG": str(chain.workdir / "sightline.yaml")}
     done = subprocess.run(
-        [sys.executable, "-m", "sightline.cli", "alerts", "replay-rules", "--from", str(path),
+        [sys.executable, "-m", "sightline.cli", "alerts", "test-rules", "--from", str(path),
          "--rules", str(chain.rules_file), "--no-flush"],
         capture_output=True, text=True, env=env,
     )  # fmt: skip

@@ -1,19 +1,28 @@
-"""`sightline alerts ...` (run, replay, replay-rules) and `sightline bench alerts`."""
+"""`sightline alerts ...` (run, resend-dead-letters, test-rules) and `sightline bench alerts`.
+
+`replay` and `replay-rules` are the old names of `resend-dead-letters` and `test-rules`: two
+unrelated jobs both called "replay". They still work, hidden, with a notice on stderr.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, ParamSpec
 
 import typer
 
 from sightline.config import ConfigError, SightlineConfig, load_config
 
-app = typer.Typer(help="Alert processors: rules over detections, webhooks, replays.", no_args_is_help=False)
+app = typer.Typer(
+    help="Alert processors: rules over detections, webhooks, dead letters.", no_args_is_help=False
+)
+P = ParamSpec("P")
 
 ConfigOpt = Annotated[
     Path | None, typer.Option("--config", "-c", help="Sightline YAML config (default: $SIGHTLINE_CONFIG).")
@@ -43,7 +52,7 @@ def main(ctx: typer.Context, config: ConfigOpt = None) -> None:
     if config is not None:
         from sightline.commands.common import set_config_path
 
-        set_config_path(str(config))  # `sightline alerts -c FILE replay` works like `replay -c FILE`
+        set_config_path(str(config))  # `alerts -c FILE test-rules` works like `test-rules -c FILE`
     if ctx.invoked_subcommand is None:
         run(config=config)
 
@@ -81,26 +90,26 @@ def run(
     run_app(cfg, rules, loglevel=loglevel)
 
 
-@app.command()
-def replay(
+@app.command("resend-dead-letters")
+def resend_dead_letters(
     config: ConfigOpt = None,
     endpoint: Annotated[str | None, typer.Option(help="Only alerts dead-lettered for this endpoint.")] = None,
     from_beginning: Annotated[bool, typer.Option(help="Ignore progress of earlier replays.")] = False,
     dry_run: Annotated[bool, typer.Option(help="Only count what would be re-sent.")] = False,
 ) -> None:
     """Re-send dead-lettered alerts to the endpoints that refused them (deduplicated)."""
-    from alerts.webhooks.replay import replay as replay_dlq
+    from alerts.webhooks.replay import replay as resend
 
     _logging("warning")
     cfg = _config(config)
-    report = asyncio.run(replay_dlq(cfg, endpoint=endpoint, from_beginning=from_beginning, dry_run=dry_run))
+    report = asyncio.run(resend(cfg, endpoint=endpoint, from_beginning=from_beginning, dry_run=dry_run))
     typer.echo(json.dumps(report.as_dict(), sort_keys=True))
     if report.outcomes.get("dead"):
         raise typer.Exit(1)
 
 
-@app.command("replay-rules")
-def replay_rules(
+@app.command("test-rules")
+def test_rules(
     source: Annotated[
         str,
         typer.Option(
@@ -133,6 +142,21 @@ def replay_rules(
     for line in errors[:20]:
         typer.echo(f"skipped invalid record: {line}", err=True)
     typer.echo(f"{len(alerts)} alert(s); {len(errors)} invalid record(s) skipped", err=True)
+
+
+def _old_name(old: str, new: str, command: Callable[P, None]) -> Callable[P, None]:
+    """`command` under its old name: same options, plus a one-line notice on stderr."""
+
+    @functools.wraps(command)
+    def alias(*args: P.args, **kwargs: P.kwargs) -> None:
+        typer.echo(f"note: `sightline alerts {old}` is deprecated; use `sightline alerts {new}`", err=True)
+        command(*args, **kwargs)
+
+    return alias
+
+
+app.command("replay", hidden=True)(_old_name("replay", "resend-dead-letters", resend_dead_letters))
+app.command("replay-rules", hidden=True)(_old_name("replay-rules", "test-rules", test_rules))
 
 
 def bench(

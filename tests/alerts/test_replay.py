@@ -1,4 +1,4 @@
-"""Dead-letter replay to webhooks, and replay-rules over files and topic ranges."""
+"""Re-sending dead letters to webhooks, and test-rules over files and topic ranges."""
 
 from __future__ import annotations
 
@@ -89,8 +89,8 @@ def test_replay_rules_is_deterministic_for_files_and_topic_ranges(stack: Stack, 
     data.write_text("".join(r.model_dump_json() + "\n" for r in records))
     rules = tmp_path / "rules.yaml"
     rules.write_text(yaml.safe_dump(RULES))
-    first = run_cli("replay-rules", "--from", str(data), "--rules", str(rules))
-    second = run_cli("replay-rules", "--from", str(data), "--rules", str(rules))
+    first = run_cli("test-rules", "--from", str(data), "--rules", str(rules))
+    second = run_cli("test-rules", "--from", str(data), "--rules", str(rules))
     assert first.returncode == 0, first.stderr
     assert first.stdout == second.stdout and first.stdout.count("\n") >= 4
     assert '"type":"defect"' in first.stdout and '"type":"spike"' in first.stdout
@@ -100,7 +100,7 @@ def test_replay_rules_is_deterministic_for_files_and_topic_ranges(stack: Stack, 
     cfg_path = write_config(alerts_config(config, {"cameras": []}, []), tmp_path / "sightline.yaml")
     topic = config.topics.detections.name
     whole = run_cli(
-        "replay-rules",
+        "test-rules",
         "--from",
         f"{topic}:0:0-{len(records) - 1}",
         "--rules",
@@ -110,7 +110,7 @@ def test_replay_rules_is_deterministic_for_files_and_topic_ranges(stack: Stack, 
     )
     assert whole.returncode == 0, whole.stderr
     assert whole.stdout == first.stdout
-    part = run_cli("replay-rules", "--from", f"{topic}:0:0-99", "--rules", str(rules), "-c", str(cfg_path))
+    part = run_cli("test-rules", "--from", f"{topic}:0:0-99", "--rules", str(rules), "-c", str(cfg_path))
     assert part.returncode == 0, part.stderr
     assert part.stdout and part.stdout != first.stdout
 
@@ -120,7 +120,7 @@ def test_rules_file_errors_name_the_line(tmp_path: Path) -> None:
     bad.write_text(
         "version: 1\ncameras:\n  - camera: c1\n    lanes:\n      - name: l1\n        colour: red\n"
     )
-    result = run_cli("replay-rules", "--from", str(bad), "--rules", str(bad))
+    result = run_cli("test-rules", "--from", str(bad), "--rules", str(bad))
     assert result.returncode == 2
     assert "rules.yaml:6: cameras.0.lanes.0.colour: unknown key" in result.stderr
 
@@ -133,3 +133,19 @@ def test_topic_range_parsing() -> None:
     assert TopicRange.parse("t:1:5-") == TopicRange("t", 1, 5, None)
     with pytest.raises(ValueError):
         TopicRange.parse("t:1:9-3")
+
+
+def test_old_command_names_still_work_with_a_notice(tmp_path: Path) -> None:
+    """`replay` and `replay-rules` were renamed; scripts using them keep working."""
+    bad = tmp_path / "rules.yaml"
+    bad.write_text("version: 1\ncameras:\n  - camera: c1\n    colour: red\n")
+    old = run_cli("replay-rules", "--from", str(bad), "--rules", str(bad))
+    new = run_cli("test-rules", "--from", str(bad), "--rules", str(bad))
+    assert old.returncode == new.returncode == 2
+    assert "`sightline alerts replay-rules` is deprecated; use `sightline alerts test-rules`" in old.stderr
+    assert old.stderr.endswith(new.stderr) and "deprecated" not in new.stderr
+    resend = run_cli("replay", "--help")
+    assert resend.returncode == 0 and "Re-send dead-lettered alerts" in resend.stdout
+    listing = run_cli("--help").stdout
+    assert "resend-dead-letters" in listing and "test-rules" in listing
+    assert "replay" not in listing
