@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import IO
 
-from streams.devinfra import _port_open, free_port
+from streams.devinfra import free_port, port_open
 from streams.processes import kill_process
 
 
@@ -50,7 +50,7 @@ class RtspRelay:
         )
         self._procs.append(server)
         deadline = time.monotonic() + timeout
-        while not (_port_open(self.source_port) and _port_open(self.client_port)):
+        while not (port_open(self.source_port) and port_open(self.client_port)):
             if time.monotonic() > deadline or server.poll() is not None:
                 self.kill()
                 raise RtspCameraError("rtsp-server-perl did not start listening")

@@ -7,9 +7,7 @@ Apache Kafka broker and a real Redis server, never a fake.
 from __future__ import annotations
 
 import base64
-import os
 import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -21,6 +19,8 @@ from typing import IO
 from confluent_kafka.admin import AdminClient
 
 from streams.kafka_dist import kafka_libs
+from streams.kafka_probe import kafka_unreachable
+from streams.processes import kill_process_group, pid_alive, stop_process_group
 from streams.settings import DevSettings
 
 SERVER_PROPERTIES = """\
@@ -83,25 +83,10 @@ class ServiceStatus:
     data_dir: str
 
 
-def _port_open(port: int, host: str = "127.0.0.1") -> bool:
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket() as sock:
         sock.settimeout(0.3)
         return sock.connect_ex((host, port)) == 0
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie child still "exists"; treat it as gone.
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().split(") ")[-1][:1]
-    except OSError:
-        return True
-    return state != "Z"
 
 
 def free_port() -> int:
@@ -137,7 +122,7 @@ class DevStack:
             pid = int(pidfile.read_text())
         except (OSError, ValueError):
             return None
-        return pid if _pid_alive(pid) else None
+        return pid if pid_alive(pid) else None
 
     def _spawn(self, name: str, command: list[str], stdout: IO[bytes] | int) -> None:
         """Start a service in its own session (Ctrl-C of `dev up` must not stop it) and record its pid."""
@@ -203,16 +188,13 @@ class DevStack:
         admin = AdminClient(
             {"bootstrap.servers": self.bootstrap_servers, "socket.timeout.ms": 2000, "log_level": 0}
         )
-        last: Exception | None = None
+        last: str | None = None
         while time.monotonic() < deadline:
             if self._pid("kafka") is None:
                 raise DevStackError(f"Kafka exited during start-up; see {self.root / 'kafka' / 'kafka.log'}")
-            try:
-                metadata = admin.list_topics(timeout=2)
-                if metadata.brokers:
-                    return
-            except Exception as exc:  # noqa: BLE001 - any failure here just means "not yet"
-                last = exc
+            last = kafka_unreachable(admin, timeout_s=2)
+            if last is None:
+                return
             time.sleep(0.3)
         raise DevStackError(f"Kafka did not answer a metadata request within {timeout:.0f}s: {last}")
 
@@ -264,12 +246,12 @@ class DevStack:
         """Start whatever is not running yet; a second call reports the running services."""
         self.root.mkdir(parents=True, exist_ok=True)
         if self._pid("redis") is None:
-            if _port_open(self.settings.redis_port):
+            if port_open(self.settings.redis_port):
                 raise DevStackError(f"port {self.settings.redis_port} is taken by another process")
             self._start_redis()
         if self._pid("kafka") is None:
             for port in (self.settings.kafka_port, self.settings.kafka_controller_port):
-                if _port_open(port):
+                if port_open(port):
                     raise DevStackError(f"port {port} is taken by another process")
             self._start_kafka()
         self._wait_redis(timeout)
@@ -281,12 +263,7 @@ class DevStack:
             pid = self._pid(name)
             if pid is None:
                 continue
-            os.killpg(pid, signal.SIGTERM)
-            deadline = time.monotonic() + timeout
-            while _pid_alive(pid) and time.monotonic() < deadline:
-                time.sleep(0.1)
-            if _pid_alive(pid):
-                os.killpg(pid, signal.SIGKILL)
+            stop_process_group(pid, timeout)
             (self.root / name / "pid").unlink(missing_ok=True)
 
     def kill(self, name: str) -> None:
@@ -294,9 +271,7 @@ class DevStack:
         pid = self._pid(name)
         if pid is None:
             return
-        os.killpg(pid, signal.SIGKILL)
-        while _pid_alive(pid):
-            time.sleep(0.05)
+        kill_process_group(pid)
         (self.root / name / "pid").unlink(missing_ok=True)
 
     def start(self, name: str, timeout: float = 90.0) -> None:
@@ -317,7 +292,7 @@ class DevStack:
         return [
             ServiceStatus(
                 name="kafka",
-                running=kafka_pid is not None and _port_open(self.settings.kafka_port),
+                running=kafka_pid is not None and port_open(self.settings.kafka_port),
                 pid=kafka_pid,
                 address=self.bootstrap_servers,
                 log_file=str(self.root / "kafka" / "kafka.log"),
@@ -325,7 +300,7 @@ class DevStack:
             ),
             ServiceStatus(
                 name="redis",
-                running=redis_pid is not None and _port_open(self.settings.redis_port),
+                running=redis_pid is not None and port_open(self.settings.redis_port),
                 pid=redis_pid,
                 address=self.redis_url,
                 log_file=str(self.root / "redis" / "redis.log"),

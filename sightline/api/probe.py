@@ -9,11 +9,11 @@ from __future__ import annotations
 import threading
 
 import redis
-from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
 from sightline.config import SightlineConfig
 from streams.health import Health
+from streams.kafka_probe import kafka_unreachable
 
 PROBE_EVERY_S = 2.0
 PROBE_TIMEOUT_S = 2.0
@@ -39,11 +39,11 @@ class DependencyProbe(threading.Thread):
         )
 
     def check(self) -> None:
-        try:
-            self._admin.list_topics(timeout=PROBE_TIMEOUT_S)
+        why = kafka_unreachable(self._admin, timeout_s=PROBE_TIMEOUT_S)
+        if why is None:
             self.health.ok("kafka")
-        except KafkaException as exc:
-            self.health.degraded("kafka", str(exc.args[0] if exc.args else exc))
+        else:
+            self.health.degraded("kafka", why)
         try:
             self._redis.ping()
             self.health.ok("redis")

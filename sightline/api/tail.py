@@ -28,6 +28,8 @@ from sightline.config import SightlineConfig
 from streams.health import Health
 from streams.kafka import consumer_config, is_fatal_error, is_missing_topic
 from streams.redact import redact_text, redact_url
+from streams.retry import call_with_retry
+from streams.topic_reader import TopicMissing, partitions_of
 
 log = logging.getLogger(__name__)
 
@@ -274,21 +276,16 @@ class TailConsumer(threading.Thread):
         conf["enable.partition.eof"] = False
         return Consumer(conf)
 
-    def _assign(self, consumer: Consumer) -> bool:
-        metadata = consumer.list_topics(timeout=5)
+    def _assign(self, consumer: Consumer) -> None:
+        """Raises `TopicMissing` until every tailed topic exists."""
         assignment = []
         for topic, kind in self.kinds.items():
-            meta = metadata.topics.get(topic)
-            if meta is None or meta.error is not None or not meta.partitions:
-                self.health.degraded("tail", f"topic {topic} does not exist (yet)")
-                return False
-            for p in meta.partitions:
+            for p in partitions_of(consumer, topic, timeout_s=5):
                 low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=5)
                 back = self.config.api.recent_alerts if kind == "alerts" else REWIND.get(kind, 0)
                 start = low if kind == "events" else max(low, high - back)
                 assignment.append(TopicPartition(topic, p, start))
         consumer.assign(assignment)
-        return True
 
     def run(self) -> None:
         consumer = self._consumer(f"sightline-api-tail-{uuid.uuid4().hex[:12]}")
@@ -301,17 +298,14 @@ class TailConsumer(threading.Thread):
             lag_consumer.close()
 
     def _tail(self, consumer: Consumer, lag_consumer: Consumer) -> None:
-        # Assigned once; until then (topics missing, broker down) retry every couple of seconds.
-        while not self.stop_event.is_set():
-            try:
-                if self._assign(consumer):
-                    break
-            except KafkaException as exc:
-                log.debug("api tail: cannot assign yet: %s", exc)
-            self.stop_event.wait(2.0)
-        else:
-            return
-        self.health.ok("tail")
+        # Assigned once; until then (topics missing, broker down) `tail` is down and retried.
+        try:
+            call_with_retry(
+                lambda: self._assign(consumer), health=self.health, dependency="tail",
+                retry_on=(KafkaException, TopicMissing), stop=self.stop_event, max_delay_s=2.0,
+            )  # fmt: skip
+        except (KafkaException, TopicMissing):
+            return  # stopped while waiting
         self.state.connected = True
         last_lag = 0.0
         while not self.stop_event.is_set():

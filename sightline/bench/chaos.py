@@ -374,7 +374,7 @@ class Probe:
         self.frames, self.detections = config.topics.frames.name, config.topics.detections.name
         assignment = []
         for topic in (self.frames, self.detections):
-            parts = self.consumer.list_topics(topic, timeout=10).topics[topic].partitions
+            parts = topic_reader.partitions_of(self.consumer, topic)
             assignment += [TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts]
         self.consumer.assign(assignment)
         self.frame_ns: dict[tuple[int, int], int] = {}

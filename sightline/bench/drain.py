@@ -27,6 +27,7 @@ from sightline.bench.chaos import read_topic
 from sightline.config import CameraSettings, SightlineConfig
 from streams.kafka import consumer_config
 from streams.processes import stop_processes
+from streams.topic_reader import partitions_of
 from streams.topics import ensure_topics
 
 
@@ -147,8 +148,7 @@ class GroupLag:
         # Only reads the group's committed offsets: never subscribes, so it never joins the group.
         self.consumer = Consumer(consumer_config(config.kafka, config.inference.group_id, "bench-lag"))
         topic = config.topics.frames.name
-        parts = self.consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        self.partitions = [TopicPartition(topic, p) for p in parts]
+        self.partitions = [TopicPartition(topic, p) for p in partitions_of(self.consumer, topic)]
         self.ends = {
             tp.partition: self.consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in self.partitions
         }

@@ -31,6 +31,7 @@ from sightline.drift.monitor import DriftEvent, DriftMonitor
 from streams.claimcheck import ClaimCheckStore
 from streams.health import Health
 from streams.kafka import blocking_consumer_config, is_fatal_error, producer_config
+from streams.kafka_probe import KafkaBackProbe
 from streams.retry import call_with_retry
 
 log = logging.getLogger(__name__)
@@ -98,7 +99,9 @@ class DriftService:
             {**producer_config(config.kafka, "sightline-drift"), "error_cb": self._client_error}
         )
         self._redo: list[tuple[bytes | None, bytes]] = []  # alerts whose delivery failed: produce again
-        self._last_probe = 0.0
+        self._kafka_back = KafkaBackProbe(
+            self.health, self.consumer, config.topics.frames.name, every_s=PROBE_EVERY_S, timeout_s=2
+        )
 
     def _client_error(self, err: KafkaError) -> None:
         if err.code() == KafkaError._ALL_BROKERS_DOWN:
@@ -107,17 +110,6 @@ class DriftService:
             log.error("drift: fatal Kafka client error: %s", err)
         else:
             log.debug("drift: kafka: %s", err)
-
-    def _probe_kafka(self) -> None:
-        """While Kafka is marked down, ask it for metadata now and then: the answer means it is back."""
-        if self.health.is_up("kafka") or time.monotonic() - self._last_probe < PROBE_EVERY_S:
-            return
-        self._last_probe = time.monotonic()
-        try:
-            self.consumer.list_topics(self.config.topics.frames.name, timeout=2)
-        except KafkaException:
-            return
-        self.health.ok("kafka")
 
     def _claimed(self, key: str) -> bytes:
         return call_with_retry(
@@ -208,7 +200,7 @@ class DriftService:
                 self._export()
                 self._produce_again()
                 self.producer.poll(0)
-                self._probe_kafka()
+                self._kafka_back.poll()
                 # Offsets advance only past frames whose alerts were all delivered.
                 outstanding = len(self.producer) or self._redo
                 if not outstanding and time.monotonic() - last_commit > COMMIT_EVERY_S:
