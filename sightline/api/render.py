@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from pathlib import Path
 from typing import Any
 
 import cv2
@@ -13,14 +12,15 @@ import numpy as np
 import redis
 import simplejpeg
 import supervision as sv
-import yaml
 from confluent_kafka import Consumer, TopicPartition
 
-from alerts.settings import CameraRules, RulesSettings
+from alerts.rules.loader import rules_for
+from alerts.settings import CameraRules
 from schemas.detections import DetectionsRecord
 from sightline.api.errors import DependencyDown
 from sightline.config import SightlineConfig
 from streams.claimcheck import ClaimCheckStore
+from streams.config_files import ConfigError
 from streams.health import Health
 from streams.kafka import consumer_config
 
@@ -48,14 +48,13 @@ def box_color(class_id: int, tracker_id: int | None) -> tuple[int, int, int]:
 
 
 def camera_rules(config: SightlineConfig) -> dict[str, CameraRules]:
-    """Rules per camera from `alerts.rules` or `alerts.rules_file`; an unreadable file means none."""
-    rules = config.alerts.rules
-    if rules is None and config.alerts.rules_file:
-        try:
-            rules = RulesSettings.model_validate(yaml.safe_load(Path(config.alerts.rules_file).read_text()))
-        except Exception as exc:  # noqa: BLE001 - the live view still works without overlays
-            log.warning("live view: cannot read rules file %s: %s", config.alerts.rules_file, exc)
-    return {c.camera: c for c in rules.cameras} if rules else {}
+    """Rules per camera, loaded as the alert processors load them; an unreadable file means none."""
+    try:
+        rules = rules_for(config.alerts)
+    except (ConfigError, OSError) as exc:  # the live view still works without overlays
+        log.warning("live view: cannot read the rules file: %s", exc)
+        return {}
+    return {c.camera: c for c in rules.cameras}
 
 
 def overlays(rules: CameraRules | None) -> list[dict[str, Any]]:
