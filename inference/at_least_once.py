@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import deque
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Producer, TopicPartition
 
 from inference.batching import Batch
 from inference.commits import OffsetCommits
 from inference.outbox import Outbox
-from streams.health import Health
+from inference.parts import WorkerParts
 
 log = logging.getLogger(__name__)
 
@@ -26,19 +25,13 @@ class DeliveryFailed(RuntimeError):
 
 class AtLeastOnce:
     def __init__(
-        self,
-        consumer: Consumer,
-        producer: Producer,
-        outbox: Outbox,
-        commits: OffsetCommits,
-        health: Health,
-        in_flight: deque[Batch],
+        self, parts: WorkerParts, outbox: Outbox, producer: Producer, commits: OffsetCommits
     ) -> None:
-        self.consumer = consumer
+        self.consumer = parts.consumer
         self.producer = producer
         self.outbox = outbox
-        self.health = health
-        self.in_flight = in_flight  # the worker's: every batch handed to the pipeline, not committed
+        self.health = parts.health
+        self.in_flight = parts.in_flight
         self.commits = commits
 
     def deliver(self, batch: Batch) -> None:

@@ -12,17 +12,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
 
 from inference.at_least_once import DeliveryFailed
 from inference.batching import Batch
 from inference.outbox import Outbox
-from inference.tracking import CameraTrackers
-from streams.health import Health
+from inference.parts import WorkerParts
 
 log = logging.getLogger(__name__)
 
@@ -34,25 +32,21 @@ class TransactionsUnavailable(RuntimeError):
 class ExactlyOnce:
     def __init__(
         self,
-        producer_config: dict[str, Any],
-        consumer: Consumer,
+        parts: WorkerParts,
         outbox: Outbox,
-        trackers: CameraTrackers,
-        health: Health,
-        stop: threading.Event,
-        in_flight: deque[Batch],
+        producer_config: dict[str, Any],
         *,
         interval_s: float,
         max_pending: int,
         rewind: Callable[[], None],
     ) -> None:
         self._producer_config = producer_config
-        self.consumer = consumer
+        self.consumer = parts.consumer
         self.outbox = outbox
-        self.trackers = trackers
-        self.health = health
-        self.stop = stop
-        self.in_flight = in_flight
+        self.trackers = parts.trackers
+        self.health = parts.health
+        self.stop = parts.stop
+        self.in_flight = parts.in_flight
         self.interval_s = interval_s
         self.max_pending = max_pending
         self._rewind = rewind  # the worker's: seek back to every uncommitted batch, drop them all

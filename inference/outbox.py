@@ -16,11 +16,9 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from inference import metrics
 from inference.batching import Batch, FrameJob, Rejected
+from inference.parts import WorkerParts
 from inference.records import BatchTiming, detections_headers, detections_record
-from inference.tracker_state import TrackerStateStore
-from inference.tracking import CameraTrackers
 from schemas.dead_letter import dead_letter_headers
-from streams.claimcheck import ClaimCheckStore
 
 log = logging.getLogger(__name__)
 
@@ -30,25 +28,12 @@ _RECORD_OVERHEAD = 64 * 1024
 
 class Outbox:
     def __init__(
-        self,
-        *,
-        detections_topic: str,
-        dead_letter_topic: str,
-        message_max_bytes: int,
-        trackers: CameraTrackers,
-        tracker_state: TrackerStateStore,
-        claims: ClaimCheckStore,
-        stats: object,
-        on_ack: Callable[[str, int], None],
+        self, parts: WorkerParts, *, detections_topic: str, dead_letter_topic: str, message_max_bytes: int
     ) -> None:
+        self.parts = parts
         self.detections_topic = detections_topic
         self.dead_letter_topic = dead_letter_topic
         self.message_max_bytes = message_max_bytes
-        self.trackers = trackers
-        self.tracker_state = tracker_state
-        self.claims = claims
-        self.stats = stats
-        self._on_ack = on_ack  # (camera, capture_ns) of an acknowledged detections record
 
     def publish(self, producer: Producer, batch: Batch) -> None:
         """Track, produce the detections of every good frame, a tracker snapshot per camera, and
@@ -60,7 +45,7 @@ class Outbox:
             model = (detector.manifest.name, detector.manifest.version)
             for job, detections in zip(batch.good, batch.results, strict=True):
                 meta = job.meta
-                tracked = self.trackers.update(
+                tracked = self.parts.trackers.update(
                     meta.camera_id,
                     detections,
                     meta.stream_ts,
@@ -80,13 +65,13 @@ class Outbox:
                     produced_ns=produced_ns,
                 )
                 self._produce_detections(producer, batch, value, job)
-            self.tracker_state.publish(
+            self.parts.tracker_state.publish(
                 producer, [(j.meta.camera_id, j.msg.partition()) for j in batch.good], batch
             )
             self._observe(batch.timing, len(batch.good))
         for rejected in batch.rejected:
             self.dead_letter(producer, batch, rejected)
-        self.stats.batches += 1
+        self.parts.stats.batches += 1
 
     @staticmethod
     def _observe(timing: BatchTiming, frames: int) -> None:
@@ -104,7 +89,7 @@ class Outbox:
         if error is not None:
             self.dead_letter(producer, batch, Rejected(job.msg, f"detections record not produced: {error}"))
             return
-        self.stats.records += 1
+        self.parts.stats.records += 1
 
     def dead_letter(self, producer: Producer, batch: Batch, rejected: Rejected) -> None:
         msg = rejected.msg
@@ -114,7 +99,7 @@ class Outbox:
         metrics.DEAD_LETTERS.labels(rejected.reason.split(":")[0][:40]).inc()
         claim_check = next((v for k, v in msg.headers() or () if k == "claim-check" and v), None)
         if claim_check:  # keep the parked image past its TTL, so the dead letter can be replayed
-            self.claims.keep(claim_check.decode("utf-8", "replace"))
+            self.parts.claims.keep(claim_check.decode("utf-8", "replace"))
         value, reason = msg.value(), rejected.reason
         room = self.message_max_bytes - _RECORD_OVERHEAD
         if value and len(value) > room:  # it would be refused again on every restart: keep the reason
@@ -127,7 +112,7 @@ class Outbox:
             callback = partial(_delivered, batch)
             error = self._send(producer, batch, self.dead_letter_topic, msg.key(), value, headers, callback)
             if error is None:
-                self.stats.dead_letters += 1
+                self.parts.stats.dead_letters += 1
                 return
             if not value:  # a poison record must never stop the worker: log it and move on
                 log.error(
@@ -164,7 +149,7 @@ class Outbox:
     ) -> None:
         if err is None:
             metrics.DETECTIONS_OUT.labels(camera).inc()
-            self._on_ack(camera, capture_ns)
+            self.parts.on_ack(camera, capture_ns)
         batch.delivered(err)
 
 

@@ -17,7 +17,6 @@ import threading
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 
 import numpy as np
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
@@ -32,6 +31,7 @@ from inference.exactly_once import ExactlyOnce, TransactionsUnavailable, send_of
 from inference.frames import accept_frame_record, frame_payload, load_image
 from inference.kafka_health import KafkaWatch
 from inference.outbox import Outbox
+from inference.parts import WorkerParts, WorkerStats
 from inference.pipeline import GpuDecode, StagedPipeline
 from inference.preprocess import BufferPool
 from inference.settings import WorkerConfig
@@ -57,17 +57,6 @@ _FINISHED_POLL_S = 0.003
 
 class WorkerError(RuntimeError):
     """A failure after which committing would risk losing frames: the worker stops instead."""
-
-
-@dataclass
-class WorkerStats:
-    frames: int = 0
-    records: int = 0
-    dead_letters: int = 0
-    batches: int = 0
-    first_fetch: float | None = None  # monotonic time of the first frame, for throughput figures
-    last_ack: float | None = None  # monotonic time of the last acknowledged detections record
-    frame_ages_ms: deque[float] = field(default_factory=lambda: deque(maxlen=200_000))
 
 
 class InferenceWorker:
@@ -107,15 +96,26 @@ class InferenceWorker:
         client = f"sightline-inference-{self.worker_id}"
         cconf = worker_consumer_config(config.kafka, inf.group_id, client)
         cconf["error_cb"] = self.kafka.on_error
-        self.outbox = Outbox(
-            detections_topic=config.topics.detections.name,
-            dead_letter_topic=config.topics.dead_letter.name,
-            message_max_bytes=config.kafka.message_max_bytes,
+        commits = OffsetCommits(self.health)  # at-least-once: exactly-once commits in transactions
+        if not self.exactly_once:
+            cconf["on_commit"] = commits.on_commit  # async commit outcomes are only seen here
+        self.consumer = Consumer(cconf)
+        parts = WorkerParts(
+            consumer=self.consumer,
             trackers=self.trackers,
             tracker_state=self.tracker_state,
             claims=self.claims,
+            health=self.health,
+            stop=self.stop,
             stats=self.stats,
+            in_flight=self.in_flight,
             on_ack=self._on_ack,
+        )
+        self.outbox = Outbox(
+            parts,
+            detections_topic=config.topics.detections.name,
+            dead_letter_topic=config.topics.dead_letter.name,
+            message_max_bytes=config.kafka.message_max_bytes,
         )
         self.delivery: AtLeastOnce | ExactlyOnce
         if self.exactly_once:
@@ -128,16 +128,11 @@ class InferenceWorker:
                 config.kafka, client, txn_id, compression="lz4", linger_ms=2
             )
             pconf["error_cb"] = self.kafka.on_producer_error
-            self.consumer = Consumer(cconf)
             try:
                 self.delivery = ExactlyOnce(
-                    pconf,
-                    self.consumer,
+                    parts,
                     self.outbox,
-                    self.trackers,
-                    self.health,
-                    self.stop,
-                    self.in_flight,
+                    pconf,
                     interval_s=inf.transaction_interval_ms / 1e3,
                     max_pending=max(1, inf.max_in_flight_batches // 2),
                     rewind=self._rewind,
@@ -147,12 +142,7 @@ class InferenceWorker:
         else:
             pconf = at_least_once_producer_config(config.kafka, client, compression="lz4", linger_ms=2)
             pconf["error_cb"] = self.kafka.on_producer_error
-            commits = OffsetCommits(self.health)
-            cconf["on_commit"] = commits.on_commit  # async commit outcomes are only seen here
-            self.consumer = Consumer(cconf)
-            self.delivery = AtLeastOnce(
-                self.consumer, Producer(pconf), self.outbox, commits, self.health, self.in_flight
-            )
+            self.delivery = AtLeastOnce(parts, self.outbox, Producer(pconf), commits)
         self.frame_pool = BufferPool(keep=4 * inf.max_batch)
         self.gpu_decode = _nvjpeg_decoder(inf.jpeg_decoder, inf.device_id)
         self.pipeline = StagedPipeline(
