@@ -1,6 +1,7 @@
-"""Model side of Sightline's inference stage: frames in, ``sv.Detections`` out. No Kafka here.
+"""Sightline's inference stage. The package exports its model side, which needs no Kafka: frames
+in, ``sv.Detections`` out (the worker itself is ``inference.worker.InferenceWorker``).
 
-Typical worker use::
+Typical use::
 
     registry = ModelRegistry(".sightline/models")
     manifest, path = registry.promoted("nanodet-m")
