@@ -99,7 +99,7 @@ def _alerts_config(stack: Stack, path: Path, port: int) -> Path:
 
 
 def _alerts(config: Path) -> list[str]:
-    return [sys.executable, "-m", "alerts", "run", "--config", str(config)]
+    return [sys.executable, "-m", "sightline.cli", "alerts", "run", "--config", str(config)]
 
 
 def test_alert_processor_metrics_bind_metrics_host(
