@@ -37,7 +37,7 @@ from alerts.metrics import HEALTH
 from alerts.progress import RulesProgress
 from alerts.runner import BatchResult, RawRecord
 from alerts.settings import AlertsConfig, RulesSettings
-from alerts.webhooks.dead_letters import KafkaDeadLetters, Source
+from alerts.webhooks.dead_letters import DeadLetters, Headers, Source
 from alerts.webhooks.dispatcher import Dispatcher
 from schemas.alert import AlertRecord
 from schemas.dead_letter import dead_letter_headers
@@ -194,7 +194,8 @@ class AlertsApp:
         )
         self.alerts_topic = topics.alerts.name
         self.dlq_topic = topics.dead_letter.name
-        self.dead_letters = KafkaDeadLetters(config.kafka, self.dlq_topic)
+        # Through faust's own aiokafka producer: one Kafka client stack in this process.
+        self.dead_letters = DeadLetters(self.dlq_topic, self._produce_acked)
         self.dispatcher = Dispatcher.build(settings, self.redis, self.dead_letters)
         largest = max((w.max_pending for w in settings.webhooks), default=0)
         self.slots = asyncio.Semaphore(largest + EXTRA_IN_FLIGHT)
@@ -240,10 +241,11 @@ class AlertsApp:
             return
         self._probing = True
         try:
-            producer = self.dead_letters.producer
-            await asyncio.to_thread(producer.list_topics, self.alerts_topic, 1.5)
+            # faust's Producer does not expose its aiokafka client but through this accessor.
+            client = self.app.producer._ensure_producer().client  # type: ignore[attr-defined]
+            await asyncio.wait_for(client.fetch_all_metadata(), 1.5)
             HEALTH.ok("kafka")
-        except Exception:  # still away: the next tick asks again
+        except Exception:  # still away (or the producer not started yet): the next tick asks again
             pass
         finally:
             self._probing = False
@@ -347,6 +349,14 @@ class AlertsApp:
         if sends:
             await asyncio.gather(*sends)
 
+    async def _produce_acked(self, topic: str, key: bytes, value: bytes, headers: Headers) -> None:
+        """One record through faust's producer (acks=all); returns once the broker has it."""
+
+        async def send() -> None:  # the send itself waits for metadata while the broker is away
+            await (await self.app.producer.send(topic, key, value, None, None, headers))
+
+        await asyncio.wait_for(send(), PUBLISH_TIMEOUT_S)
+
     async def _checkpoint_timer(self) -> None:
         """An idle stream still gets its last records checkpointed and committed."""
         if not self.progress.pending or self._rules_lock.locked() or time.monotonic() < self._retry_at:
@@ -391,7 +401,6 @@ class AlertsApp:
         if self._heartbeat is not None:
             self._heartbeat.close()
         await self.dispatcher.aclose()
-        self.dead_letters.close()
         await self.redis.aclose()
 
 
