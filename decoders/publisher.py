@@ -28,7 +28,7 @@ from schemas.camera_event import CameraEvent
 from schemas.frame import FrameMeta
 from streams.claimcheck import ClaimCheckStore
 from streams.health import Health
-from streams.kafka import producer_config
+from streams.kafka import at_least_once_producer_config
 from streams.retry import call_with_retry
 from streams.settings import StreamsConfig
 
@@ -89,8 +89,7 @@ class FramePublisher:
         health = health or Health("decoder")
         # JPEG does not compress further; spending CPU on it only slows the decoder down.
         options = {"compression": "none", "linger_ms": 5, **(producer_options or {})}
-        settings = producer_config(config.kafka, client_id, **options)
-        settings["delivery.timeout.ms"] = 0  # librdkafka: 0 = never time out an accepted frame
+        settings = at_least_once_producer_config(config.kafka, client_id, **options)
         settings["error_cb"] = partial(_on_kafka_error, health)
         claims = ClaimCheckStore(config.redis.url, config.frames.claim_check_ttl_s)
         return cls(config, Producer(settings), claims, health=health, stop=stop)

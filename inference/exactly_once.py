@@ -21,6 +21,7 @@ from inference.at_least_once import DeliveryFailed
 from inference.batching import Batch
 from inference.outbox import Outbox
 from inference.parts import WorkerParts
+from streams.retry import call_with_retry
 
 log = logging.getLogger(__name__)
 
@@ -169,15 +170,17 @@ class ExactlyOnce:
         self._init_transactions()
 
     def _init_transactions(self) -> None:
-        while True:
+        def init() -> None:
             try:
                 self.producer.init_transactions(10)
-                return
             except KafkaException as exc:
                 err = exc.args[0]
                 if not err.retriable() or self.stop.is_set():
                     raise TransactionsUnavailable(f"cannot start the transactional producer: {err}") from exc
-                self.health.degraded("kafka", f"init_transactions: {err}")
+                raise
+
+        retry_on = (KafkaException,)
+        call_with_retry(init, health=self.health, dependency="kafka", retry_on=retry_on, stop=self.stop)
 
     def _watch_producer(self) -> None:
         """Serve the producer's events off the consumer thread.

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import time
 
-from confluent_kafka import Consumer, KafkaError, KafkaException
+from confluent_kafka import Consumer, KafkaError
 
 from streams.health import Health
 from streams.kafka import is_fatal_error, is_missing_topic
+from streams.kafka_probe import KafkaBackProbe
 
 UNKNOWN_TOPIC_GRACE_S = 10.0  # a topic being created may be unknown for a moment; then it is fatal
 
@@ -26,7 +27,7 @@ class KafkaWatch:
         self._fatal: KafkaError | None = None
         self._missing_since: float | None = None
         self._missing_error: KafkaError | None = None
-        self._probe_at = 0.0
+        self._probe: KafkaBackProbe | None = None
 
     def on_error(self, err: KafkaError) -> None:
         """Consumer `error_cb` and consumer error events."""
@@ -53,12 +54,7 @@ class KafkaWatch:
         now = time.monotonic()
         if self._missing_since is not None and now - self._missing_since > UNKNOWN_TOPIC_GRACE_S:
             return f"cannot consume {self.topic!r}: {self._missing_error}"
-        if self.health.is_up("kafka") or now < self._probe_at:
-            return None
-        self._probe_at = now + 2.0
-        try:
-            consumer.list_topics(self.topic, timeout=1)
-        except KafkaException:
-            return None
-        self.health.ok("kafka")
+        if self._probe is None or self._probe.client is not consumer:
+            self._probe = KafkaBackProbe(self.health, consumer, self.topic)
+        self._probe.poll()
         return None

@@ -26,7 +26,7 @@ from inference.at_least_once import AtLeastOnce, DeliveryFailed
 from inference.batching import Batch, FrameJob, Rejected
 from inference.commits import OffsetCommits
 from inference.detector import Detector
-from inference.detector_source import DetectorSource, engine_kind
+from inference.detector_source import DetectorSource
 from inference.exactly_once import ExactlyOnce, TransactionsUnavailable, send_offsets_with_deadline
 from inference.frames import accept_frame_record, frame_payload, load_image
 from inference.kafka_health import KafkaWatch
@@ -46,7 +46,7 @@ from streams.kafka import (
     worker_consumer_config,
 )
 
-__all__ = ["DetectorSource", "InferenceWorker", "WorkerError", "engine_kind", "send_offsets_with_deadline"]
+__all__ = ["InferenceWorker", "WorkerError", "send_offsets_with_deadline"]
 
 log = logging.getLogger(__name__)
 

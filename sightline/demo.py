@@ -28,6 +28,7 @@ from sightline.assets import fetch_registered_model, media_path
 from sightline.config import SightlineConfig, load_config
 from sightline.rtsp_camera import RtspRelay
 from streams.devinfra import DevStack
+from streams.kafka import make_admin, make_consumer
 from streams.paths import repo_root
 from streams.processes import stop_processes
 from streams.topics import ensure_topics
@@ -133,12 +134,8 @@ class Demo:
 
     def run(self, duration: float | None, until: Callable[[Demo], bool] | None = None) -> dict[str, Any]:
         """Print a summary every 5 s until Ctrl-C, `duration`, a stage exiting, or `until(self)`."""
-        from confluent_kafka import Consumer
-
-        admin = AdminClient({"bootstrap.servers": self.base.kafka.bootstrap_servers})
-        consumer = Consumer(
-            {"bootstrap.servers": self.base.kafka.bootstrap_servers, "group.id": "demo-summary"}
-        )
+        admin = make_admin(self.base.kafka, "sightline-demo")
+        consumer = make_consumer(self.base.kafka, "demo-summary", "sightline-demo")
         topics = self.base.topics
         names = {
             "frames": topics.frames.name,

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, Producer
+from confluent_kafka.admin import AdminClient
 
 from streams.settings import KafkaSettings
 
@@ -140,6 +141,16 @@ def blocking_consumer_config(settings: KafkaSettings, group_id: str, client_id: 
     """A reader whose loop waits out a dependency's outage between polls
     (``BLOCKING_MAX_POLL_INTERVAL_MS``), e.g. one that retries Redis until it answers."""
     return consumer_config(settings, group_id, client_id, max_poll_interval_ms=BLOCKING_MAX_POLL_INTERVAL_MS)
+
+
+def admin_config(settings: KafkaSettings, client_id: str | None = None, **overrides: Any) -> dict[str, Any]:
+    """Admin and metadata clients (topics, offsets, probes); `overrides` are librdkafka properties,
+    e.g. a short ``socket.timeout.ms`` for a probe. Security settings (``kafka.extra``) come along."""
+    return {**_base(settings, client_id), **overrides}
+
+
+def make_admin(settings: KafkaSettings, client_id: str | None = None, **overrides: Any) -> AdminClient:
+    return AdminClient(admin_config(settings, client_id, **overrides))
 
 
 def make_producer(settings: KafkaSettings, client_id: str | None = None, **options: Any) -> Producer:

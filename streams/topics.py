@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
+from streams.kafka import make_admin
 from streams.settings import StreamsConfig, TopicSettings
 
 log = logging.getLogger(__name__)
@@ -24,7 +25,7 @@ class TopicReport:
 
 def ensure_topics(config: StreamsConfig, timeout: float = 30.0) -> list[TopicReport]:
     """Idempotent: existing topics are left alone but reported when they differ from config."""
-    admin = AdminClient({"bootstrap.servers": config.kafka.bootstrap_servers, **config.kafka.extra})
+    admin = make_admin(config.kafka)
     wanted: list[TopicSettings] = config.topics.all()
     existing = admin.list_topics(timeout=timeout).topics
     reports: list[TopicReport] = []

@@ -17,8 +17,8 @@ import numpy as np
 from prometheus_client import Gauge, Histogram
 
 from inference.detector import Detector
+from inference.detector_source import DetectorSource
 from inference.wire import to_wire
-from inference.worker import DetectorSource
 from sightline.api.errors import ApiError
 from sightline.config import SightlineConfig
 

@@ -59,7 +59,7 @@ async def _load(
 
 def raw_fps(config: SightlineConfig, image: np.ndarray, duration_s: float) -> float:
     """Frames/s of Detector.detect alone on full batches of the decoded image (same model and batch)."""
-    from inference.worker import DetectorSource
+    from inference.detector_source import DetectorSource
 
     source = DetectorSource(config)
     try:

@@ -9,10 +9,10 @@ from __future__ import annotations
 import threading
 
 import redis
-from confluent_kafka.admin import AdminClient
 
 from sightline.config import SightlineConfig
 from streams.health import Health
+from streams.kafka import make_admin
 from streams.kafka_probe import kafka_unreachable
 
 PROBE_EVERY_S = 2.0
@@ -27,12 +27,8 @@ class DependencyProbe(threading.Thread):
         self.health, self.every_s = health, every_s
         self.stop_event = threading.Event()
         self.checked = threading.Event()  # set after the first round: /readyz waits for it
-        self._admin = AdminClient(
-            {
-                "bootstrap.servers": config.kafka.bootstrap_servers,
-                "socket.timeout.ms": int(PROBE_TIMEOUT_S * 1000),
-                **config.kafka.extra,
-            }
+        self._admin = make_admin(
+            config.kafka, "sightline-api-probe", **{"socket.timeout.ms": int(PROBE_TIMEOUT_S * 1000)}
         )
         self._redis = redis.Redis.from_url(
             config.redis.url, socket_timeout=PROBE_TIMEOUT_S, socket_connect_timeout=PROBE_TIMEOUT_S

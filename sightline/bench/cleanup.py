@@ -13,6 +13,7 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 
 from sightline.config import KafkaSettings, SightlineConfig
+from streams.kafka import make_admin
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +87,7 @@ def _delete_groups(admin: AdminClient, created: Created, timeout_s: float) -> li
 
 def delete_created(kafka: KafkaSettings, created: Created, timeout_s: float = 30.0) -> list[str]:
     """Delete the topics and groups in `created` (missing ones are fine); the problems, if any."""
-    admin = AdminClient({"bootstrap.servers": kafka.bootstrap_servers, **kafka.extra})
+    admin = make_admin(kafka)
     try:
         return _delete_topics(admin, created, timeout_s) + _delete_groups(admin, created, timeout_s)
     except KafkaException as exc:  # broker gone: nothing more to delete now

@@ -16,12 +16,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import av
-from confluent_kafka.admin import AdminClient
 
 from decoders.pipeline import EncodeAhead
 from decoders.runner import run_cameras
 from decoders.settings import CameraSettings
 from sightline.config import SightlineConfig
+from streams.kafka import make_admin
 from streams.topics import ensure_topics
 
 _OWN_TOPICS = ("frames", "camera_events")  # the topics the decoder writes
@@ -48,7 +48,7 @@ def own_topics(config: SightlineConfig, count: int) -> Iterator[list[SightlineCo
     try:
         yield copies
     finally:
-        admin = AdminClient({"bootstrap.servers": config.kafka.bootstrap_servers, **config.kafka.extra})
+        admin = make_admin(config.kafka)
         for future in admin.delete_topics(names, operation_timeout=30).values():
             future.result()
 

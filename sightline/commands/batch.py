@@ -19,9 +19,9 @@ def batch(
 ) -> None:
     """Process a recorded video through the same engine and output decoders as the workers."""
     from inference.detector import Detector
+    from inference.detector_source import engine_kind
     from inference.engines import engine_options
     from inference.registry import IntegrityError, ModelRegistry, RegistryError
-    from inference.worker import engine_kind
     from sightline.batch import run_batch
 
     cfg = config()

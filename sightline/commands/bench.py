@@ -45,10 +45,10 @@ def bench_decode(
 def detector_factory(cfg: SightlineConfig, model: str, batch: int) -> Callable[[int], Detector]:
     """Detectors of the registry's promoted `model` (fetched by recipe if missing), by thread count."""
     from inference.detector import Detector
+    from inference.detector_source import engine_kind
     from inference.engines import engine_options
     from inference.fetch import RECIPES
     from inference.registry import ModelRegistry, RegistryError
-    from inference.worker import engine_kind
 
     registry = ModelRegistry(cfg.inference.registry_dir)
     try:
