@@ -1,4 +1,4 @@
-"""`sightline alerts replay-rules`: run a rules file over recorded detections, offline.
+"""`sightline alerts test-rules`: run a rules file over recorded detections, offline.
 
 Input is a JSONL file of DetectionsRecord values or a topic range (`topic:partition:a-b`);
 optional POS events (JSONL) are merged in by time. The engine is the one the live app runs,
@@ -69,7 +69,7 @@ def read_topic(kafka: KafkaSettings, rng: TopicRange, errors: list[str]) -> Iter
     Committed records only (read_committed, as the live app reads): an aborted exactly-once batch
     is not replayed.
     """
-    config = consumer_config(kafka, "sightline-replay-rules", "sightline-replay-rules", read_committed=True)
+    config = consumer_config(kafka, "sightline-test-rules", "sightline-test-rules", read_committed=True)
     consumer = Consumer({**config, "enable.partition.eof": True})
     partitions = None if rng.partition is None else [rng.partition]
     end = None if rng.end is None else rng.end + 1

@@ -19,6 +19,7 @@ from inference.batching import Batch, FrameJob, Rejected
 from inference.parts import WorkerParts
 from inference.records import BatchTiming, detections_headers, detections_record
 from schemas.dead_letter import dead_letter_headers
+from streams.kafka import produce_when_room
 
 log = logging.getLogger(__name__)
 
@@ -134,15 +135,12 @@ class Outbox:
     ) -> KafkaException | None:
         """Produce one record for ``batch``; a record Kafka refuses (too large, ...) is returned."""
         batch.expect_delivery()
-        while True:
-            try:
-                producer.produce(topic, key=key, value=value, headers=headers, on_delivery=callback)
-                return None
-            except BufferError:
-                producer.poll(0.05)
-            except KafkaException as exc:
-                batch.delivered(None)  # no delivery report will come for it
-                return exc
+        try:
+            produce_when_room(producer, topic, key=key, value=value, headers=headers, on_delivery=callback)
+        except KafkaException as exc:
+            batch.delivered(None)  # no delivery report will come for it
+            return exc
+        return None
 
     def _on_delivered(
         self, batch: Batch, camera: str, capture_ns: int, err: KafkaError | None, _msg: Message

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from inference.tracking import CameraTrackers
-from streams.kafka import consumer_config
+from streams.kafka import consumer_config, produce_when_room
 from streams.settings import StreamsConfig
 
 log = logging.getLogger(__name__)
@@ -105,19 +105,15 @@ class TrackerStateStore:
     def _produce(
         self, producer: Producer, camera: str, value: bytes, partition: int, batch: DeliveryBatch
     ) -> None:
-        while True:
-            try:
-                producer.produce(
-                    self.topic,
-                    key=camera.encode(),
-                    value=value,
-                    partition=partition,
-                    headers=[("content-type", b"application/json")],
-                    on_delivery=lambda err, _msg: batch.delivered(err),
-                )
-                return
-            except BufferError:
-                producer.poll(0.05)
+        produce_when_room(
+            producer,
+            self.topic,
+            key=camera.encode(),
+            value=value,
+            partition=partition,
+            headers=[("content-type", b"application/json")],
+            on_delivery=lambda err, _msg: batch.delivered(err),
+        )
 
     # -- restore --------------------------------------------------------------------------------
     def restore(self, frames_partitions: Iterable[int]) -> list[str]:

@@ -153,6 +153,22 @@ def make_admin(settings: KafkaSettings, client_id: str | None = None, **override
     return AdminClient(admin_config(settings, client_id, **overrides))
 
 
+# How long a producer waits for room in librdkafka's queue between tries, serving delivery reports.
+QUEUE_FULL_POLL_S = 0.05
+
+
+def produce_when_room(producer: Producer, topic: str, **record: Any) -> None:
+    """`producer.produce(topic, **record)`, waiting while librdkafka's queue is full (Kafka away, or
+    a burst) instead of dropping the record. Other errors (e.g. a record over the size limit) are
+    raised."""
+    while True:
+        try:
+            producer.produce(topic, **record)
+            return
+        except BufferError:
+            producer.poll(QUEUE_FULL_POLL_S)
+
+
 def make_producer(settings: KafkaSettings, client_id: str | None = None, **options: Any) -> Producer:
     return Producer(producer_config(settings, client_id, **options))
 

@@ -17,7 +17,9 @@ def load_rules(path: str | Path) -> RulesSettings:
         return RulesSettings(**data)
     except ValidationError as exc:
         raise ConfigError(
-            describe_validation_error(exc, yaml_line_index(text), str(path)).replace("configuration", "rules")
+            describe_validation_error(exc, yaml_line_index(text), str(path), RulesSettings).replace(
+                "configuration", "rules"
+            )
         ) from None
 
 

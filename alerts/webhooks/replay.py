@@ -1,4 +1,4 @@
-"""`sightline alerts replay`: re-send dead-lettered alerts to the endpoint that refused them.
+"""`sightline alerts resend-dead-letters`: re-send dead-lettered alerts to the endpoint that refused them.
 
 Progress is kept as the committed offsets of a consumer group, so each run picks up where
 the previous one stopped; delivery de-duplication makes a repeated replay harmless.

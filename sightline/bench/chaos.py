@@ -8,7 +8,7 @@ receiver; an RTSP camera with its own decoder joins when the `rtsp` fault is ask
 Each fault is a small object (`inject()`, `heal()`) applied after a seeded random stretch of
 normal running. Afterwards the frames and the committed detections are read back and checked
 (every frame has its detections record; `seq` neither skips nor repeats), and the alerts the
-receiver got are compared with what `sightline alerts replay-rules` computes offline from the
+receiver got are compared with what `sightline alerts test-rules` computes offline from the
 committed detections: anything missing is lost, anything extra or repeated is a duplicate.
 A stage that exits on its own is restarted and recorded, never hidden.
 """
@@ -343,7 +343,7 @@ def detections(messages: list[Any]) -> list[tuple[DetectionsRecord, int, bytes]]
 
 
 def replay_alerts(chain: Chain, dets: list[tuple[DetectionsRecord, int, bytes]]) -> list[dict[str, Any]]:
-    """`sightline alerts replay-rules` over the committed detections, one per (camera, seq):
+    """`sightline alerts test-rules` over the committed detections, one per (camera, seq):
     what a fault-free run delivers."""
     seen: set[tuple[str, int]] = set()
     path = chain.workdir / "committed-detections.jsonl"
@@ -359,7 +359,7 @@ def replay_alerts(chain: Chain, dets: list[tuple[DetectionsRecord, int, bytes]])
         capture_output=True, text=True, env=env,
     )  # fmt: skip
     if done.returncode != 0:
-        raise RuntimeError(f"alerts replay-rules failed: {done.stderr[-2000:]}")
+        raise RuntimeError(f"alerts test-rules failed: {done.stderr[-2000:]}")
     return [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
 
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import signal
 from pathlib import Path
 
 import typer
 
 from sightline.commands.common import config
+from streams.signals import stop_on_signals
 
 
 def demo(
@@ -25,11 +25,10 @@ def demo(
     from sightline.demo import Demo, say
 
     run = Demo(workdir, config())
-    signal.signal(signal.SIGINT, lambda *_: run.stop.set())
-    signal.signal(signal.SIGTERM, lambda *_: run.stop.set())
     try:
-        run.start(with_api=api)
-        summary = run.run(duration or None)
+        with stop_on_signals(run.stop):
+            run.start(with_api=api)
+            summary = run.run(duration or None)
     finally:
         run.shutdown()
         run.stop_infra(keep=keep_infra)

@@ -123,6 +123,7 @@ def test_rules_file_errors_name_the_line(tmp_path: Path) -> None:
     result = run_cli("test-rules", "--from", str(bad), "--rules", str(bad))
     assert result.returncode == 2
     assert "rules.yaml:6: cameras.0.lanes.0.colour: unknown key" in result.stderr
+    assert "unknown key 'colour' in cameras.0.lanes.0; valid keys: " in result.stderr  # lists them
 
 
 def test_topic_range_parsing() -> None:
