@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-from confluent_kafka import Producer, TopicPartition
+from confluent_kafka import Producer
 
 from alerts.checkpoint import CheckpointStore, connect
 from alerts.engine import Engine
@@ -17,6 +17,7 @@ from alerts.runner import BatchResult, RawRecord
 from alerts.settings import RulesSettings
 from schemas.alert import AlertRecord
 from sightline.config import SightlineConfig
+from streams import topic_reader
 from streams.kafka import make_consumer, make_producer
 from tests.alerts.helpers import produce_records
 from tests.alerts.helpers import read_topic as read_all
@@ -31,17 +32,12 @@ def read_records(config: SightlineConfig) -> list[RawRecord]:
     topic = config.topics.detections.name
     consumer = make_consumer(config.kafka, f"test-progress-{uuid.uuid4().hex[:6]}")
     try:
-        _, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
-        consumer.assign([TopicPartition(topic, 0, 0)])
-        out: list[RawRecord] = []
-        while len(out) < high:
-            msg = consumer.poll(5)
-            assert msg is not None, f"timed out reading {topic}"
-            if not msg.error():
-                out.append(RawRecord(topic, 0, msg.offset(), msg.value()))
+        return [
+            RawRecord(topic, 0, msg.offset(), msg.value())
+            for msg in topic_reader.read_topic(consumer, topic, partitions=[0])
+        ]
     finally:
         consumer.close()
-    return out
 
 
 class BrokerPublish:
