@@ -50,6 +50,7 @@ class DetectorSource:
                     engine=kind,
                     poll_s=inf.model_poll_s,
                     on_replaced=self.retired.append,
+                    build_in_background=True,
                     **options,
                 )
         self.latest = self.current()

@@ -28,7 +28,6 @@ from sightline.config import SightlineConfig
 from streams.health import Health
 from streams.kafka import consumer_config, is_fatal_error, is_missing_topic
 from streams.redact import redact_text, redact_url
-from streams.retry import call_with_retry
 from streams.topic_reader import TopicMissing, partitions_of
 
 log = logging.getLogger(__name__)
@@ -298,14 +297,21 @@ class TailConsumer(threading.Thread):
             lag_consumer.close()
 
     def _tail(self, consumer: Consumer, lag_consumer: Consumer) -> None:
-        # Assigned once; until then (topics missing, broker down) `tail` is down and retried.
-        try:
-            call_with_retry(
-                lambda: self._assign(consumer), health=self.health, dependency="tail",
-                retry_on=(KafkaException, TopicMissing), stop=self.stop_event, max_delay_s=2.0,
-            )  # fmt: skip
-        except (KafkaException, TopicMissing):
-            return  # stopped while waiting
+        # Assigned once; until then retried every couple of seconds. Only a missing topic marks
+        # `tail` down: a broker error here (an outage, or a new topic's leader not elected yet) is
+        # the `kafka` check's business, and flipping readiness on a transient one would be noise.
+        # Hand-written rather than `call_with_retry`, which marks its dependency down on any retry.
+        while True:
+            try:
+                self._assign(consumer)
+                break
+            except TopicMissing as exc:
+                self.health.degraded("tail", str(exc))
+            except KafkaException as exc:
+                log.debug("api tail: cannot assign yet: %s", exc)
+            if self.stop_event.wait(2.0):
+                return
+        self.health.ok("tail")
         self.state.connected = True
         last_lag = 0.0
         while not self.stop_event.is_set():

@@ -100,3 +100,48 @@ def test_promoted_detector_hot_swaps(tmp_path, models) -> None:
     reg.rollback("det")
     now[0] = 12.0
     assert served.version == "2" and served.current().manifest.version == "1"
+
+
+def test_a_background_build_never_holds_up_the_model_in_service(tmp_path, models, monkeypatch) -> None:
+    """A promoted version builds on its own thread (a TensorRT build takes minutes): until it is
+    ready the old version keeps serving at once; then the next call swaps it in."""
+    import threading
+    import time
+
+    from inference.detector import Detector
+    from inference.hotswap import PromotedDetector
+
+    reg = ModelRegistry(tmp_path)
+    reg.add(models[0], "det")
+    reg.add(models[1], "det")
+    reg.promote("det", "1")
+    now, replaced = [0.0], []
+    served = PromotedDetector(
+        reg, "det", poll_s=5, clock=lambda: now[0], on_replaced=replaced.append, build_in_background=True
+    )
+    release = threading.Event()
+    real_from_registry = Detector.from_registry
+
+    def slow_build(*args, **kwargs):  # the real build, held until the test lets it finish
+        assert release.wait(30)
+        return real_from_registry(*args, **kwargs)
+
+    monkeypatch.setattr(Detector, "from_registry", slow_build)
+    reg.promote("det", "2")
+    now[0] = 6.0
+    started = time.monotonic()
+    assert served.current().manifest.version == "1" and served.building
+    now[0] = 12.0  # polling again while it builds starts no second build
+    assert served.current().manifest.version == "1"
+    assert time.monotonic() - started < 1.0, "current() waited for the build"
+    release.set()
+    deadline = time.monotonic() + 30
+    while served.building:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    frame = np.zeros((64, 64, 3), np.uint8)
+    assert served.current().manifest.version == "2" and len(served.current().detect([frame])[0][0]) == 1
+    assert [d.manifest.version for d in replaced] == ["1"]
+    for old in replaced:
+        old.close()
+    served.close()
