@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import threading
 import time
 import uuid
@@ -94,6 +95,16 @@ def model_registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
         registry=ModelRegistry(root),
         seed_dir=shared / "models" if shared else None,
     )
+    return root
+
+
+@pytest.fixture
+def own_registry(model_registry: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of the session's registry for a test that adds or promotes versions, so the session's
+    stays as built; commands run by the test find it through SIGHTLINE_INFERENCE__REGISTRY_DIR."""
+    root = tmp_path / "models"
+    shutil.copytree(model_registry, root)
+    monkeypatch.setenv("SIGHTLINE_INFERENCE__REGISTRY_DIR", str(root))
     return root
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from pathlib import Path
 
@@ -33,11 +32,8 @@ def test_cpu_sampler_reads_cpu_between_two_past_instants() -> None:
 
 
 def test_bench_inference_two_workers_lose_and_double_nothing(
-    stack: Stack, model_registry: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    stack: Stack, own_registry: Path, tmp_path: Path
 ) -> None:
-    registry = tmp_path / "models"
-    shutil.copytree(model_registry, registry)
-    monkeypatch.setenv("SIGHTLINE_INFERENCE__REGISTRY_DIR", str(registry))
     config = write_config(stack.config, tmp_path / "sightline.yaml")
     args = ["-c", str(config), "bench", "inference", "--json", "--workers", "2", "--threads", "2"]
     args += ["--frames", "40", "--rounds", "1", "--raw-s", "1", "--no-latency"]

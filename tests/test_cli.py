@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -15,16 +14,8 @@ from sightline.cli import app
 runner = CliRunner()
 
 
-@pytest.fixture
-def registry_env(model_registry: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    root = tmp_path / "models"
-    shutil.copytree(model_registry, root)
-    monkeypatch.setenv("SIGHTLINE_INFERENCE__REGISTRY_DIR", str(root))
-    return root
-
-
-def test_models_add_promote_rollback_list(registry_env: Path) -> None:
-    source = next(registry_env.glob("nanodet-m/1/*.onnx"))
+def test_models_add_promote_rollback_list(own_registry: Path) -> None:
+    source = next(own_registry.glob("nanodet-m/1/*.onnx"))
     added = runner.invoke(app, ["models", "add", str(source), "--name", "nanodet-m", "--version", "2"])
     assert added.exit_code == 0, added.output
     assert runner.invoke(app, ["models", "promote", "nanodet-m", "2"]).exit_code == 0
@@ -36,7 +27,7 @@ def test_models_add_promote_rollback_list(registry_env: Path) -> None:
     assert missing.exit_code != 0
 
 
-def test_batch_mode_writes_one_line_per_frame(registry_env: Path, tmp_path: Path) -> None:
+def test_batch_mode_writes_one_line_per_frame(own_registry: Path, tmp_path: Path) -> None:
     out = tmp_path / "bikes.jsonl"
     video = media_path("bikes.mp4")
     result = runner.invoke(app, ["batch", str(video), "--out", str(out), "--max-batch", "4"])
@@ -48,7 +39,7 @@ def test_batch_mode_writes_one_line_per_frame(registry_env: Path, tmp_path: Path
     assert {"person", "car"} & classes, classes
 
 
-def test_bench_batch_reports_batch_against_raw_engine(registry_env: Path) -> None:
+def test_bench_batch_reports_batch_against_raw_engine(own_registry: Path) -> None:
     args = ["bench", "batch", "--json", "--frames", "24", "--rounds", "1", "--raw-s", "0.5"]
     args += ["--video", str(media_path("bikes.mp4"))]
     result = runner.invoke(app, args)

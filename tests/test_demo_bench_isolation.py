@@ -4,7 +4,6 @@ groups of their own and delete them when they end, also when they fail."""
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -57,12 +56,7 @@ def test_topics_and_groups_are_deleted_when_the_benchmark_fails(stack: Stack) ->
     assert not {group, own_group} & groups, "consumer groups left behind"
 
 
-def test_bench_inference_leaves_no_topics_or_groups(
-    stack: Stack, model_registry: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    registry = tmp_path / "models"
-    shutil.copytree(model_registry, registry)
-    monkeypatch.setenv("SIGHTLINE_INFERENCE__REGISTRY_DIR", str(registry))
+def test_bench_inference_leaves_no_topics_or_groups(stack: Stack, own_registry: Path, tmp_path: Path) -> None:
     before = _broker_state(stack)
     args = ["-c", str(write_config(stack.config, tmp_path / "sightline.yaml")), "bench", "inference"]
     args += ["--json", "--frames", "12", "--rounds", "1", "--raw-s", "0.5", "--no-latency"]
