@@ -1,6 +1,6 @@
 """Reading a bounded slice of a topic: from a start to the end offsets seen when the read began.
 
-`alerts replay-rules`, `alerts replay`, `frames tail`, the benchmarks' audits and the tests all
+`alerts test-rules`, `alerts resend-dead-letters`, `frames tail`, the benchmarks' audits and the tests all
 read topics this way. One reader, so that all of them stop at the same place, time out the same
 way and name the same problem when a topic or partition is missing. confluent-kafka has no such
 call (a consumer only follows a topic), hence this module.
