@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from decoders.resume import key_partition
-from sightline.bench.drain import CpuSampler, spread_cameras
+from sightline.bench.drain import CpuSampler, spread_cameras, thread_group
 from sightline.cli import app
 from tests.conftest import Stack, write_config
 
@@ -48,3 +49,37 @@ def test_bench_inference_two_workers_lose_and_double_nothing(
     assert report["drain"]["exactly-once"]["records"] == 40
     assert report["pipeline_fps"] > 0 and report["eos_pipeline_fps"] > 0 and report["raw_fps"] > 0
     assert report["engine_cpu_ms_per_frame"] > 0
+    # The decode pool, the model and the loop all ran, and the split accounts for the worker's CPU
+    # (/proc counts in 10 ms ticks, so a stage as short as `finish` may not show in 40 frames).
+    by_thread = report["cpu_ms_per_frame_by_thread"]["at-least-once"]
+    assert {"engine", "jpeg", "prepare", "consumer"} <= set(by_thread), by_thread
+    total = report["engine_cpu_ms_per_frame"] + report["overhead_ms_per_frame"]
+    assert sum(by_thread.values()) == pytest.approx(total, rel=0.25), (by_thread, total)
+
+
+def test_thread_groups_name_the_worker_parts() -> None:
+    assert thread_group("MainThread", "python") == "consumer"
+    assert thread_group("jpeg_1", "python") == "jpeg"
+    assert thread_group("engine", "python") == "engine"
+    assert thread_group(None, "rdk:broker1") == "librdkafka"
+    assert thread_group(None, "python") == "native pools"
+
+
+def test_cpu_sampler_splits_cpu_by_thread() -> None:
+    def burn(seconds: float) -> None:
+        start = time.thread_time()
+        while time.thread_time() - start < seconds:
+            pass
+
+    with CpuSampler(period_s=0.01, threads_every=2) as cpu:
+        time.sleep(0.1)
+        start = time.monotonic()
+        worker = threading.Thread(target=burn, args=(0.3,), name="burner_0")
+        worker.start()
+        burn(0.15)  # the main thread: "consumer"
+        worker.join()
+        end = time.monotonic()
+        time.sleep(0.2)  # idle after the window: must not count
+    split = cpu.threads_between(start, end)
+    assert split["burner"] == pytest.approx(0.3, abs=0.08), split
+    assert split["consumer"] == pytest.approx(0.15, abs=0.08), split

@@ -1,14 +1,16 @@
 """A frames backlog drained by N worker processes in one consumer group, then audited.
 
 Workers run as spawned processes (not threads) so each has its own GIL and ONNX Runtime pool,
-as in production; each reports its own CPU time over its drain window.
+as in production; each reports its own CPU time over its drain window, in total and per thread.
 """
 
 from __future__ import annotations
 
 import json
 import multiprocessing
+import os
 import queue
+import re
 import threading
 import time
 import uuid
@@ -70,22 +72,69 @@ def for_mode(config: SightlineConfig, delivery: str) -> SightlineConfig:
     return config
 
 
+_TICKS_PER_S = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def thread_group(python_name: str | None, os_name: str) -> str:
+    """Which part of a worker a thread belongs to, for the per-thread CPU breakdown.
+
+    Python threads keep their name less a pool index (``jpeg_0`` -> ``jpeg``; the worker's own loop
+    runs on the main thread: ``consumer``); librdkafka names its threads ``rdk:...``; the rest are
+    native pools that Python never named (ONNX Runtime's intra-op threads, OpenCV's).
+    """
+    if python_name is not None:
+        return "consumer" if python_name == "MainThread" else re.sub(r"_\d+$", "", python_name)
+    return "librdkafka" if os_name.startswith("rdk:") else "native pools"
+
+
+def thread_cpu_s() -> dict[int, tuple[str, float]]:
+    """Per live thread of this process: its group (``thread_group``) and CPU seconds so far; {}
+    without /proc."""
+    named = {t.native_id: t.name for t in threading.enumerate()}
+    threads: dict[int, tuple[str, float]] = {}
+    try:
+        tids = os.listdir("/proc/self/task")
+    except OSError:
+        return threads
+    for tid in tids:
+        try:
+            with open(f"/proc/self/task/{tid}/stat") as stat:
+                line = stat.read()
+        except OSError:  # the thread ended meanwhile
+            continue
+        os_name = line[line.index("(") + 1 : line.rindex(")")]
+        fields = line[line.rindex(")") + 2 :].split()
+        cpu = (int(fields[11]) + int(fields[12])) / _TICKS_PER_S  # utime + stime
+        threads[int(tid)] = (thread_group(named.get(int(tid)), os_name), cpu)
+    return threads
+
+
 class CpuSampler:
-    """Process CPU seconds sampled against the monotonic clock.
+    """Process CPU seconds (and, less often, per thread group) sampled against the monotonic clock.
 
     Hand-written because the drain window (first fetch .. last ack) is only known afterwards:
-    the samples let us read the CPU spent between two past instants by interpolation.
+    the samples let us read the CPU spent between two past instants by interpolation. The
+    per-thread reads cost a /proc read per thread, so they run every ``threads_every`` samples.
     """
 
-    def __init__(self, period_s: float = 0.02) -> None:
+    thread_name = "cpu-sampler"
+
+    def __init__(self, period_s: float = 0.02, threads_every: int = 5) -> None:
         self.period_s = period_s
+        self.threads_every = threads_every
         self.samples: list[tuple[float, float]] = []
+        self.thread_samples: list[tuple[float, dict[str, float]]] = []
+        self._threads_seen: dict[int, tuple[str, float]] = {}  # ended threads keep their last CPU
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="cpu-sampler", daemon=True)
+        self._thread = threading.Thread(target=self._loop, name=self.thread_name, daemon=True)
 
     def _loop(self) -> None:
+        tick = 0
         while not self._stop.is_set():
             self.samples.append((time.monotonic(), time.process_time()))
+            if tick % self.threads_every == 0:
+                self._sample_threads()
+            tick += 1
             self._stop.wait(self.period_s)
 
     def __enter__(self) -> CpuSampler:
@@ -96,10 +145,31 @@ class CpuSampler:
         self._stop.set()
         self._thread.join()
         self.samples.append((time.monotonic(), time.process_time()))
+        self._sample_threads()
+
+    def _sample_threads(self) -> None:
+        self._threads_seen.update(thread_cpu_s())
+        groups: dict[str, float] = {}
+        for group, cpu in self._threads_seen.values():
+            groups[group] = groups.get(group, 0.0) + cpu
+        self.thread_samples.append((time.monotonic(), groups))
 
     def between(self, start: float, end: float) -> float:
         at, cpu = np.array(self.samples).T
         return float(np.interp(end, at, cpu) - np.interp(start, at, cpu))
+
+    def threads_between(self, start: float, end: float) -> dict[str, float]:
+        """CPU seconds per thread group between two past instants (a group missing from a sample,
+        e.g. a thread not started yet, counts as 0 there)."""
+        at = np.array([t for t, _ in self.thread_samples])
+        groups = sorted({g for _, sample in self.thread_samples for g in sample})
+        out: dict[str, float] = {}
+        for group in groups:
+            cpu = np.array([sample.get(group, 0.0) for _, sample in self.thread_samples])
+            used = float(np.interp(end, at, cpu) - np.interp(start, at, cpu))
+            if used > 0:
+                out[group] = used
+        return out
 
 
 def _rebuild(dump: dict[str, Any]) -> SightlineConfig:
@@ -132,10 +202,13 @@ def _worker_process(dump: dict[str, Any], worker_id: str, done: Any, out: Any) -
         with CpuSampler() as cpu:
             stats = worker.run()
         busy = stats.first_fetch is not None and stats.last_ack is not None
+        threads = cpu.threads_between(stats.first_fetch, stats.last_ack) if busy else {}
+        sampling = threads.pop(cpu.thread_name, 0.0)  # the measurement's own CPU is not the worker's
         out.put({
             "worker": worker_id, "records": stats.records, "frames": stats.frames, "batches": stats.batches,
             "first_fetch": stats.first_fetch, "last_ack": stats.last_ack,
-            "cpu_s": cpu.between(stats.first_fetch, stats.last_ack) if busy else 0.0,
+            "cpu_s": cpu.between(stats.first_fetch, stats.last_ack) - sampling if busy else 0.0,
+            "threads_cpu_s": threads,
         })  # fmt: skip
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, which fails the run
         out.put({"worker": worker_id, "error": repr(exc)})
@@ -165,6 +238,7 @@ class GroupLag:
 class Drain:
     fps: float
     cpu_s: float  # all workers' CPU over their own drain windows
+    threads_cpu_s: dict[str, float]  # the same, per thread group (``thread_group``), summed over workers
     workers: list[dict[str, Any]]
 
 
@@ -212,7 +286,10 @@ def drain(config: SightlineConfig, frames: int, workers: int, stall_s: float = 1
     if not busy:
         raise RuntimeError("drain: no worker acknowledged any detections")
     window = max(r["last_ack"] for r in busy) - min(r["first_fetch"] for r in busy)
-    return Drain(frames / window, sum(r["cpu_s"] for r in busy), reports)
+    by_thread: Counter[str] = Counter()
+    for report in busy:
+        by_thread.update(report["threads_cpu_s"])
+    return Drain(frames / window, sum(r["cpu_s"] for r in busy), dict(by_thread), reports)
 
 
 def _key(msg: Any) -> tuple[str, int]:

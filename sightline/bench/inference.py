@@ -169,7 +169,10 @@ def run(
 
     `overhead_ms_per_frame` = (CPU of all worker processes from their first fetch to their last
     ack - frames x the engine's CPU per frame at the pipeline's shape, batch and per-worker
-    threads) / frames: what the pipeline spends outside `engine.run`. Every topic and consumer
+    threads) / frames: what the pipeline spends outside `engine.run`. `cpu_ms_per_frame_by_thread`
+    splits the same window's CPU by thread (`engine` and `native pools` hold ONNX Runtime's
+    threads, `jpeg` the decode pool, `consumer` the Kafka loop, tracking and produce; see
+    `drain.thread_group`), so the overhead can be traced to a stage. Every topic and consumer
     group it makes is deleted at the end, also when it fails (after the measurements, so the
     deletion is in none of them).
     """
@@ -207,6 +210,7 @@ def _run(
     engine_cpu: list[float] = []
     fps: dict[str, list[float]] = {m: [] for m in MODES}
     cpu: dict[str, list[float]] = {m: [] for m in MODES}
+    by_thread: dict[str, list[dict[str, float]]] = {m: [] for m in MODES}
     audits: dict[str, list[dict[str, int]]] = {m: [] for m in MODES}
     for index in range(rounds):  # alternate, so drift in machine speed hits every figure alike
         raw_square.append(engine_rate(detector, square, raw_s).fps)
@@ -226,6 +230,7 @@ def _run(
             drained = drain(drained_config, frames, workers)
             fps[mode].append(drained.fps)
             cpu[mode].append(drained.cpu_s * 1e3 / frames)
+            by_thread[mode].append({g: s * 1e3 / frames for g, s in drained.threads_cpu_s.items()})
             audits[mode].append(audit(drained_config))
     if worker_engine is not detector:
         worker_engine.close()
@@ -251,6 +256,7 @@ def _run(
         "engine_cpu_ms_per_frame": round(med(engine_cpu), 2),
         "overhead_ms_per_frame": round(med(cpu["at-least-once"]) - med(engine_cpu), 2),
         "eos_overhead_ms_per_frame": round(med(cpu["exactly-once"]) - med(engine_cpu), 2),
+        "cpu_ms_per_frame_by_thread": {m: median_by_key(by_thread[m]) for m in MODES},
         "drain": checks,
         "lost": sum(c["lost"] for c in checks.values()),
         "duplicates": sum(c["duplicates"] for c in checks.values()),
@@ -265,6 +271,13 @@ def _run(
     if duration is not None:
         result["rss_growth_pct"] = round(100 * (measured["rss_mb_end"] / measured["rss_mb_start"] - 1), 2)
     return result
+
+
+def median_by_key(rounds: list[dict[str, float]]) -> dict[str, float]:
+    """Per key, the median over rounds (a key missing from a round counts as 0), largest first."""
+    keys = {k for r in rounds for k in r}
+    medians = {k: round(statistics.median(r.get(k, 0.0) for r in rounds), 2) for k in keys}
+    return dict(sorted(medians.items(), key=lambda kv: -kv[1]))
 
 
 def batch_vs_raw(

@@ -91,7 +91,9 @@ def bench_inference(
     model's nominal square input); pipeline_fps / eos_pipeline_fps drain the same backlog with
     at-least-once and exactly-once delivery (eos_ratio = their ratio); overhead_ms_per_frame is
     the workers' CPU from first fetch to last ack, less the engine's CPU for those frames (raw
-    phase, same shape, batch and per-worker threads), per frame. `drain` audits each mode:
+    phase, same shape, batch and per-worker threads), per frame; cpu_ms_per_frame_by_thread
+    splits the workers' CPU in that window by thread (engine, jpeg, prepare, consumer, ...).
+    `drain` audits each mode:
     distinct (camera, seq) in the committed detections against the frames published.
     Exits 1 when a frame was lost or exactly-once delivered one twice."""
     from pathlib import Path
@@ -112,7 +114,8 @@ def bench_inference(
     if not as_json:
         typer.echo(
             f"pipeline {result['pipeline_fps']} fps (exactly-once {result['eos_pipeline_fps']}) vs raw "
-            f"{result['raw_fps']} fps; overhead {result['overhead_ms_per_frame']} ms/frame; "
+            f"{result['raw_fps']} fps; overhead {result['overhead_ms_per_frame']} ms/frame; CPU by thread "
+            f"{result['cpu_ms_per_frame_by_thread']['at-least-once']} ms/frame; "
             f"lost {result['lost']}, duplicates {result['duplicates']}",
             err=True,
         )
