@@ -22,9 +22,15 @@ class InferenceSettings(Section):
     # Measured on 2 cores (docs/benchmarks.md): off saves a little CPU for the other stages but slows
     # the engine's own runs (YOLO11n raw -10-15%); neither won consistently, so ORT's default stays.
     cpu_spin: bool = Field(True, description="ONNX Runtime CPU threads spin while idle between runs.")
-    # A batch closes at `max_batch` frames or `max_wait_ms` after its first frame.
+    # A batch closes at `max_batch` frames or `max_wait_ms` after its first frame, or at once when
+    # `close_when_idle` and the model has nothing to run (Triton's dynamic batcher likewise hands
+    # an idle instance whatever is queued): light load gets small, early batches, and under load
+    # the model is always busy, so batches fill up.
     max_batch: int = Field(4, ge=1, le=256)
     max_wait_ms: float = Field(20.0, ge=0)
+    close_when_idle: bool = Field(
+        True, description="Close a batch before it is full when the model would otherwise sit idle."
+    )
     score_threshold: float | None = Field(None, ge=0, le=1, description="None uses the model manifest's.")
     nms_iou: float | None = Field(None, gt=0, le=1)
     tracking: bool = True

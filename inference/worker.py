@@ -335,7 +335,9 @@ class InferenceWorker:
                 self._fetch(inf.max_batch, inf.max_wait_ms)
                 batch = self.open_batch
                 if batch is not None and (
-                    len(batch.jobs) >= inf.max_batch or batch.age_ms() >= inf.max_wait_ms
+                    len(batch.jobs) >= inf.max_batch
+                    or batch.age_ms() >= inf.max_wait_ms
+                    or (inf.close_when_idle and self.pipeline.starved)
                 ):
                     self._close_batch()
                 self._service()
@@ -362,7 +364,10 @@ class InferenceWorker:
             wait = 0.1
         if self.in_flight:
             wait = min(wait, _FINISHED_POLL_S)
-        room = max_batch - (len(self.open_batch.jobs) if self.open_batch else 0)
+        # librdkafka's consume returns early only once it has `num_messages`: with no batch open,
+        # ask for one, so the first frame opens a batch (and starts its max_wait_ms) on arrival
+        # instead of waiting out the whole poll for a full batch.
+        room = max_batch - len(self.open_batch.jobs) if self.open_batch else 1
         for msg in self.consumer.consume(num_messages=max(1, room), timeout=wait):
             if msg.error() is not None:
                 self.kafka.on_error(msg.error())

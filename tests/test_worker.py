@@ -85,12 +85,36 @@ def test_vtest_yields_one_record_per_frame_in_order(
     assert stats.frames == VTEST_FRAMES and stats.dead_letters == 0
     records = _detections(config, expected=VTEST_FRAMES)
     assert [r.seq for r in records] == list(range(VTEST_FRAMES)), "exactly one record per frame, in order"
+    full = sum(r.timing.batch_size == config.inference.max_batch for r in records)
+    assert full > 0.9 * VTEST_FRAMES, f"a backlog keeps the model busy, so batches fill up ({full} full)"
     with_people = sum("person" in r.detections.class_name for r in records)
     assert with_people > 0.8 * VTEST_FRAMES, with_people
     frame400 = Counter(records[400].detections.class_name)
     assert frame400["person"] >= 2 and (frame400["car"] + frame400["truck"]) >= 1, frame400
     tracked = [t for r in records[390:410] for t in r.detections.tracker_id if t is not None and t >= 0]
     assert tracked and Counter(tracked).most_common(1)[0][1] >= 10, "people keep their track id across frames"
+
+
+def test_an_idle_model_gets_a_lone_frame_at_once_not_after_max_wait(
+    stack: Stack, model_registry: Path, bus_jpg: Path
+) -> None:
+    config = _worker_config(stack, model_registry, "idleclose")
+    config.inference.max_wait_ms = 120_000  # a batch that waited for company would outlive the test
+    stop = threading.Event()
+    worker = InferenceWorker(config, worker_id="idle-close", stop=stop)
+    thread = threading.Thread(target=worker.run, name="idle-close-worker")
+    thread.start()
+    try:
+        producer = make_producer(config.kafka)
+        for seq in range(2):  # one at a time: each finds the model idle and runs alone
+            _publish_jpeg(producer, config, "cam-idle", seq, bus_jpg.read_bytes(), 810, 1080)
+            producer.flush(10)
+            records = _detections(config, expected=seq + 1, max_wait=60)
+            assert [r.seq for r in records] == list(range(seq + 1))
+        assert [r.timing.batch_size for r in records] == [1, 1]
+    finally:
+        stop.set()
+        thread.join(60)
 
 
 def test_bad_records_go_to_the_dead_letter_topic_and_the_worker_carries_on(

@@ -172,7 +172,7 @@ class CpuSampler:
         return out
 
 
-def _rebuild(dump: dict[str, Any]) -> SightlineConfig:
+def rebuild_config(dump: dict[str, Any]) -> SightlineConfig:
     """The parent's config in a child: re-validated (not unpickled, so a field added since the
     parent started gets its default), each section taken as given (the environment already
     applied in the parent must not override the bench's topic names and thread split)."""
@@ -190,7 +190,7 @@ def _worker_process(dump: dict[str, Any], worker_id: str, done: Any, out: Any) -
     from inference.worker import InferenceWorker
 
     try:
-        config = _rebuild(dump)
+        config = rebuild_config(dump)
         stop = threading.Event()
 
         def relay() -> None:  # the worker wants a threading.Event; the parent holds a process one

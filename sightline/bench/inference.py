@@ -7,6 +7,7 @@ settings, so their ratios say how much the Kafka plumbing (and exactly-once deli
 from __future__ import annotations
 
 import math
+import multiprocessing
 import os
 import statistics
 import threading
@@ -24,8 +25,9 @@ from inference.detector import Detector
 from inference.preprocess import preprocess
 from inference.worker import InferenceWorker
 from sightline.bench.cleanup import Created, removed_after
-from sightline.bench.drain import audit, drain, for_mode, publish_backlog
+from sightline.bench.drain import audit, drain, for_mode, publish_backlog, rebuild_config
 from sightline.config import CameraSettings, SightlineConfig
+from streams.processes import stop_processes
 from streams.topics import ensure_topics
 
 
@@ -114,9 +116,15 @@ def latency(
     worker_thread = threading.Thread(target=worker.run, name="bench-worker")
     worker_thread.start()
     sources = [CameraSettings(id=f"live{i}", url=str(video), loop=True, fps=fps) for i in range(cameras)]
-    feed_stop = threading.Event()
-    feed = threading.Thread(
-        target=run_cameras, args=(config, sources, feed_stop), kwargs={"metrics_port": 0, "realtime": True}
+    # The cameras decode in a process of their own, as decoders do in production: sharing the
+    # worker's GIL would add their decode and encode time to the frame age being measured.
+    ctx = multiprocessing.get_context("spawn")
+    feed_stop = ctx.Event()
+    feed = ctx.Process(
+        target=_live_cameras,
+        args=(config.model_dump(mode="json"), [s.model_dump(mode="json") for s in sources], feed_stop),
+        name="bench-cameras",
+        daemon=True,
     )
     feed.start()
     time.sleep(min(10.0, seconds / 4))  # warm-up: group join, first batches
@@ -126,7 +134,7 @@ def latency(
     rss_end = rss_mb()
     ages = sorted(worker.stats.frame_ages_ms)
     feed_stop.set()
-    feed.join(30)
+    stop_processes([feed], 30, terminate=False)
     stop.set()
     worker_thread.join(60)
     if not ages:
@@ -138,6 +146,19 @@ def latency(
         "rss_mb_start": round(rss_start, 1),
         "rss_mb_end": round(rss_end, 1),
     }
+
+
+def _live_cameras(dump: dict[str, Any], sources: list[dict[str, Any]], stop: Any) -> None:
+    """Real-time cameras until the parent sets `stop` (a multiprocessing event)."""
+    halt = threading.Event()
+
+    def relay() -> None:  # run_cameras wants a threading.Event
+        stop.wait()
+        halt.set()
+
+    threading.Thread(target=relay, daemon=True, name="bench-stop").start()
+    cameras = [CameraSettings.model_validate(source) for source in sources]
+    run_cameras(rebuild_config(dump), cameras, halt, metrics_port=0, realtime=True)
 
 
 MODES = ("at-least-once", "exactly-once")

@@ -191,3 +191,25 @@ def test_batch_decoded_payloads_fall_back_to_the_cpu_for_the_frame_that_fails(
     assert [j.msg.offset() for j in bad.good] == [2]
     assert [(r.msg.offset(), r.reason.split(":")[0]) for r in bad.rejected] == [(3, "undecodable jpeg image")]
     assert all(len(r) for r in good.results + bad.results), "the bus photo has detections"
+
+
+def test_starved_only_while_no_batch_waits_for_the_model(detector: Detector, bus_bgr: np.ndarray) -> None:
+    release = threading.Event()
+    slow: Future[np.ndarray] = Future()
+    threading.Thread(target=lambda: (release.wait(10), slow.set_result(bus_bgr)), daemon=True).start()
+    pipeline = StagedPipeline(lambda: detector, threading.Event())
+    try:
+        assert pipeline.starved, "a fresh pipeline has nothing for the model"
+        held = _batch([bus_bgr], 0)
+        held.jobs[0].image = slow  # prepare holds it until the frame is decoded
+        assert pipeline.submit(held, timeout=1)
+        time.sleep(0.2)
+        assert not pipeline.starved, "a batch being prepared is the model's next run"
+        release.set()
+        assert _collect(pipeline, 1) == [held]
+        deadline = time.monotonic() + 5  # the engine thread marks itself idle just after handing on
+        while not pipeline.starved and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert pipeline.starved, "once it is out, the model has nothing again"
+    finally:
+        pipeline.close()
