@@ -1,7 +1,8 @@
 """Micro-batches of frame records and the bookkeeping that makes commits safe.
 
 A batch closes at `max_batch` frames or `max_wait_ms` after its first frame, whichever comes
-first (Triton's dynamic batching policy). Each batch remembers the offsets it covers, so the
+first (Triton's dynamic batching policy), or when the model would otherwise sit idle
+(`close_when_idle`, decided by the worker loop). Each batch remembers the offsets it covers, so the
 worker commits them only once every record it produced has been acknowledged.
 """
 

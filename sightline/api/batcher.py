@@ -1,6 +1,9 @@
 """Micro-batching for HTTP requests, with the workers' policy: a batch closes at `max_batch`
-images or `max_wait_ms` after its first image. The model runs on one dedicated thread
-(detectors are not thread-safe), so the event loop keeps accepting requests meanwhile.
+images or `max_wait_ms` after its first image, or, with `close_when_idle`, as soon as no more
+requests are queued (batches are collected only while the model is idle, so waiting would only
+idle it longer; requests that arrive while it runs make the next batch). The model runs on one
+dedicated thread (detectors are not thread-safe), so the event loop keeps accepting requests
+meanwhile.
 """
 
 from __future__ import annotations
@@ -59,6 +62,7 @@ class DetectBatcher:
     def __init__(self, config: SightlineConfig, detector: Detector | None = None) -> None:
         self.max_batch = config.inference.max_batch
         self.max_wait_s = config.inference.max_wait_ms / 1e3
+        self.close_when_idle = config.inference.close_when_idle
         self._config = config
         self._given = detector
         self._source: DetectorSource | None = None
@@ -135,7 +139,8 @@ class DetectBatcher:
                 jobs.append(self._queue.get_nowait())
                 continue
             except asyncio.QueueEmpty:
-                pass
+                if self.close_when_idle:
+                    break
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
