@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import supervision as sv
 
-from inference.engines import Engine, EngineKind, make_engine
+from inference.engines import Engine, EngineKind, PendingOutputs, QueuedEngine, make_engine
 from inference.inspect_onnx import first_input
 from inference.manifest import ModelManifest, infer_manifest
 from inference.postprocess import postprocess
@@ -64,6 +64,21 @@ class PreparedBatch:
         pool, self._pool = self._pool, None
         if pool is not None:
             pool.give(self.tensor)
+
+
+@dataclass
+class _Ordered:
+    """A queued run whose outputs come back in the manifest's order."""
+
+    run: PendingOutputs
+    order: list[int] | None
+
+    def result(self) -> list[np.ndarray]:
+        outputs = self.run.result()
+        return outputs if self.order is None else [outputs[i] for i in self.order]
+
+    def discard(self) -> None:
+        self.run.discard()
 
 
 def has_dynamic_hw(path: str | Path, layout: str = "nchw") -> bool:
@@ -202,6 +217,20 @@ class Detector:
                     PreparedBatch(np.array(chunk, np.int64), tensor, transform, input_size, ms, self._pool)
                 )
         return batches
+
+    @property
+    def max_pending(self) -> int:
+        """Runs ``submit`` may hold uncollected at once: 0 when the engine only runs synchronously
+        (ONNX Runtime: a run already uses every core, or the device's one stream)."""
+        return self.engine.max_pending if isinstance(self.engine, QueuedEngine) else 0
+
+    def submit(self, prepared: PreparedBatch) -> PendingOutputs:
+        """Queue one prepared batch on a ``QueuedEngine`` and return at once; ``result()`` gives the
+        outputs in the manifest's order. Needs ``max_pending`` > 0; see ``QueuedEngine.submit`` for
+        the limit on uncollected runs."""
+        if not isinstance(self.engine, QueuedEngine):
+            raise TypeError(f"{type(self.engine).__name__} runs synchronously; use infer()")
+        return _Ordered(self.engine.submit(prepared.tensor), self._order)
 
     def infer(self, prepared: PreparedBatch) -> list[np.ndarray]:
         """Engine outputs for one prepared batch, in the manifest's output order."""

@@ -6,6 +6,12 @@ before that, on the worker's decode pool, as records arrive). The heavy parts of
 (libjpeg-turbo, OpenCV resizing, ONNX Runtime / TensorRT, numpy) release the GIL, so on a GPU the
 engine is fed continuously and on a CPU the Python glue hides behind the model run.
 
+With an engine that queues runs (``QueuedEngine``: native TensorRT, two execution contexts on two
+streams) the engine stage submits ahead: it queues batch N+1 before reading batch N back, so the
+GPU runs N+1 while N's outputs are copied out and handed on. It overlaps only with a batch that
+is already waiting (never holding N back for one that has not come) and never holds more runs
+than the engine has contexts.
+
 A batch that fails in a stage is marked failed and still travels through the later stages
 untouched, so the worker sees every batch once, in order. Batches of an older epoch (rewound by
 an exactly-once abort) are skipped by every stage and never come out.
@@ -13,18 +19,21 @@ an exactly-once abort) are skipped by every stage and never come out.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import supervision as sv
 
 from inference.batching import Batch, FrameJob, Rejected
 from inference.detector import Detector, PreparedBatch
+from inference.engines import PendingOutputs
 from inference.frames import check_decoded_size, decode_image
 from inference.preprocess import BufferPool
 from inference.records import BatchTiming
@@ -35,6 +44,17 @@ log = logging.getLogger(__name__)
 
 GpuDecode = Callable[[list[bytes]], "list[np.ndarray] | None"]
 _Item = tuple[Batch, list[PreparedBatch], list[list[np.ndarray]], float, float]
+
+
+@dataclass
+class _Queued:
+    """A batch whose chunks are queued on the engine (submit-ahead), not yet read back."""
+
+    batch: Batch
+    prepared: list[PreparedBatch]
+    runs: list[PendingOutputs]
+    prepare_s: float
+    started: float
 
 
 class StagedPipeline:
@@ -58,6 +78,10 @@ class StagedPipeline:
         self._engine: queue.Queue[_Item | None] = queue.Queue(maxsize=depth)
         self._finish: queue.Queue[_Item | None] = queue.Queue(maxsize=depth)
         self._done: deque[Batch] = deque()
+        # Submit-ahead (engine thread only): batches on the engine, oldest first, and their runs
+        # not yet read back.
+        self._queued: deque[_Queued] = deque()
+        self._uncollected: deque[PendingOutputs] = deque()
         self._ready = threading.Event()  # set whenever a batch comes out
         self._inside = 0  # batches submitted and not yet taken out
         self._lock = threading.Lock()
@@ -236,22 +260,82 @@ class StagedPipeline:
         return out
 
     def _engine_stage(self) -> bool:
-        item = self._engine.get()
+        if self._queued:  # a batch is on the engine: overlap it only with one already waiting
+            try:
+                item = self._engine.get_nowait()
+            except queue.Empty:
+                self._took("engine")
+                self._hand_on(self._queued.popleft())
+                return True
+        else:
+            item = self._engine.get()
         self._took("engine")
         if item is None:
+            self._hand_on_all()
             self._finish.put(None)
             return False
         batch, prepared, outputs, prepare_s, _ = item
         started = time.monotonic()
-        if self._live(batch) and batch.detector is not None:
+        detector = batch.detector
+        if self._live(batch) and detector is not None and detector.max_pending > 0:
+            runs = self._submit(batch, prepared, detector)
+            self._queued.append(_Queued(batch, prepared, runs, prepare_s, started))
+            while len(self._queued) > 1:  # the newer batch keeps the engine busy meanwhile
+                self._hand_on(self._queued.popleft())
+            return True
+        self._hand_on_all()  # batches leave in order
+        if self._live(batch) and detector is not None:
             try:
                 for chunk in prepared:
-                    outputs.append(batch.detector.infer(chunk))
+                    outputs.append(detector.infer(chunk))
                     chunk.release()  # its input buffer can take the next batch
             except BaseException as exc:  # noqa: BLE001 - reported through the batch and `fatal`
                 self._failed(batch, exc)
         self._finish.put((batch, prepared, outputs, prepare_s, time.monotonic() - started))
         return True
+
+    # -- submit-ahead, for engines that queue runs (native TensorRT) ------------------------------
+    def _submit(
+        self, batch: Batch, prepared: list[PreparedBatch], detector: Detector
+    ) -> list[PendingOutputs]:
+        """Queue every chunk of ``batch``; never holds more uncollected runs than the engine has
+        room for (a submit past that would wait for a collect that only this thread makes)."""
+        runs: list[PendingOutputs] = []
+        try:
+            for chunk in prepared:
+                while len(self._uncollected) >= detector.max_pending:
+                    # An older run: it keeps its outputs (or its error) for its own batch's hand-on.
+                    with contextlib.suppress(Exception):
+                        self._uncollected.popleft().result()
+                run = detector.submit(chunk)
+                chunk.release()  # the engine staged its own copy
+                runs.append(run)
+                self._uncollected.append(run)
+        except BaseException as exc:  # noqa: BLE001 - reported through the batch and `fatal`
+            self._failed(batch, exc)
+        return runs
+
+    def _hand_on(self, queued: _Queued) -> None:
+        """Read a queued batch's outputs back (waiting for the engine) and pass it to finish."""
+        outputs: list[list[np.ndarray]] = []
+        try:
+            if self._live(queued.batch):
+                outputs = [run.result() for run in queued.runs]
+        except BaseException as exc:  # noqa: BLE001 - reported through the batch and `fatal`
+            self._failed(queued.batch, exc)
+        finally:
+            for run in queued.runs:
+                with contextlib.suppress(ValueError):
+                    self._uncollected.remove(run)
+                if not outputs:  # failed or rewound: free the engine's room all the same
+                    with contextlib.suppress(Exception):
+                        run.discard()
+        engine_s = time.monotonic() - queued.started
+        self._finish.put((queued.batch, queued.prepared, outputs, queued.prepare_s, engine_s))
+
+    def _hand_on_all(self) -> None:
+        while self._queued:
+            self._hand_on(self._queued.popleft())
 
     def _finish_stage(self) -> bool:
         item = self._finish.get()

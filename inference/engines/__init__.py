@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from inference.engines.base import Engine, run_in_chunks
+from inference.engines.base import Engine, PendingOutputs, QueuedEngine, run_in_chunks
 from inference.engines.options import engine_options
 from inference.engines.ort import OrtEngine
 from inference.engines.tensorrt import PendingRun, TensorRTEngine, TensorRTUnavailable
@@ -21,7 +21,9 @@ __all__ = [
     "Engine",
     "EngineKind",
     "OrtEngine",
+    "PendingOutputs",
     "PendingRun",
+    "QueuedEngine",
     "TensorRTEngine",
     "TensorRTUnavailable",
     "engine_options",

@@ -28,6 +28,30 @@ class Engine(Protocol):
     def close(self) -> None: ...
 
 
+class PendingOutputs(Protocol):
+    """A run an engine has queued: ``result()`` waits for its outputs (later calls return the
+    same arrays, or raise again for a run that failed), ``discard()`` waits for it and drops them
+    (error paths)."""
+
+    def result(self) -> list[np.ndarray]: ...
+
+    def discard(self) -> None: ...
+
+
+@runtime_checkable
+class QueuedEngine(Engine, Protocol):
+    """An engine that queues runs without waiting for them (native TensorRT: one per execution
+    context), so a caller can enqueue batch N+1 before reading batch N back and the device never
+    waits for the host in between."""
+
+    @property
+    def max_pending(self) -> int:
+        """Uncollected runs ``submit`` may hold at once; one more would wait for a collect."""
+        ...
+
+    def submit(self, batch: np.ndarray) -> PendingOutputs: ...
+
+
 def split_batch(batch: np.ndarray, chunk: int, fixed: bool) -> list[tuple[np.ndarray, int]]:
     """Pieces of at most ``chunk`` items, each with its count of real (non-padding) items.
 

@@ -86,25 +86,36 @@ class PendingRun:
     taken and later runs wait for it.
     """
 
-    def __init__(self, engine: TensorRTEngine, slot: _Slot, shapes: list[tuple[int, ...]]) -> None:
+    def __init__(
+        self, engine: TensorRTEngine, slot: _Slot, shapes: list[tuple[int, ...]], real: int | None = None
+    ) -> None:
         self._engine = engine
         self._slot: _Slot | None = slot
         self._shapes = shapes
+        self._real = real  # items that are not padding (a fixed-batch plan runs full batches)
         self._outputs: list[np.ndarray] | None = None
+        self._error: BaseException | None = None
 
     def result(self) -> list[np.ndarray]:
-        """Outputs in ``output_names`` order, copied out of the pinned staging so the caller owns them."""
+        """Outputs in ``output_names`` order, copied out of the pinned staging so the caller owns them.
+
+        Later calls return the same arrays, or raise the same error for a run that failed."""
         if self._outputs is not None:
             return self._outputs
+        if self._error is not None:
+            raise self._error
         slot = self._slot
         if slot is None:
             raise RuntimeError("this run was discarded")
         try:
             _check(self._engine._cudart.cudaStreamSynchronize(slot.stream))
             self._outputs = [
-                slot.host[name][: int(np.prod(shape))].reshape(shape).copy()
+                slot.host[name][: int(np.prod(shape))].reshape(shape)[: self._real].copy()
                 for name, shape in zip(self._engine.output_names, self._shapes, strict=True)
             ]
+        except BaseException as exc:
+            self._error = exc
+            raise
         finally:
             self._slot = None
             self._engine._release(slot)
@@ -298,7 +309,7 @@ class TensorRTEngine:
         self._free.put(slot)
 
     # -- run -----------------------------------------------------------------------------------------
-    def _enqueue(self, slot: _Slot, batch: np.ndarray) -> PendingRun:
+    def _enqueue(self, slot: _Slot, batch: np.ndarray, real: int | None = None) -> PendingRun:
         """Stage ``batch`` in pinned memory and queue copy in, inference and copy out on the slot's stream."""
         cudart = self._cudart
         h2d, d2h = cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
@@ -328,13 +339,24 @@ class TensorRTEngine:
         except BaseException:
             PendingRun(self, slot, []).discard()
             raise
-        return PendingRun(self, slot, shapes)
+        return PendingRun(self, slot, shapes, real)
 
     def submit(self, batch: np.ndarray) -> PendingRun:
-        """Enqueue one batch of at most ``max_batch`` and return at once; waits only for a free context."""
+        """Enqueue one batch of at most ``max_batch`` and return at once; waits only for a free context.
+
+        A caller holding ``max_pending`` uncollected runs must collect one first, or it waits forever.
+        """
+        if len(batch) > self._max_batch:
+            raise ValueError(f"submit takes at most max_batch={self._max_batch} items, got {len(batch)}")
+        [(piece, real)] = split_batch(batch, self._max_batch, self._fixed)  # padded for a fixed plan
         slot = self._acquire(block=True)
         assert slot is not None
-        return self._enqueue(slot, batch)
+        return self._enqueue(slot, piece, real if real != len(piece) else None)
+
+    @property
+    def max_pending(self) -> int:
+        """Runs ``submit`` can hold at once: one per execution context."""
+        return CONTEXTS
 
     def run(self, batch: np.ndarray) -> list[np.ndarray]:
         """Outputs in ``output_names`` order; batches above ``max_batch`` are split and pipelined."""

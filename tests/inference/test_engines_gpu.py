@@ -9,20 +9,26 @@ from __future__ import annotations
 
 import importlib.util
 import threading
+import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import simplejpeg
+from confluent_kafka import Message
 
 from inference import gpu_jpeg
+from inference.batching import Batch, FrameJob
 from inference.detector import Detector, model_input_shape
 from inference.engines import Engine, OrtEngine, TensorRTEngine
 from inference.engines.cuda_probe import cuda_devices
 from inference.manifest import ModelManifest, infer_manifest
+from inference.pipeline import StagedPipeline
 from inference.preprocess import preprocess
+from schemas.frame import FrameMeta
 from sightline.assets import media_path
 
 pytestmark = pytest.mark.gpu
@@ -269,6 +275,54 @@ def test_native_tensorrt_fp16_detector_still_finds_the_bus(
     bus_gpu = got.xyxy[got.data["class_name"] == "bus"][0]
     bus_cpu = want.xyxy[want.data["class_name"] == "bus"][0]
     np.testing.assert_allclose(bus_gpu, bus_cpu, atol=8.0)  # pixels of the 810x1080 photo
+
+
+def test_native_tensorrt_runs_ahead_in_the_staged_pipeline(
+    engines: EngineFactory, cases: dict[str, Case], vtest_frames: dict[int, np.ndarray]
+) -> None:
+    """The engine stage queues batch N+1 on the second context before reading batch N back;
+    batches still leave in order, with the detections the CPU model gives (fp32)."""
+    need_tensorrt()
+    case = cases["nanodet"]
+    gpu = Detector(engines("tensorrt", "nanodet", "fp32"), case.manifest, max_batch=4)
+    cpu = Detector(OrtEngine(case.path), case.manifest, max_batch=4)
+    assert gpu.max_pending == 2 and cpu.max_pending == 0
+    frames = [np.ascontiguousarray(vtest_frames[380 + i]) for i in range(24)]
+    pipeline = StagedPipeline(lambda: gpu, threading.Event())
+    try:
+        # 6 frames a batch: two chunks (4 + 2), so a batch alone fills both contexts.
+        submitted = [pipeline_batch(frames[i : i + 6], i) for i in range(0, 24, 6)]
+        for batch in submitted:
+            while not pipeline.submit(batch, timeout=0.1):
+                pass
+        out: list[Batch] = []
+        deadline = time.monotonic() + 120
+        while len(out) < len(submitted) and time.monotonic() < deadline:
+            pipeline.wait(0.1)
+            out += pipeline.take_finished()
+    finally:
+        pipeline.close()
+    assert out == submitted and pipeline.fatal is None
+    for batch, start in zip(out, range(0, 24, 6), strict=True):
+        assert batch.error is None, batch.error
+        want, _ = cpu.detect(frames[start : start + 6])
+        for got, ref in zip(batch.results, want, strict=True):
+            # TF32 kernels may move a borderline box across the score threshold, nothing more.
+            assert abs(len(got) - len(ref)) <= 1 and len(ref) > 0, (len(got), len(ref))
+            best_got, best_ref = got.xyxy[got.confidence.argmax()], ref.xyxy[ref.confidence.argmax()]
+            np.testing.assert_allclose(best_got, best_ref, atol=2.0)
+
+
+def pipeline_batch(images: list[np.ndarray], first_offset: int) -> Batch:
+    batch = Batch(opened=time.monotonic())
+    for i, image in enumerate(images):
+        msg = Message(topic="frames", partition=0, offset=first_offset + i, key=b"cam")
+        meta = FrameMeta("cam", first_offset + i, 1, image.shape[1], image.shape[0])
+        decoded: Future[np.ndarray] = Future()
+        decoded.set_result(image)
+        batch.track(msg)
+        batch.jobs.append(FrameJob(msg, meta, time.monotonic(), decoded))
+    return batch
 
 
 # -- GPU JPEG decoding ----------------------------------------------------------------------------

@@ -8,9 +8,10 @@ batches rewound by ``discard`` never come out.
 
 from __future__ import annotations
 
+import concurrent.futures
 import threading
 import time
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import cv2
@@ -20,6 +21,7 @@ from confluent_kafka import Message
 
 from inference.batching import Batch, FrameJob
 from inference.detector import Detector
+from inference.engines import Engine
 from inference.pipeline import StagedPipeline
 from schemas.errors import ContractError
 from schemas.frame import FrameMeta
@@ -213,3 +215,110 @@ def test_starved_only_while_no_batch_waits_for_the_model(detector: Detector, bus
         assert pipeline.starved, "once it is out, the model has nothing again"
     finally:
         pipeline.close()
+
+
+class _BackgroundRuns:
+    """A ``QueuedEngine`` over the real ONNX Runtime engine: runs queue on a thread of their own,
+    and at most ``room`` may be uncollected, as native TensorRT's ``submit`` allows one per
+    execution context (tests/inference/test_engines_gpu.py runs that one on a GPU). A submit past
+    the room fails here instead of hanging."""
+
+    def __init__(self, engine: Engine, room: int = 2, fail_on_run: int | None = None) -> None:
+        self._engine = engine
+        self._room = threading.Semaphore(room)
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="queued-engine")
+        self._fail_on_run = fail_on_run
+        self.max_pending = room
+        self.input_names, self.output_names = engine.input_names, engine.output_names
+        self.max_batch = engine.max_batch
+        self.submitted = 0
+
+    def submit(self, batch: np.ndarray) -> _Pending:
+        if not self._room.acquire(timeout=5):
+            raise AssertionError("submit past max_pending: native TensorRT would wait forever")
+        self.submitted += 1
+        failing = self.submitted == self._fail_on_run
+        staged = batch.copy()  # the caller may reuse its buffer at once, as TensorRT stages its own
+
+        def run() -> list[np.ndarray]:
+            if failing:
+                raise RuntimeError("engine fault")
+            return self._engine.run(staged)
+
+        return _Pending(self._pool.submit(run), self._room)
+
+    def run(self, batch: np.ndarray) -> list[np.ndarray]:
+        return self._engine.run(batch)
+
+    def close(self) -> None:
+        self._pool.shutdown()
+
+
+class _Pending:
+    def __init__(self, future: Future[list[np.ndarray]], room: threading.Semaphore) -> None:
+        self._future, self._room, self._freed = future, room, False
+
+    def _free(self) -> None:
+        if not self._freed:
+            self._freed = True
+            self._room.release()
+
+    def result(self) -> list[np.ndarray]:
+        try:
+            return self._future.result(timeout=60)
+        finally:
+            self._free()
+
+    def discard(self) -> None:
+        concurrent.futures.wait([self._future], timeout=60)
+        self._free()
+
+
+def _queued_detector(detector: Detector, max_batch: int, **options: int) -> Detector:
+    engine = _BackgroundRuns(detector.engine, **options)
+    queued = Detector(engine, detector.manifest, max_batch=max_batch)  # type: ignore[arg-type]
+    assert queued.max_pending == 2
+    return queued
+
+
+def test_a_queued_engine_runs_ahead_and_batches_still_leave_in_order(
+    detector: Detector, bus_bgr: np.ndarray
+) -> None:
+    queued = _queued_detector(detector, max_batch=1)  # 4 chunks a batch: twice the engine's room
+    frames = _frames(bus_bgr)
+    inputs = [frames[n % 4 :] + frames[: n % 4] for n in range(5)]
+    pipeline = StagedPipeline(lambda: queued, threading.Event())
+    try:
+        submitted = [_batch(list(rotated), 10 * n) for n, rotated in enumerate(inputs)]
+        for batch in submitted:
+            while not pipeline.submit(batch, timeout=0.1):
+                pass
+        out = _collect(pipeline, 5)
+    finally:
+        pipeline.close()
+    assert out == submitted, "every batch once, in submission order"
+    for batch, rotated in zip(out, inputs, strict=True):
+        assert batch.error is None, batch.error
+        expected, _ = detector.detect(rotated)
+        for got, want in zip(batch.results, expected, strict=True):
+            np.testing.assert_allclose(got.xyxy, want.xyxy, atol=1e-3)
+    assert queued.engine.submitted == 20  # type: ignore[attr-defined]
+    assert pipeline.fatal is None
+
+
+def test_a_queued_run_that_fails_fails_its_batch_only_and_frees_its_room(
+    detector: Detector, bus_bgr: np.ndarray
+) -> None:
+    queued = _queued_detector(detector, max_batch=2, fail_on_run=2)  # the first batch's second chunk
+    pipeline = StagedPipeline(lambda: queued, threading.Event())
+    try:
+        batches = [_batch([bus_bgr] * 4, 0), _batch([bus_bgr] * 4, 4), _batch([bus_bgr] * 4, 8)]
+        for batch in batches:
+            assert pipeline.submit(batch, timeout=5)
+        out = _collect(pipeline, 3)
+    finally:
+        pipeline.close()
+    assert out == batches
+    assert [b.error is None for b in out] == [False, True, True], [b.error for b in out]
+    assert "engine fault" in str(out[0].error)
+    assert all(len(r) for b in out[1:] for r in b.results), "later batches still get detections"
