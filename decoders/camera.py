@@ -269,10 +269,16 @@ class CameraRunner:
                     if self._done():
                         break
                     t = frame.t
-                    if self.realtime and not live:
-                        started = time.monotonic() - t if started is None else started
-                        time.sleep(max(0.0, started + t - time.monotonic()))
                     capture_ns = frame.decoded_ns if live else base_ns + int((offset_s + t) * 1e9)
+                    if self.realtime and not live:
+                        if started is None:
+                            # Release each frame at its capture time, as a camera publishes what
+                            # it just captured: opening the file and decoding ahead took time
+                            # since `base_ns`, so the schedule starts that much earlier (the first
+                            # frames go out at once) instead of stamping every frame that late.
+                            behind_s = max(0.0, (time.time_ns() - capture_ns) / 1e9)
+                            started = time.monotonic() - t - behind_s
+                        time.sleep(max(0.0, started + t - time.monotonic()))
                     meta = FrameMeta(
                         cam.id, self.seq, capture_ns, frame.width, frame.height, "jpeg", offset_s + t
                     )

@@ -137,15 +137,11 @@ class StagedPipeline:
             return self._inside > 0
 
     @property
-    def starved(self) -> bool:
-        """Nothing waits for or runs in the prepare and engine stages: a batch submitted now starts
-        at once (the worker then closes its open batch early, see ``close_when_idle``)."""
-        return (
-            self._prepare.empty()
-            and self._engine.empty()
-            and self._busy_since["prepare"] is None
-            and self._busy_since["engine"] is None
-        )
+    def wants_batch(self) -> bool:
+        """No batch is lined up for the engine (being prepared or waiting for it): a batch handed
+        over now is its next run, prepared while the current one (if any) runs. The worker then
+        closes its open batch early (``close_when_idle``)."""
+        return self._prepare.empty() and self._engine.empty() and self._busy_since["prepare"] is None
 
     def longest_busy_s(self) -> float:
         """How long the stage busy the longest has held its current batch (0 when all are idle)."""

@@ -23,9 +23,9 @@ class InferenceSettings(Section):
     # the engine's own runs (YOLO11n raw -10-15%); neither won consistently, so ORT's default stays.
     cpu_spin: bool = Field(True, description="ONNX Runtime CPU threads spin while idle between runs.")
     # A batch closes at `max_batch` frames or `max_wait_ms` after its first frame, or at once when
-    # `close_when_idle` and the model has nothing to run (Triton's dynamic batcher likewise hands
-    # an idle instance whatever is queued): light load gets small, early batches, and under load
-    # the model is always busy, so batches fill up.
+    # `close_when_idle` and no batch is lined up for the model (Triton's dynamic batcher likewise
+    # hands an idle instance whatever is queued): light load gets small, early batches, and under
+    # load a batch is always lined up, so batches fill up.
     max_batch: int = Field(4, ge=1, le=256)
     max_wait_ms: float = Field(20.0, ge=0)
     close_when_idle: bool = Field(

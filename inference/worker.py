@@ -337,7 +337,7 @@ class InferenceWorker:
                 if batch is not None and (
                     len(batch.jobs) >= inf.max_batch
                     or batch.age_ms() >= inf.max_wait_ms
-                    or (inf.close_when_idle and self.pipeline.starved)
+                    or (inf.close_when_idle and self.pipeline.wants_batch)
                 ):
                     self._close_batch()
                 self._service()

@@ -195,24 +195,26 @@ def test_batch_decoded_payloads_fall_back_to_the_cpu_for_the_frame_that_fails(
     assert all(len(r) for r in good.results + bad.results), "the bus photo has detections"
 
 
-def test_starved_only_while_no_batch_waits_for_the_model(detector: Detector, bus_bgr: np.ndarray) -> None:
+def test_wants_a_batch_only_while_none_is_lined_up_for_the_model(
+    detector: Detector, bus_bgr: np.ndarray
+) -> None:
     release = threading.Event()
     slow: Future[np.ndarray] = Future()
     threading.Thread(target=lambda: (release.wait(10), slow.set_result(bus_bgr)), daemon=True).start()
     pipeline = StagedPipeline(lambda: detector, threading.Event())
     try:
-        assert pipeline.starved, "a fresh pipeline has nothing for the model"
+        assert pipeline.wants_batch, "a fresh pipeline has nothing for the model"
         held = _batch([bus_bgr], 0)
         held.jobs[0].image = slow  # prepare holds it until the frame is decoded
         assert pipeline.submit(held, timeout=1)
         time.sleep(0.2)
-        assert not pipeline.starved, "a batch being prepared is the model's next run"
+        assert not pipeline.wants_batch, "a batch being prepared is the model's next run"
         release.set()
         assert _collect(pipeline, 1) == [held]
-        deadline = time.monotonic() + 5  # the engine thread marks itself idle just after handing on
-        while not pipeline.starved and time.monotonic() < deadline:
+        deadline = time.monotonic() + 5  # the prepare thread marks itself idle just after handing on
+        while not pipeline.wants_batch and time.monotonic() < deadline:
             time.sleep(0.01)
-        assert pipeline.starved, "once it is out, the model has nothing again"
+        assert pipeline.wants_batch, "once it is out, nothing is lined up again"
     finally:
         pipeline.close()
 
