@@ -62,6 +62,17 @@ def _collect(pipeline: StagedPipeline, count: int, timeout: float = 60.0) -> lis
     return out
 
 
+def _through(detector: Detector, batches: list[Batch]) -> tuple[list[Batch], StagedPipeline]:
+    """Submit ``batches`` to a fresh pipeline; what came out, and the (closed) pipeline."""
+    pipeline = StagedPipeline(lambda: detector, threading.Event())
+    try:
+        for batch in batches:
+            assert pipeline.submit(batch, timeout=5)
+        return _collect(pipeline, len(batches)), pipeline
+    finally:
+        pipeline.close()
+
+
 def _frames(bus_bgr: np.ndarray) -> list[np.ndarray]:
     small = cv2.resize(bus_bgr, (bus_bgr.shape[1] // 2, bus_bgr.shape[0] // 2))
     return [bus_bgr, small, np.ascontiguousarray(bus_bgr[:, ::-1]), small[::-1].copy()]
@@ -113,18 +124,8 @@ def test_an_undecodable_frame_is_rejected_and_the_rest_of_its_batch_runs(
 
 
 def test_a_failed_batch_comes_out_marked_and_in_place(detector: Detector, bus_bgr: np.ndarray) -> None:
-    pipeline = StagedPipeline(lambda: detector, threading.Event())
-    try:
-        batches = [
-            _batch([bus_bgr], 0),
-            _batch([RuntimeError("disk on fire")], 1),
-            _batch([bus_bgr], 2),
-        ]
-        for batch in batches:
-            assert pipeline.submit(batch, timeout=5)
-        out = _collect(pipeline, 3)
-    finally:
-        pipeline.close()
+    batches = [_batch([bus_bgr], 0), _batch([RuntimeError("disk on fire")], 1), _batch([bus_bgr], 2)]
+    out, pipeline = _through(detector, batches)
     assert out == batches
     assert [b.error is None for b in out] == [True, False, True]
     assert "disk on fire" in str(out[1].error)
@@ -312,14 +313,8 @@ def test_a_queued_run_that_fails_fails_its_batch_only_and_frees_its_room(
     detector: Detector, bus_bgr: np.ndarray
 ) -> None:
     queued = _queued_detector(detector, max_batch=2, fail_on_run=2)  # the first batch's second chunk
-    pipeline = StagedPipeline(lambda: queued, threading.Event())
-    try:
-        batches = [_batch([bus_bgr] * 4, 0), _batch([bus_bgr] * 4, 4), _batch([bus_bgr] * 4, 8)]
-        for batch in batches:
-            assert pipeline.submit(batch, timeout=5)
-        out = _collect(pipeline, 3)
-    finally:
-        pipeline.close()
+    batches = [_batch([bus_bgr] * 4, 0), _batch([bus_bgr] * 4, 4), _batch([bus_bgr] * 4, 8)]
+    out, _ = _through(queued, batches)
     assert out == batches
     assert [b.error is None for b in out] == [False, True, True], [b.error for b in out]
     assert "engine fault" in str(out[0].error)
