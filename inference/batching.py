@@ -53,6 +53,7 @@ class Batch:
     results: list[sv.Detections] = field(default_factory=list)  # one per `good` frame
     timing: BatchTiming | None = None
     started: float = 0.0  # monotonic time the batch's preparation began
+    finished: float = 0.0  # monotonic time it came out of the pipeline's last stage
     # Delivery bookkeeping (at-least-once): the batch is done when every produced record is acked.
     _pending: int = 0
     _sealed: bool = False

@@ -41,6 +41,7 @@ class Outbox:
         the batch's dead letters. Delivery reports land on ``batch``."""
         detector = batch.detector
         produced_ns = time.time_ns()
+        produced_at = time.monotonic()
         if batch.good:
             assert detector is not None and batch.timing is not None
             model = (detector.manifest.name, detector.manifest.version)
@@ -56,6 +57,11 @@ class Outbox:
                 )
                 queue_ms = (batch.started - job.fetched) * 1e3
                 metrics.QUEUE_SECONDS.observe(max(0.0, queue_ms / 1e3))
+                fetched_ns = produced_ns - (produced_at - job.fetched) * 1e9
+                self.parts.stats.frame_stages_ms.append((
+                    (fetched_ns - meta.capture_ns) / 1e6, queue_ms,
+                    (batch.finished - batch.started) * 1e3, (produced_at - batch.finished) * 1e3,
+                ))  # fmt: skip
                 value = detections_record(
                     job.msg,
                     meta,

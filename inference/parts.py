@@ -26,6 +26,12 @@ class WorkerStats:
     first_fetch: float | None = None  # monotonic time of the first frame, for throughput figures
     last_ack: float | None = None  # monotonic time of the last acknowledged detections record
     frame_ages_ms: deque[float] = field(default_factory=lambda: deque(maxlen=200_000))
+    # Per produced frame, where its age went (ms): capture -> fetched (decoder, Kafka, poll),
+    # fetched -> its batch entered the pipeline (batching), -> came out (prepare, engine, finish),
+    # -> detections produced (tracking, record). The ack follows.
+    frame_stages_ms: deque[tuple[float, float, float, float]] = field(
+        default_factory=lambda: deque(maxlen=200_000)
+    )
 
 
 @dataclass(frozen=True, slots=True)

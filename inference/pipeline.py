@@ -353,6 +353,7 @@ class StagedPipeline:
                 self._failed(batch, exc)
         for chunk in prepared:
             chunk.release()
+        batch.finished = time.monotonic()
         with self._lock:
             self._done.append(batch)
             self._ready.set()

@@ -85,6 +85,9 @@ def test_vtest_yields_one_record_per_frame_in_order(
     assert stats.frames == VTEST_FRAMES and stats.dead_letters == 0
     records = _detections(config, expected=VTEST_FRAMES)
     assert [r.seq for r in records] == list(range(VTEST_FRAMES)), "exactly one record per frame, in order"
+    stages = list(stats.frame_stages_ms)  # where each frame's age went, for the benchmark
+    assert len(stages) == VTEST_FRAMES
+    assert all(batching >= 0 and inside > 0 and after >= 0 for _, batching, inside, after in stages)
     full = sum(r.timing.batch_size == config.inference.max_batch for r in records)
     assert full > 0.9 * VTEST_FRAMES, f"a backlog keeps the model busy, so batches fill up ({full} full)"
     with_people = sum("person" in r.detections.class_name for r in records)

@@ -129,10 +129,12 @@ def latency(
     feed.start()
     time.sleep(min(10.0, seconds / 4))  # warm-up: group join, first batches
     worker.stats.frame_ages_ms.clear()
+    worker.stats.frame_stages_ms.clear()
     rss_start = rss_mb()
     time.sleep(seconds)
     rss_end = rss_mb()
     ages = sorted(worker.stats.frame_ages_ms)
+    stages = np.array(worker.stats.frame_stages_ms, dtype=np.float64).reshape(-1, 4)
     feed_stop.set()
     stop_processes([feed], 30, terminate=False)
     stop.set()
@@ -143,6 +145,14 @@ def latency(
         "p50_ms": round(ages[len(ages) // 2], 1),
         "p99_ms": round(ages[min(len(ages) - 1, int(len(ages) * 0.99))], 1),
         "live_fps": round(len(ages) / seconds, 1),
+        # Where the age goes, [p50, p99] ms per part (see WorkerStats.frame_stages_ms); the ack
+        # after the produce is the rest of p50_ms / p99_ms.
+        "frame_age_split_ms": {
+            name: [round(float(np.percentile(stages[:, i], q)), 1) for q in (50, 99)]
+            for i, name in enumerate(("capture_to_fetch", "batching", "pipeline", "to_produce"))
+        }
+        if len(stages)
+        else {},
         "rss_mb_start": round(rss_start, 1),
         "rss_mb_end": round(rss_end, 1),
     }
