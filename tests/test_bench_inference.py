@@ -71,15 +71,24 @@ def test_cpu_sampler_splits_cpu_by_thread() -> None:
         while time.thread_time() - start < seconds:
             pass
 
+    burnt, release = threading.Event(), threading.Event()
+
+    def burner() -> None:  # stays alive past the window, as a worker's threads do
+        burn(0.3)
+        burnt.set()
+        release.wait(10)
+
     with CpuSampler(period_s=0.01, threads_every=2) as cpu:
         time.sleep(0.1)
         start = time.monotonic()
-        worker = threading.Thread(target=burn, args=(0.3,), name="burner_0")
+        worker = threading.Thread(target=burner, name="burner_0")
         worker.start()
         burn(0.15)  # the main thread: "consumer"
-        worker.join()
+        burnt.wait(10)
         end = time.monotonic()
         time.sleep(0.2)  # idle after the window: must not count
+        release.set()
+        worker.join()
     split = cpu.threads_between(start, end)
     assert split["burner"] == pytest.approx(0.3, abs=0.08), split
     assert split["consumer"] == pytest.approx(0.15, abs=0.08), split

@@ -160,7 +160,8 @@ class CpuSampler:
 
     def threads_between(self, start: float, end: float) -> dict[str, float]:
         """CPU seconds per thread group between two past instants (a group missing from a sample,
-        e.g. a thread not started yet, counts as 0 there)."""
+        e.g. a thread not started yet, counts as 0 there; a thread that ended keeps the CPU of
+        its last sample, so what it used after that is missed)."""
         at = np.array([t for t, _ in self.thread_samples])
         groups = sorted({g for _, sample in self.thread_samples for g in sample})
         out: dict[str, float] = {}
