@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -71,11 +71,10 @@ class _Ordered:
     """A queued run whose outputs come back in the manifest's order."""
 
     run: PendingOutputs
-    order: list[int] | None
+    reorder: Callable[[list[np.ndarray]], list[np.ndarray]]
 
     def result(self) -> list[np.ndarray]:
-        outputs = self.run.result()
-        return outputs if self.order is None else [outputs[i] for i in self.order]
+        return self.reorder(self.run.result())
 
     def discard(self) -> None:
         self.run.discard()
@@ -123,6 +122,8 @@ class Detector:
         names = list(engine.output_names)
         wanted = manifest.output_names
         self._order = [names.index(n) for n in wanted] if sorted(names) == sorted(wanted) else None
+        # Resolved once: the engine stage asks per batch whether it can submit ahead.
+        self._queued = engine if isinstance(engine, QueuedEngine) else None
         self._pool = BufferPool()
         # For decoded frames (``load_image(pool=detector.frame_pool)``): the caller gives each image back
         # once ``prepare`` has returned, since prepare copies the pixels into its own tensor.
@@ -222,23 +223,24 @@ class Detector:
     def max_pending(self) -> int:
         """Runs ``submit`` may hold uncollected at once: 0 when the engine only runs synchronously
         (ONNX Runtime: a run already uses every core, or the device's one stream)."""
-        return self.engine.max_pending if isinstance(self.engine, QueuedEngine) else 0
+        return self._queued.max_pending if self._queued is not None else 0
 
     def submit(self, prepared: PreparedBatch) -> PendingOutputs:
         """Queue one prepared batch on a ``QueuedEngine`` and return at once; ``result()`` gives the
         outputs in the manifest's order. Needs ``max_pending`` > 0; see ``QueuedEngine.submit`` for
         the limit on uncollected runs."""
-        if not isinstance(self.engine, QueuedEngine):
+        if self._queued is None:
             raise TypeError(f"{type(self.engine).__name__} runs synchronously; use infer()")
-        return _Ordered(self.engine.submit(prepared.tensor), self._order)
+        return _Ordered(self._queued.submit(prepared.tensor), self._in_manifest_order)
 
     def infer(self, prepared: PreparedBatch) -> list[np.ndarray]:
         """Engine outputs for one prepared batch, in the manifest's output order."""
         with self._engine_lock:
             outputs = self.engine.run(prepared.tensor)
-        if self._order is not None:
-            outputs = [outputs[i] for i in self._order]
-        return outputs
+        return self._in_manifest_order(outputs)
+
+    def _in_manifest_order(self, outputs: list[np.ndarray]) -> list[np.ndarray]:
+        return outputs if self._order is None else [outputs[i] for i in self._order]
 
     def finish(self, prepared: PreparedBatch, outputs: list[np.ndarray]) -> list[sv.Detections]:
         """Detections per frame of ``prepared`` (in ``prepared.indices`` order), boxes in original pixels."""

@@ -28,9 +28,10 @@ class WorkerStats:
     frame_ages_ms: deque[float] = field(default_factory=lambda: deque(maxlen=200_000))
     # Per produced frame, where its age went (ms): capture -> fetched (decoder, Kafka, poll),
     # fetched -> its batch entered the pipeline (batching), -> came out (prepare, engine, finish),
-    # -> detections produced (tracking, record). The ack follows.
+    # -> detections produced (tracking, record). The ack follows. Read by the benchmark's live
+    # phase only, so it keeps far fewer than the ages: 200k tuples would hold ~30 MB in every worker.
     frame_stages_ms: deque[tuple[float, float, float, float]] = field(
-        default_factory=lambda: deque(maxlen=200_000)
+        default_factory=lambda: deque(maxlen=20_000)
     )
 
 

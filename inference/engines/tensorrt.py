@@ -351,7 +351,7 @@ class TensorRTEngine:
         [(piece, real)] = split_batch(batch, self._max_batch, self._fixed)  # padded for a fixed plan
         slot = self._acquire(block=True)
         assert slot is not None
-        return self._enqueue(slot, piece, real if real != len(piece) else None)
+        return self._enqueue(slot, piece, real)
 
     @property
     def max_pending(self) -> int:

@@ -185,6 +185,19 @@ def rebuild_config(dump: dict[str, Any]) -> SightlineConfig:
     return config
 
 
+def relayed(parent_event: Any) -> threading.Event:
+    """A threading.Event set once ``parent_event`` (a multiprocessing event the parent holds) is:
+    the worker and the cameras stop on the former."""
+    stop = threading.Event()
+
+    def relay() -> None:
+        parent_event.wait()
+        stop.set()
+
+    threading.Thread(target=relay, daemon=True, name="bench-stop").start()
+    return stop
+
+
 def _worker_process(dump: dict[str, Any], worker_id: str, done: Any, out: Any) -> None:
     """One production worker (its own detector from the registry) until the parent says the
     group has committed the whole backlog (`done`, a multiprocessing event)."""
@@ -192,14 +205,7 @@ def _worker_process(dump: dict[str, Any], worker_id: str, done: Any, out: Any) -
 
     try:
         config = rebuild_config(dump)
-        stop = threading.Event()
-
-        def relay() -> None:  # the worker wants a threading.Event; the parent holds a process one
-            done.wait()
-            stop.set()
-
-        threading.Thread(target=relay, daemon=True, name="bench-stop").start()
-        worker = InferenceWorker(config, worker_id=worker_id, stop=stop)
+        worker = InferenceWorker(config, worker_id=worker_id, stop=relayed(done))
         with CpuSampler() as cpu:
             stats = worker.run()
         busy = stats.first_fetch is not None and stats.last_ack is not None

@@ -25,7 +25,7 @@ from inference.detector import Detector
 from inference.preprocess import preprocess
 from inference.worker import InferenceWorker
 from sightline.bench.cleanup import Created, removed_after
-from sightline.bench.drain import audit, drain, for_mode, publish_backlog, rebuild_config
+from sightline.bench.drain import audit, drain, for_mode, publish_backlog, rebuild_config, relayed
 from sightline.config import CameraSettings, SightlineConfig
 from streams.processes import stop_processes
 from streams.topics import ensure_topics
@@ -160,15 +160,8 @@ def latency(
 
 def _live_cameras(dump: dict[str, Any], sources: list[dict[str, Any]], stop: Any) -> None:
     """Real-time cameras until the parent sets `stop` (a multiprocessing event)."""
-    halt = threading.Event()
-
-    def relay() -> None:  # run_cameras wants a threading.Event
-        stop.wait()
-        halt.set()
-
-    threading.Thread(target=relay, daemon=True, name="bench-stop").start()
     cameras = [CameraSettings.model_validate(source) for source in sources]
-    run_cameras(rebuild_config(dump), cameras, halt, metrics_port=0, realtime=True)
+    run_cameras(rebuild_config(dump), cameras, relayed(stop), metrics_port=0, realtime=True)
 
 
 MODES = ("at-least-once", "exactly-once")
@@ -309,10 +302,9 @@ def _run(
 
 
 def median_by_key(rounds: list[dict[str, float]]) -> dict[str, float]:
-    """Per key, the median over rounds (a key missing from a round counts as 0), largest first."""
+    """Per key, the median over rounds (a key missing from a round counts as 0)."""
     keys = {k for r in rounds for k in r}
-    medians = {k: round(statistics.median(r.get(k, 0.0) for r in rounds), 2) for k in keys}
-    return dict(sorted(medians.items(), key=lambda kv: -kv[1]))
+    return {k: round(statistics.median(r.get(k, 0.0) for r in rounds), 2) for k in keys}
 
 
 def batch_vs_raw(

@@ -11,25 +11,23 @@ import importlib.util
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import simplejpeg
-from confluent_kafka import Message
 
 from inference import gpu_jpeg
-from inference.batching import Batch, FrameJob
+from inference.batching import Batch
 from inference.detector import Detector, model_input_shape
 from inference.engines import Engine, OrtEngine, TensorRTEngine
 from inference.engines.cuda_probe import cuda_devices
 from inference.manifest import ModelManifest, infer_manifest
 from inference.pipeline import StagedPipeline
 from inference.preprocess import preprocess
-from schemas.frame import FrameMeta
 from sightline.assets import media_path
+from tests.helpers import frame_batch
 
 pytestmark = pytest.mark.gpu
 
@@ -291,7 +289,7 @@ def test_native_tensorrt_runs_ahead_in_the_staged_pipeline(
     pipeline = StagedPipeline(lambda: gpu, threading.Event())
     try:
         # 6 frames a batch: two chunks (4 + 2), so a batch alone fills both contexts.
-        submitted = [pipeline_batch(frames[i : i + 6], i) for i in range(0, 24, 6)]
+        submitted = [frame_batch(frames[i : i + 6], i) for i in range(0, 24, 6)]
         for batch in submitted:
             while not pipeline.submit(batch, timeout=0.1):
                 pass
@@ -311,18 +309,6 @@ def test_native_tensorrt_runs_ahead_in_the_staged_pipeline(
             assert abs(len(got) - len(ref)) <= 1 and len(ref) > 0, (len(got), len(ref))
             best_got, best_ref = got.xyxy[got.confidence.argmax()], ref.xyxy[ref.confidence.argmax()]
             np.testing.assert_allclose(best_got, best_ref, atol=2.0)
-
-
-def pipeline_batch(images: list[np.ndarray], first_offset: int) -> Batch:
-    batch = Batch(opened=time.monotonic())
-    for i, image in enumerate(images):
-        msg = Message(topic="frames", partition=0, offset=first_offset + i, key=b"cam")
-        meta = FrameMeta("cam", first_offset + i, 1, image.shape[1], image.shape[0])
-        decoded: Future[np.ndarray] = Future()
-        decoded.set_result(image)
-        batch.track(msg)
-        batch.jobs.append(FrameJob(msg, meta, time.monotonic(), decoded))
-    return batch
 
 
 # -- GPU JPEG decoding ----------------------------------------------------------------------------

@@ -17,40 +17,19 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from confluent_kafka import Message
 
-from inference.batching import Batch, FrameJob
+from inference.batching import Batch
 from inference.detector import Detector
 from inference.engines import Engine
 from inference.pipeline import StagedPipeline
 from schemas.errors import ContractError
 from schemas.frame import FrameMeta
+from tests.helpers import decoded, frame_batch
 
 
 @pytest.fixture(scope="module")
 def detector(nanodet_path: Path) -> Detector:
     return Detector.from_path(nanodet_path, max_batch=4, engine_options={"threads": 2})
-
-
-def _done(value: np.ndarray | BaseException) -> Future[np.ndarray]:
-    future: Future[np.ndarray] = Future()
-    if isinstance(value, BaseException):
-        future.set_exception(value)
-    else:
-        future.set_result(value)
-    return future
-
-
-def _batch(images: list[np.ndarray | BaseException], first_offset: int) -> Batch:
-    batch = Batch(opened=time.monotonic())
-    for i, image in enumerate(images):
-        offset = first_offset + i
-        msg = Message(topic="frames", partition=0, offset=offset, key=b"cam")
-        h, w = (480, 640) if isinstance(image, BaseException) else image.shape[:2]
-        meta = FrameMeta(camera_id="cam", seq=offset, capture_ns=1, width=w, height=h)
-        batch.track(msg)
-        batch.jobs.append(FrameJob(msg, meta, time.monotonic(), _done(image)))
-    return batch
 
 
 def _collect(pipeline: StagedPipeline, count: int, timeout: float = 60.0) -> list[Batch]:
@@ -87,7 +66,7 @@ def test_batches_come_out_in_order_with_the_detections_of_a_plain_detect(
         submitted, inputs = [], []
         for n in range(6):
             rotated = frames[n % 4 :] + frames[: n % 4]
-            batch = _batch(list(rotated), first_offset=10 * n)
+            batch = frame_batch(list(rotated), first_offset=10 * n)
             while not pipeline.submit(batch, timeout=0.1):
                 pass
             submitted.append(batch)
@@ -112,7 +91,7 @@ def test_an_undecodable_frame_is_rejected_and_the_rest_of_its_batch_runs(
 ) -> None:
     pipeline = StagedPipeline(lambda: detector, threading.Event())
     try:
-        batch = _batch([bus_bgr, ContractError("undecodable jpeg image: bad"), bus_bgr], 0)
+        batch = frame_batch([bus_bgr, ContractError("undecodable jpeg image: bad"), bus_bgr], 0)
         assert pipeline.submit(batch, timeout=1)
         (out,) = _collect(pipeline, 1)
     finally:
@@ -124,7 +103,11 @@ def test_an_undecodable_frame_is_rejected_and_the_rest_of_its_batch_runs(
 
 
 def test_a_failed_batch_comes_out_marked_and_in_place(detector: Detector, bus_bgr: np.ndarray) -> None:
-    batches = [_batch([bus_bgr], 0), _batch([RuntimeError("disk on fire")], 1), _batch([bus_bgr], 2)]
+    batches = [
+        frame_batch([bus_bgr], 0),
+        frame_batch([RuntimeError("disk on fire")], 1),
+        frame_batch([bus_bgr], 2),
+    ]
     out, pipeline = _through(detector, batches)
     assert out == batches
     assert [b.error is None for b in out] == [True, False, True]
@@ -138,15 +121,15 @@ def test_discarded_batches_never_come_out(detector: Detector, bus_bgr: np.ndarra
     threading.Thread(target=lambda: (release.wait(10), slow.set_result(bus_bgr)), daemon=True).start()
     pipeline = StagedPipeline(lambda: detector, threading.Event())
     try:
-        rewound = _batch([bus_bgr], 0)
+        rewound = frame_batch([bus_bgr], 0)
         rewound.jobs[0].image = slow  # still decoding when the abort comes
         assert pipeline.submit(rewound, timeout=1)
         assert pipeline.busy
         pipeline.discard()
         release.set()
-        late = _batch([bus_bgr], 0)  # opened before the rewind, submitted after it
+        late = frame_batch([bus_bgr], 0)  # opened before the rewind, submitted after it
         assert pipeline.submit(late, timeout=5)
-        kept = _batch([bus_bgr], 0)
+        kept = frame_batch([bus_bgr], 0)
         kept.epoch = pipeline.epoch
         assert pipeline.submit(kept, timeout=5)
         out = _collect(pipeline, 1)
@@ -179,12 +162,12 @@ def test_batch_decoded_payloads_fall_back_to_the_cpu_for_the_frame_that_fails(
     h, w = simplejpeg.decode_jpeg_header(bus_jpg_bytes)[:2]
     pipeline = StagedPipeline(lambda: detector, threading.Event(), gpu_decode=batch_decode)
     try:
-        good = _batch([ContractError("placeholder")] * 2, 0)
-        bad = _batch([ContractError("placeholder")] * 2, 2)
+        good = frame_batch([ContractError("placeholder")] * 2, 0)
+        bad = frame_batch([ContractError("placeholder")] * 2, 2)
         for batch, payloads in ((good, [bus_jpg_bytes] * 2), (bad, [bus_jpg_bytes, b"\xff\xd8garbage"])):
             for job, payload in zip(batch.jobs, payloads, strict=True):
                 job.meta = FrameMeta(camera_id="cam", seq=job.meta.seq, capture_ns=1, width=w, height=h)
-                job.image = _done(payload)  # type: ignore[arg-type]
+                job.image = decoded(payload)  # type: ignore[arg-type]
             assert pipeline.submit(batch, timeout=5)
         out = _collect(pipeline, 2)
     finally:
@@ -205,7 +188,7 @@ def test_wants_a_batch_only_while_none_is_lined_up_for_the_model(
     pipeline = StagedPipeline(lambda: detector, threading.Event())
     try:
         assert pipeline.wants_batch, "a fresh pipeline has nothing for the model"
-        held = _batch([bus_bgr], 0)
+        held = frame_batch([bus_bgr], 0)
         held.jobs[0].image = slow  # prepare holds it until the frame is decoded
         assert pipeline.submit(held, timeout=1)
         time.sleep(0.2)
@@ -292,7 +275,7 @@ def test_a_queued_engine_runs_ahead_and_batches_still_leave_in_order(
     inputs = [frames[n % 4 :] + frames[: n % 4] for n in range(5)]
     pipeline = StagedPipeline(lambda: queued, threading.Event())
     try:
-        submitted = [_batch(list(rotated), 10 * n) for n, rotated in enumerate(inputs)]
+        submitted = [frame_batch(list(rotated), 10 * n) for n, rotated in enumerate(inputs)]
         for batch in submitted:
             while not pipeline.submit(batch, timeout=0.1):
                 pass
@@ -313,7 +296,7 @@ def test_a_queued_run_that_fails_fails_its_batch_only_and_frees_its_room(
     detector: Detector, bus_bgr: np.ndarray
 ) -> None:
     queued = _queued_detector(detector, max_batch=2, fail_on_run=2)  # the first batch's second chunk
-    batches = [_batch([bus_bgr] * 4, 0), _batch([bus_bgr] * 4, 4), _batch([bus_bgr] * 4, 8)]
+    batches = [frame_batch([bus_bgr] * 4, 0), frame_batch([bus_bgr] * 4, 4), frame_batch([bus_bgr] * 4, 8)]
     out, _ = _through(queued, batches)
     assert out == batches
     assert [b.error is None for b in out] == [False, True, True], [b.error for b in out]
