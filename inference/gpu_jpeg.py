@@ -81,6 +81,12 @@ def _decode_one(decoder: Any, payload: bytes, params: Any) -> Any | None:
         return None
 
 
+def _rgb(nvimgcodec: Any) -> Any:
+    """The RGB colour spec: ``ColorSpec.SRGB`` since nvImageCodec 0.7, ``ColorSpec.RGB`` before."""
+    spec = nvimgcodec.ColorSpec
+    return spec.SRGB if hasattr(spec, "SRGB") else spec.RGB
+
+
 def decode_jpegs(payloads: Sequence[bytes], device_id: int = 0) -> list[np.ndarray]:
     """BGR uint8 HxWx3 images for ``payloads``, in order, decoded in one batch on GPU ``device_id``.
 
@@ -92,7 +98,7 @@ def decode_jpegs(payloads: Sequence[bytes], device_id: int = 0) -> list[np.ndarr
     nvimgcodec = _nvimgcodec()
     params = nvimgcodec.DecodeParams(
         apply_exif_orientation=False,  # camera frames: same pixels as the CPU decoder, no rotation
-        color_spec=nvimgcodec.ColorSpec.RGB,
+        color_spec=_rgb(nvimgcodec),
         allow_any_depth=False,
     )
     decoder, lock = _decoder(device_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -37,6 +38,18 @@ def available_cpus() -> int:
     return max(1, count)
 
 
+def _load_gpu_libraries(ort: Any, provider: Provider) -> None:
+    """Load the CUDA, cuDNN and TensorRT libraries that pip put in site-packages, off the loader's path.
+
+    Without this the providers cannot find them and ORT quietly runs on the CPU instead.
+    """
+    if provider == "tensorrt":
+        with contextlib.suppress(ImportError):
+            import tensorrt  # noqa: F401  # loads libnvinfer from tensorrt_libs for the TensorRT EP
+    if hasattr(ort, "preload_dlls"):  # onnxruntime-gpu >= 1.21 with its [cuda,cudnn] extras
+        ort.preload_dlls()
+
+
 def _shape_spec(name: str, shape: tuple[int, ...]) -> str:
     return f"{name}:{'x'.join(str(d) for d in shape)}"
 
@@ -67,7 +80,13 @@ class OrtEngine:
         io_binding: bool | None = None,
         spin: bool = True,
     ) -> None:
-        import onnxruntime as ort  # local: importing the package should not load ORT's native libs
+        try:
+            import onnxruntime as ort  # local: importing the package should not load ORT's native libs
+        except ImportError as exc:
+            raise RuntimeError(
+                "OrtEngine needs ONNX Runtime: install the 'cpu' extra (pip install 'sightline[cpu]') or, "
+                "on a CUDA host, the 'gpu' extra"
+            ) from exc
 
         available = ort.get_available_providers()
         if _PROVIDER_NAMES[provider] not in available:
@@ -75,6 +94,8 @@ class OrtEngine:
                 f"onnxruntime provider {_PROVIDER_NAMES[provider]!r} is not available here ({available}); "
                 "install onnxruntime-gpu (extra 'gpu') on a CUDA host or use provider='cpu'"
             )
+        if provider != "cpu":
+            _load_gpu_libraries(ort, provider)
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
@@ -92,6 +113,13 @@ class OrtEngine:
 
         providers = self._providers(provider, device_id, cache_dir, fp16, first.name, feature_shape)
         self._session = ort.InferenceSession(str(path), options, providers=providers)
+        if self._session.get_providers()[0] != _PROVIDER_NAMES[provider]:
+            # ORT falls back to the next provider with only a log line when one fails to load (missing
+            # CUDA libraries, driver too old): a worker asked for a GPU must not run on the CPU unnoticed.
+            raise RuntimeError(
+                f"onnxruntime could not start {_PROVIDER_NAMES[provider]} (session runs on "
+                f"{self._session.get_providers()}); check the CUDA/cuDNN/TensorRT libraries and the driver"
+            )
         self._inputs = [i.name for i in self._session.get_inputs()]
         self._outputs = [o.name for o in self._session.get_outputs()]
         self._binding = BoundRunner(self._session, _ORT_DEVICE[provider], device_id)

@@ -31,6 +31,20 @@ CONTEXTS = 2
 _PLAN_LAYOUT = f"profiles={CONTEXTS}"
 
 
+# TensorRT keeps only the first logger it is given, process-wide, and logs through it from then on: every
+# engine shares this one so a closed engine's logger is never the one TensorRT still holds.
+_LOGGER: Any = None
+_LOGGER_LOCK = threading.Lock()
+
+
+def _shared_logger(trt: Any) -> Any:
+    global _LOGGER
+    with _LOGGER_LOCK:
+        if _LOGGER is None:
+            _LOGGER = trt.Logger(trt.Logger.WARNING)
+        return _LOGGER
+
+
 class TensorRTUnavailable(RuntimeError):
     """``tensorrt`` / ``cuda-python`` missing or no CUDA device."""
 
@@ -108,6 +122,7 @@ class PendingRun:
         if slot is None:
             raise RuntimeError("this run was discarded")
         try:
+            _check(self._engine._cudart.cudaSetDevice(self._engine.device_id))
             _check(self._engine._cudart.cudaStreamSynchronize(slot.stream))
             self._outputs = [
                 slot.host[name][: int(np.prod(shape))].reshape(shape)[: self._real].copy()
@@ -126,6 +141,7 @@ class PendingRun:
         slot, self._slot = self._slot, None
         if slot is not None:
             try:
+                self._engine._cudart.cudaSetDevice(self._engine.device_id)
                 self._engine._cudart.cudaStreamSynchronize(slot.stream)
             finally:
                 self._engine._release(slot)
@@ -171,13 +187,15 @@ class TensorRTEngine:
         first = first_input(path)
         self._fixed = isinstance(first.shape[0], int) and first.shape[0] > 0
         self._max_batch = int(first.shape[0]) if self._fixed else max_batch  # type: ignore[arg-type]
+        # Any symbolic dim (batch, or H/W fixed by ``input_shape``) needs optimisation profiles.
+        self._profiled = not all(isinstance(d, int) and d > 0 for d in first.shape)
         feature = input_shape or tuple(first.shape[1:])
         if not all(isinstance(d, int) and d > 0 for d in feature):
             raise ValueError(f"input {first.name} has symbolic dims {feature}; pass input_shape=(C, H, W)")
         self._feature = tuple(int(d) for d in feature)  # type: ignore[arg-type]
         self._fp16 = fp16
 
-        self._logger = trt.Logger(trt.Logger.WARNING)
+        self._logger = _shared_logger(trt)
         plan = self._load_or_build(
             Path(path), device_id, opt_batch or self._max_batch, fp16, workspace_gib, cache_dir, first.name
         )
@@ -256,10 +274,11 @@ class TensorRTEngine:
         # platform_has_fast_fp16 is deprecated in TensorRT 10 (every supported GPU has fast fp16).
         if fp16 and getattr(builder, "platform_has_fast_fp16", True):
             config.set_flag(trt.BuilderFlag.FP16)
-        if not self._fixed:
+        if self._profiled:
+            low = self._max_batch if self._fixed else 1
             shapes = (
-                (1, *self._feature),
-                (min(opt, self._max_batch), *self._feature),
+                (low, *self._feature),
+                (max(low, min(opt, self._max_batch)), *self._feature),
                 (self._max_batch, *self._feature),
             )
             for _ in range(CONTEXTS):
@@ -277,9 +296,12 @@ class TensorRTEngine:
         context = self._engine.create_execution_context()
         if context is None:
             raise RuntimeError("TensorRT could not create an execution context (out of device memory?)")
-        slot = _Slot(index, context, _check(cudart.cudaStreamCreate()))
+        # Non-blocking: a blocking stream also waits for the legacy default stream, which other GPU work in
+        # the worker (nvJPEG decoding) uses, and that would serialise both contexts behind it.
+        stream = _check(cudart.cudaStreamCreateWithFlags(cudart.cudaStreamNonBlocking))
+        slot = _Slot(index, context, stream)
         self._slots.append(slot)  # listed before allocating, so close() frees a half-built slot too
-        if not self._fixed:
+        if self._profiled:
             if not context.set_optimization_profile_async(index, int(slot.stream)):
                 raise RuntimeError(f"TensorRT could not select optimisation profile {index}")
             _check(cudart.cudaStreamSynchronize(slot.stream))
@@ -346,8 +368,8 @@ class TensorRTEngine:
 
         A caller holding ``max_pending`` uncollected runs must collect one first, or it waits forever.
         """
-        if len(batch) > self._max_batch:
-            raise ValueError(f"submit takes at most max_batch={self._max_batch} items, got {len(batch)}")
+        if not 0 < len(batch) <= self._max_batch:
+            raise ValueError(f"submit takes 1 to max_batch={self._max_batch} items, got {len(batch)}")
         [(piece, real)] = split_batch(batch, self._max_batch, self._fixed)  # padded for a fixed plan
         slot = self._acquire(block=True)
         assert slot is not None
@@ -360,6 +382,8 @@ class TensorRTEngine:
 
     def run(self, batch: np.ndarray) -> list[np.ndarray]:
         """Outputs in ``output_names`` order; batches above ``max_batch`` are split and pipelined."""
+        if len(batch) == 0:
+            raise ValueError("TensorRTEngine.run needs at least one item")
         pieces = split_batch(batch, self._max_batch, self._fixed)
         parts: list[list[np.ndarray]] = []
         pending: deque[tuple[PendingRun, int]] = deque()
@@ -413,6 +437,7 @@ class TensorRTEngine:
                 return
             self._closed = True
             cudart = self._cudart
+            cudart.cudaSetDevice(self._device_id)  # the thread closing may have another current device
             for slot in getattr(self, "_slots", []):
                 cudart.cudaStreamSynchronize(slot.stream)
                 for ptr in slot.device.values():
