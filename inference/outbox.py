@@ -58,10 +58,13 @@ class Outbox:
                 queue_ms = (batch.started - job.fetched) * 1e3
                 metrics.QUEUE_SECONDS.observe(max(0.0, queue_ms / 1e3))
                 fetched_ns = produced_ns - (produced_at - job.fetched) * 1e9
-                self.parts.stats.frame_stages_ms.append((
+                stages_ms = (
                     (fetched_ns - meta.capture_ns) / 1e6, queue_ms,
                     (batch.finished - batch.started) * 1e3, (produced_at - batch.finished) * 1e3,
-                ))  # fmt: skip
+                )  # fmt: skip
+                for child, ms in zip(metrics.FRAME_STAGE_CHILDREN, stages_ms, strict=True):
+                    child.observe(max(0.0, ms / 1e3))
+                self.parts.stats.frame_stages_ms.append(stages_ms)
                 value = detections_record(
                     job.msg,
                     meta,

@@ -367,8 +367,15 @@ class InferenceWorker:
         # librdkafka's consume returns early only once it has `num_messages`: with no batch open,
         # ask for one, so the first frame opens a batch (and starts its max_wait_ms) on arrival
         # instead of waiting out the whole poll for a full batch.
+        opening = self.open_batch is None
         room = max_batch - len(self.open_batch.jobs) if self.open_batch else 1
-        for msg in self.consumer.consume(num_messages=max(1, room), timeout=wait):
+        messages = self.consumer.consume(num_messages=max(1, room), timeout=wait)
+        if opening and messages and max_batch > 1:
+            # What the same fetch already brought (the other cameras' frames of the moment) joins the
+            # new batch before an idle model closes it: a burst runs as one batch, not one lone frame
+            # and then the rest behind it. Timeout 0: this never waits for frames still to come.
+            messages += self.consumer.consume(num_messages=max_batch - 1, timeout=0)
+        for msg in messages:
             if msg.error() is not None:
                 self.kafka.on_error(msg.error())
                 continue

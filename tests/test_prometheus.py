@@ -22,6 +22,7 @@ import yaml
 from prometheus_client import start_http_server
 
 from decoders.runner import run_cameras
+from inference.metrics import FRAME_STAGES
 from inference.worker import InferenceWorker
 from sightline.config import CameraSettings, SightlineConfig
 from streams.devinfra import free_port
@@ -141,6 +142,12 @@ def test_prometheus_scrapes_decoder_and_inference(
         _wait_for("frames consumed by the worker", lambda: (_value(base, consumed) or 0) > 0, 30)
         ages = 'sum(sightline_inference_frame_age_seconds_count{job="sightline-inference"})'
         _wait_for("frame ages observed", lambda: (_value(base, ages) or 0) > 0, 15)
+        stages = 'sightline_inference_frame_stage_seconds_count{job="sightline-inference"}'
+
+        def stages_seen() -> set[str]:
+            return {r["metric"]["stage"] for r in _query(base, stages) if float(r["value"][1]) > 0}
+
+        _wait_for("every stage of the frame age observed", lambda: stages_seen() == set(FRAME_STAGES), 15)
         p95 = "histogram_quantile(0.95, sum by (le) (rate(sightline_inference_model_seconds_bucket[10s])))"
         _wait_for("a model latency quantile", lambda: _value(base, p95), 15)
 

@@ -115,6 +115,13 @@ def test_an_idle_model_gets_a_lone_frame_at_once_not_after_max_wait(
             records = _detections(config, expected=seq + 1, max_wait=60)
             assert [r.seq for r in records] == list(range(seq + 1))
         assert [r.timing.batch_size for r in records] == [1, 1]
+        # Frames that arrive together (one fetch) run together, even though the idle model would
+        # take a batch at once: the lone first one does not go ahead of the others.
+        for seq in range(2, 6):
+            _publish_jpeg(producer, config, "cam-idle", seq, bus_jpg.read_bytes(), 810, 1080)
+        producer.flush(10)
+        records = _detections(config, expected=6, max_wait=60)
+        assert [r.timing.batch_size for r in records[2:]] == [4, 4, 4, 4]
     finally:
         stop.set()
         thread.join(60)
