@@ -263,7 +263,12 @@ class WebhookSettings(Section):
         None, description="Environment variable holding the secret(s), space-separated during a rotation."
     )
     timeout_s: float = Field(5.0, gt=0)
-    max_attempts: int = Field(6, ge=1, description="HTTP requests per alert before it is dead-lettered.")
+    max_attempts: int = Field(
+        6,
+        ge=1,
+        description="Failed HTTP requests per alert before it is dead-lettered (429 waits and failed "
+        "breaker probes excluded; max_age_s bounds those).",
+    )
     # 429 + Retry-After waits use no attempt (the receiver asked us to wait, it did not fail);
     # they are bounded by their own total instead, so a throttling receiver cannot hold an alert forever.
     max_retry_after_total_s: float = Field(600.0, ge=0, description="Total 429 Retry-After wait per alert.")

@@ -118,6 +118,7 @@ class Endpoint:
         return Outcome("delivered", budget.requests)
 
     async def _try(self, alert: AlertRecord, body: bytes, text: str, budget: Budget) -> None:
+        probe = self.breaker.state == "half-open"
         if not self.breaker.allow():
             # Waiting on an open breaker costs no attempt: the endpoint was not even tried.
             raise Retry("circuit open", "circuit_open")
@@ -126,6 +127,9 @@ class Endpoint:
             await self._attempt(alert, body, text, budget.requests)
         except Retry as exc:
             metrics.ATTEMPT_FAILURES.labels(self.name, exc.reason.split(":")[0]).inc()
+            if probe and exc.kind == "failure" and self.breaker.state != "closed":
+                # The endpoint is still down for everyone: see the retry policy's table.
+                raise Retry(exc.reason, "probe") from None
             raise
 
     async def _attempt(self, alert: AlertRecord, body: bytes, text: str, attempt: int) -> None:

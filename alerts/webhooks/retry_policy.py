@@ -10,9 +10,13 @@
 | 429 without Retry-After         | yes     | yes             | backoff                     | neutral |
 | other 3xx/4xx                   | no      | yes             | -                           | neutral |
 | breaker open (no request sent)  | yes     | no              | until the breaker's probe   | -       |
+| failed breaker probe            | yes     | no              | until the next probe        | failure |
 
 (*) its waits add up against `max_retry_after_total_s` instead. Every wait also stops at
-`max_age_s` after the first try. tenacity runs the loop; this module only supplies its `wait`,
+`max_age_s` after the first try. A failed probe tests the endpoint for every alert waiting on it,
+so it costs the alert that happened to carry it no attempt: otherwise an outage longer than
+about `max_attempts` x `breaker_reset_s` dead-letters whichever alerts drew the probes, while
+the others wait it out. tenacity runs the loop; this module only supplies its `wait`,
 `stop`, `after` and `before_sleep` from one delivery's `Budget`.
 """
 
@@ -30,7 +34,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 from alerts.settings import WebhookSettings
 
 MAX_RETRY_AFTER_S = 300.0
-Kind = Literal["failure", "throttled", "circuit_open"]
+Kind = Literal["failure", "throttled", "circuit_open", "probe"]
 
 
 class Retry(Exception):
@@ -118,13 +122,13 @@ class Budget:
         exc = _retry(state)
         if exc.kind == "circuit_open":
             return
-        self.last_reason = exc.reason
+        self.last_reason = exc.reason  # a failed probe's too: the dead letter says why it was down
         if exc.kind == "failure":
             self.counted += 1
 
     def _wait(self, state: RetryCallState) -> float:
         exc = _retry(state)
-        if exc.kind == "circuit_open":
+        if exc.kind in ("circuit_open", "probe"):
             return max(self.breaker_retry_in(), 0.05) + self.rng.uniform(0, 0.05)
         if exc.kind == "throttled":
             # Floored so a receiver answering "Retry-After: 0" forever is not hammered in a hot loop.
@@ -136,7 +140,7 @@ class Budget:
     def _stop(self, state: RetryCallState) -> bool:
         exc, wait, s = _retry(state), state.upcoming_sleep, self.settings
         now = self.clock()
-        if exc.kind == "circuit_open":
+        if exc.kind in ("circuit_open", "probe"):
             if now >= self.deadline:
                 self.gave_up = f"circuit open for over {s.max_age_s:g}s; last: {self.last_reason}"
             return bool(self.gave_up)

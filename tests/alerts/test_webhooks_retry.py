@@ -87,3 +87,43 @@ def test_retry_after_zero_forever_is_not_a_hot_loop(stack: Stack) -> None:
     # Waits of 0.2 s + 0.2 s fit in 0.5 s; a third would not.
     assert outcome.status == "dead" and outcome.attempts == rx.requests == 3, outcome
     assert "max_retry_after_total_s=0.5s" in outcome.reason
+
+
+def test_failed_breaker_probes_use_no_attempts(stack: Stack) -> None:
+    """An outage of ~20 probes against 3 attempts an alert: the alerts that happen to carry the
+    breaker's probes are not dead-lettered for it, and every alert arrives once the receiver is back."""
+    from streams.devinfra import free_port
+
+    port = free_port()
+    cfg = settings(
+        {
+            "name": "ops",
+            "url": f"http://127.0.0.1:{port}/hook",
+            "max_attempts": 3,
+            "breaker_failures": 2,
+            "breaker_reset_s": 0.1,
+            "max_age_s": 30,
+        }
+    )
+    alerts = [make_alert(i) for i in range(4)]
+    rx = Receiver(SECRET, port=port)
+
+    async def outage_then_back() -> tuple[list, object]:
+        async def back_later() -> None:
+            await asyncio.sleep(2.0)
+            await asyncio.to_thread(rx.start)
+
+        comeback = asyncio.create_task(back_later())
+        try:
+            return await dispatch_all(stack, cfg, alerts)
+        finally:
+            await comeback
+
+    try:
+        results, sink = asyncio.run(outage_then_back())
+    finally:
+        rx.stop()
+    assert [r["ops"].status for r in results] == ["delivered"] * 4, [r["ops"] for r in results]
+    assert sink.items == []  # nothing dead-lettered
+    assert set(rx.ids()) == {a.alert_id for a in alerts}
+    assert max(r["ops"].attempts for r in results) > 3  # the probes did fail before it came back
