@@ -127,8 +127,9 @@ class Endpoint:
             await self._attempt(alert, body, text, budget.requests)
         except Retry as exc:
             metrics.ATTEMPT_FAILURES.labels(self.name, exc.reason.split(":")[0]).inc()
-            if probe and exc.kind == "failure" and self.breaker.state != "closed":
-                # The endpoint is still down for everyone: see the retry policy's table.
+            if probe and exc.kind == "failure" and self.breaker.state == "open":
+                # Its failure opened the breaker again: the endpoint is still down for everyone (see
+                # the retry policy's table). A probe answered 429 without Retry-After still counts.
                 raise Retry(exc.reason, "probe") from None
             raise
 

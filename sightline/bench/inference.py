@@ -22,6 +22,7 @@ import numpy as np
 
 from decoders.runner import run_cameras
 from inference.detector import Detector
+from inference.metrics import FRAME_STAGES
 from inference.preprocess import preprocess
 from inference.worker import InferenceWorker
 from sightline.bench.cleanup import Created, removed_after
@@ -134,7 +135,7 @@ def latency(
     time.sleep(seconds)
     rss_end = rss_mb()
     ages = sorted(worker.stats.frame_ages_ms)
-    stages = np.array(worker.stats.frame_stages_ms, dtype=np.float64).reshape(-1, 4)
+    stages = np.array(worker.stats.frame_stages_ms, dtype=np.float64).reshape(-1, len(FRAME_STAGES))
     feed_stop.set()
     stop_processes([feed], 30, terminate=False)
     stop.set()
@@ -149,7 +150,7 @@ def latency(
         # after the produce is the rest of p50_ms / p99_ms.
         "frame_age_split_ms": {
             name: [round(float(np.percentile(stages[:, i], q)), 1) for q in (50, 99)]
-            for i, name in enumerate(("capture_to_fetch", "batching", "pipeline", "to_produce"))
+            for i, name in enumerate(FRAME_STAGES)
         }
         if len(stages)
         else {},
