@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from decoders.resume import key_partition
 from sightline.bench.drain import CpuSampler, spread_cameras, thread_group
+from sightline.bench.inference import live_cameras
 from sightline.cli import app
 from tests.conftest import Stack, write_config
 
@@ -19,6 +20,13 @@ from tests.conftest import Stack, write_config
 def test_spread_cameras_land_on_distinct_partitions() -> None:
     names = spread_cameras(4, 6)
     assert len({key_partition(n.encode(), 6) for n in names}) == 4
+
+
+def test_live_phase_keeps_one_camera_per_batch_slot_whatever_the_rate() -> None:
+    # 42.8 and 44.1 fps pipelines (70% load 30.0 and 30.9 fps) once got 3 and 4 cameras.
+    assert live_cameras(0.7 * 42.8, 10.0, 4) == live_cameras(0.7 * 44.1, 10.0, 4) == 4
+    assert live_cameras(0.7 * 26.1, 10.0, 4) == 4  # YOLO11n on 2 cores: 4 cameras at 4.6 fps
+    assert live_cameras(700.0, 10.0, 8) == 70  # a GPU: no camera faster than the video
 
 
 def test_cpu_sampler_reads_cpu_between_two_past_instants() -> None:

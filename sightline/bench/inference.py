@@ -288,9 +288,11 @@ def _run(
     }
     if not live:
         return result
-    # 70% of measured capacity, spread over cameras of at most the video's native rate.
+    # 70% of measured capacity, over at least one camera per batch slot (so the camera count, and
+    # with it the bursts the in-phase cameras make, does not change with the measured rate) and
+    # more where a camera would have to run faster than the video's native rate.
     load = pipe * 0.7
-    cameras = max(1, math.ceil(load / native_fps(video)))
+    cameras = live_cameras(load, native_fps(video), batch)
     measured = latency(config, detector, video, cameras, load / cameras, duration or 30.0, created)
     # The frame-age yardstick: one full batch's engine time at the raw rate (a frame that just
     # missed a running batch waits for it, then for its own).
@@ -300,6 +302,11 @@ def _run(
     if duration is not None:
         result["rss_growth_pct"] = round(100 * (measured["rss_mb_end"] / measured["rss_mb_start"] - 1), 2)
     return result
+
+
+def live_cameras(load_fps: float, native: float, batch: int) -> int:
+    """Cameras for the live phase: `batch` of them, or more if each would exceed `native` fps."""
+    return max(batch, math.ceil(load_fps / native))
 
 
 def median_by_key(rounds: list[dict[str, float]]) -> dict[str, float]:
