@@ -17,7 +17,7 @@ import numpy as np
 import supervision as sv
 
 from inference.engines import Engine, EngineKind, PendingOutputs, QueuedEngine, make_engine
-from inference.inspect_onnx import first_input
+from inference.inspect_onnx import first_input, is_fixed_dim
 from inference.manifest import ModelManifest, infer_manifest
 from inference.postprocess import postprocess
 from inference.preprocess import BatchTransform, BufferPool, dynamic_input_size, preprocess, resized_size
@@ -86,7 +86,7 @@ def has_dynamic_hw(path: str | Path, layout: str = "nchw") -> bool:
     if len(shape) != 4:
         return False
     hw = shape[1:3] if layout == "nhwc" else shape[2:4]
-    return not any(isinstance(d, int) and d > 0 for d in hw)
+    return not any(map(is_fixed_dim, hw))
 
 
 class Detector:

@@ -107,6 +107,11 @@ def probe_output_shapes(path: str | Path, input_shape: tuple[int, ...], dtype: s
     return [tuple(int(d) for d in out.shape) for out in session.run(None, feed)]
 
 
+def is_fixed_dim(dim: object) -> bool:
+    """A concrete size: not a symbolic name or None (as ``first_input`` gives them), nor 0 or -1."""
+    return isinstance(dim, int) and dim > 0
+
+
 def first_input(path: str | Path) -> TensorInfo:
     """The first real graph input (initializers excluded) from the ONNX proto, without a session."""
     graph = onnx.load(str(path), load_external_data=False).graph

@@ -11,7 +11,7 @@ import numpy as np
 
 from inference.engines.base import run_in_chunks
 from inference.engines.iobinding import BoundRunner
-from inference.inspect_onnx import first_input
+from inference.inspect_onnx import first_input, is_fixed_dim
 
 Provider = Literal["cpu", "cuda", "tensorrt"]
 _ORT_DEVICE = {"cpu": "cpu", "cuda": "cuda", "tensorrt": "cuda"}
@@ -107,7 +107,7 @@ class OrtEngine:
         options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
 
         first = first_input(path)
-        self._fixed = isinstance(first.shape[0], int) and first.shape[0] > 0
+        self._fixed = is_fixed_dim(first.shape[0])
         self._max_batch = int(first.shape[0]) if self._fixed else max_batch  # type: ignore[arg-type]
         feature_shape = input_shape or tuple(d if isinstance(d, int) else -1 for d in first.shape[1:])
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from inference.engines.base import join_outputs, split_batch
 from inference.hashing import sha256_file
-from inference.inspect_onnx import first_input
+from inference.inspect_onnx import first_input, is_fixed_dim
 
 # Two execution contexts, each on its own CUDA stream, so one batch's copies and kernels can overlap the
 # other's. A dynamic-shape profile may serve only one context at a time, so the plan carries one identical
@@ -185,12 +185,12 @@ class TensorRTEngine:
         self._device_id = device_id
         _check(cudart.cudaSetDevice(device_id))
         first = first_input(path)
-        self._fixed = isinstance(first.shape[0], int) and first.shape[0] > 0
+        self._fixed = is_fixed_dim(first.shape[0])
         self._max_batch = int(first.shape[0]) if self._fixed else max_batch  # type: ignore[arg-type]
         # Any symbolic dim (batch, or H/W fixed by ``input_shape``) needs optimisation profiles.
-        self._profiled = not all(isinstance(d, int) and d > 0 for d in first.shape)
+        self._profiled = not all(map(is_fixed_dim, first.shape))
         feature = input_shape or tuple(first.shape[1:])
-        if not all(isinstance(d, int) and d > 0 for d in feature):
+        if not all(map(is_fixed_dim, feature)):
             raise ValueError(f"input {first.name} has symbolic dims {feature}; pass input_shape=(C, H, W)")
         self._feature = tuple(int(d) for d in feature)  # type: ignore[arg-type]
         self._fp16 = fp16
