@@ -11,7 +11,6 @@ Each relay therefore runs on a block of UDP ports of its own, reserved across pr
 from __future__ import annotations
 
 import fcntl
-import os
 import random
 import shutil
 import socket
@@ -32,11 +31,11 @@ class RtspCameraError(RuntimeError):
 # Below the kernel's ephemeral range (32768 up), so no client socket is handed these ports.
 RTP_PORTS_FIRST, RTP_PORTS_END, RTP_BLOCK = 20000, 32000, 400
 # rtsp-server-perl has a `--rtp_start_port` option, but its housekeeping resets the counter to
-# the package variable (20000) whenever no camera is mounted: set that variable as well.
+# the package variable (20000) whenever no camera is mounted: point that variable at the option.
 RELAY_SCRIPT = (
-    "use AnyEvent; use RTSP::Server;"
-    " $RTSP::Server::RTP_START_PORT = $ENV{SIGHTLINE_RTP_START_PORT};"
-    " RTSP::Server->new_with_options->listen; AnyEvent->condvar->recv;"
+    "use AnyEvent; use RTSP::Server; my $server = RTSP::Server->new_with_options;"
+    " $RTSP::Server::RTP_START_PORT = $server->rtp_start_port;"
+    " $server->listen; AnyEvent->condvar->recv;"
 )
 
 
@@ -98,11 +97,7 @@ class RtspRelay:
                    "--source_listen_address", "127.0.0.1", "--rtp_start_port", str(rtp_first),
                    "--loglevel", "2"]  # fmt: skip
         server = subprocess.Popen(
-            command,
-            stdout=self._log("server"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            env={**os.environ, "SIGHTLINE_RTP_START_PORT": str(rtp_first)},
+            command, stdout=self._log("server"), stderr=subprocess.STDOUT, start_new_session=True
         )
         self._procs.append(server)
         deadline = time.monotonic() + timeout
