@@ -20,10 +20,11 @@ from schemas.alert import AlertRecord, TimeWindow, alert_id
 from schemas.detections import DetectionsRecord
 from schemas.frame import FrameMeta
 from sightline.api import create_app
-from sightline.api.server import ServerThread, free_port
+from sightline.api.server import ServerThread
 from sightline.config import SightlineConfig
 from sightline.drift.service import DriftService, run_drift
 from streams.claimcheck import ClaimCheckStore
+from streams.devinfra import free_port
 from streams.kafka import make_producer
 from tests.conftest import Stack
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 
@@ -10,6 +9,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from sightline.config import SightlineConfig
+from streams.devinfra import free_port
 from streams.listen import bind_socket
 
 
@@ -35,12 +35,6 @@ def serve(config: SightlineConfig) -> None:
         server.run(sockets=[sock])
     finally:
         sock.close()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class ServerThread:
