@@ -28,18 +28,15 @@ class Frame:
     @classmethod
     def from_record(cls, record: DetectionsRecord) -> Frame:
         det = record.detections
-        n = len(det.xyxy)
-        xyxy = np.asarray(det.xyxy, dtype=np.float64).reshape(n, 4)
-        tids = np.fromiter((-1 if t is None else t for t in det.tracker_id), dtype=np.int64, count=n)
         return cls(
             camera_id=record.camera_id,
             seq=record.seq,
             capture_ns=record.capture_ns,
             frame_ref=record.frame.model_dump(),
-            xyxy=xyxy,
-            confidence=np.asarray(det.confidence, dtype=np.float64),
-            class_name=list(det.class_name),
-            tracker_id=tids,
+            xyxy=det.xyxy,
+            confidence=det.confidence,
+            class_name=det.class_name.tolist(),
+            tracker_id=det.tracker_id,
         )
 
     def __len__(self) -> int:

@@ -6,7 +6,7 @@ import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from schemas.detections import DetectionArrays, DetectionsRecord, FrameRef, ModelRef, Timing
+from schemas.detections import DetectionColumns, DetectionsRecord, FrameRef, ModelRef, Timing
 
 Box = tuple[tuple[float, float, float, float], float, str, int | None]
 MODEL = ModelRef(name="synthetic", version="1")
@@ -35,12 +35,12 @@ def record(
         model=MODEL,
         timing=TIMING,
         produced_ns=produced_ns if produced_ns is not None else capture_ns,
-        detections=DetectionArrays(
-            xyxy=[b[0] for b in boxes],
-            confidence=[b[1] for b in boxes],
-            class_id=[0 for _ in boxes],
-            class_name=[b[2] for b in boxes],
-            tracker_id=[b[3] for b in boxes],
+        detections=DetectionColumns.build(
+            [b[0] for b in boxes],
+            [b[1] for b in boxes],
+            [0 for _ in boxes],
+            [b[2] for b in boxes],
+            [-1 if b[3] is None else b[3] for b in boxes],
         ),
     )
 

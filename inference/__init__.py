@@ -8,7 +8,7 @@ Typical use::
     detector = Detector(make_engine("cpu", path), manifest)
     detections, timings = detector.detect(frames)            # list[np.ndarray] BGR -> list[sv.Detections]
     tracked = trackers.update(camera_id, detections[i])      # CameraTrackers
-    payload = to_wire(tracked)                               # JSON-able dict for the message
+    columns = to_columns(tracked)                            # schemas.detections.DetectionColumns
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from inference.hotswap import PromotedDetector
 from inference.manifest import ModelManifest, Preprocessing, infer_manifest
 from inference.registry import IntegrityError, ModelRegistry, RegistryError
 from inference.tracking import CameraTrackers
-from inference.wire import from_wire, to_wire
+from inference.wire import from_columns, to_columns
 
 __all__ = [
     "CameraTrackers",
@@ -35,9 +35,9 @@ __all__ = [
     "TensorRTEngine",
     "TensorRTUnavailable",
     "Timings",
-    "from_wire",
+    "from_columns",
     "infer_manifest",
     "make_engine",
     "model_input_shape",
-    "to_wire",
+    "to_columns",
 ]

@@ -1,67 +1,37 @@
-"""``sv.Detections`` <-> JSON-able dict for Kafka messages.
+"""``sv.Detections`` <-> the detections codec's columns (``schemas.detections.DetectionColumns``).
 
-Columnar lists (not one dict per box) keep messages small and let both directions stay vectorised.
+The model side speaks supervision; the wire speaks the schema's columns. These two functions are
+the only bridge, so the worker, the API and batch mode write the same record.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import supervision as sv
 
-WireDetections = dict[str, Any]
+from schemas.detections import DetectionColumns
 
 
-def wire_columns(detections: sv.Detections, xyxy_decimals: int = 1, conf_decimals: int = 4) -> dict[str, Any]:
-    """The columns of ``to_wire`` as rounded numpy arrays (orjson writes them without per-box
-    Python objects); columns the detections lack are ``None``."""
+def to_columns(detections: sv.Detections) -> DetectionColumns:
+    """Columns of the detections; untracked detections (``tracker_id`` None) stay untracked.
+    Class names come with the detections (``inference.postprocess.common.finalize`` sets them)."""
     n = len(detections)
     names = detections.data.get("class_name")
-
-    def column(values: Any, dtype: type, decimals: int | None = None) -> np.ndarray | None:
-        if values is None:
-            return None
-        array = np.asarray(values, dtype)
-        return array.round(decimals) if decimals is not None else array
-
-    return {
-        "xyxy": column(detections.xyxy, np.float64, xyxy_decimals).reshape(n, 4),
-        "confidence": column(detections.confidence, np.float64, conf_decimals),
-        "class_id": column(detections.class_id, np.int64),
-        "class_name": np.asarray(names).astype(str) if names is not None else None,
-        "tracker_id": column(detections.tracker_id, np.int64),
-    }
+    return DetectionColumns.build(
+        detections.xyxy,
+        detections.confidence if detections.confidence is not None else np.ones(n),
+        detections.class_id if detections.class_id is not None else np.full(n, -1),
+        names if names is not None else np.full(n, ""),
+        detections.tracker_id,
+    )
 
 
-def to_wire(detections: sv.Detections, xyxy_decimals: int = 1, conf_decimals: int = 4) -> WireDetections:
-    """``{"xyxy", "confidence", "class_id", "class_name", "tracker_id"}``; ``tracker_id`` is ``None``
-    when the detections were not tracked, ``class_name`` entries are ``None`` when unknown."""
-    n = len(detections)
-    columns = wire_columns(detections, xyxy_decimals, conf_decimals)
-    wire = {key: value.tolist() if value is not None else [None] * n for key, value in columns.items()}
-    if columns["tracker_id"] is None:
-        wire["tracker_id"] = None
-    return wire
-
-
-def from_wire(payload: WireDetections) -> sv.Detections:
-    """Inverse of ``to_wire`` (up to rounding); tolerates missing optional keys."""
-    xyxy = np.asarray(payload.get("xyxy") or np.empty((0, 4)), np.float32).reshape(-1, 4)
-    n = len(xyxy)
-
-    def column(key: str, dtype: type) -> np.ndarray | None:
-        values = payload.get(key)
-        if values is None or len(values) != n or None in values:
-            return None
-        return np.asarray(values, dtype).reshape(n)
-
-    names = payload.get("class_name")
-    data = {"class_name": np.asarray(names, dtype=str)} if names and None not in names else {}
+def from_columns(columns: DetectionColumns) -> sv.Detections:
+    """Inverse of ``to_columns`` (up to the wire's rounding)."""
     return sv.Detections(
-        xyxy=xyxy,
-        confidence=column("confidence", np.float32),
-        class_id=column("class_id", np.int64),
-        tracker_id=column("tracker_id", np.int64),
-        data=data,
+        xyxy=columns.xyxy.astype(np.float32),
+        confidence=columns.confidence.astype(np.float32),
+        class_id=columns.class_id,
+        tracker_id=columns.tracker_id if columns.tracked else None,
+        data={"class_name": columns.class_name} if len(columns) else {},
     )

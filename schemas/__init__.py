@@ -3,7 +3,15 @@
 from schemas.alert import AlertRecord, alert_id
 from schemas.camera_event import CameraEvent
 from schemas.dead_letter import DeadLetter, dead_letter_headers, original_headers, parse_dead_letter
-from schemas.detections import DetectionArrays, DetectionsRecord, FrameRef, ModelRef, Timing
+from schemas.detections import (
+    DetectionColumns,
+    DetectionsContract,
+    DetectionsRecord,
+    FrameRef,
+    ModelRef,
+    Skipped,
+    Timing,
+)
 from schemas.errors import ContractError
 from schemas.frame import FrameMeta, parse_frame_headers
 
@@ -12,11 +20,13 @@ __all__ = [
     "CameraEvent",
     "ContractError",
     "DeadLetter",
-    "DetectionArrays",
+    "DetectionColumns",
+    "DetectionsContract",
     "DetectionsRecord",
     "FrameMeta",
     "FrameRef",
     "ModelRef",
+    "Skipped",
     "Timing",
     "alert_id",
     "dead_letter_headers",

@@ -12,11 +12,11 @@ from pathlib import Path
 from schemas.alert import AlertRecord
 from schemas.base import Contract
 from schemas.camera_event import CameraEvent
-from schemas.detections import DetectionsRecord
+from schemas.detections import DetectionsContract
 
 HERE = Path(__file__).parent
 JSON_CONTRACTS: dict[str, type[Contract]] = {
-    "detections.schema.json": DetectionsRecord,
+    "detections.schema.json": DetectionsContract,
     "alert.schema.json": AlertRecord,
     "camera_event.schema.json": CameraEvent,
 }

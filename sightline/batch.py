@@ -9,7 +9,6 @@ Runtime release the GIL, so the stages really run in parallel.
 from __future__ import annotations
 
 import contextlib
-import json
 import queue
 import threading
 import time
@@ -21,18 +20,21 @@ from typing import TextIO
 
 import av
 import numpy as np
+import orjson
 import supervision as sv
 from tqdm import tqdm
 
 from inference.detector import Detector, PreparedBatch
 from inference.tracking import CameraTrackers
-from inference.wire import to_wire
+from inference.wire import to_columns
 
 _END = object()
 IN_FLIGHT = 2  # batches between prepare and finish: enough to keep the engine busy, bounded memory
 
 Frame = tuple[int, float, np.ndarray]
 Inferred = list[tuple[PreparedBatch, list[np.ndarray]]]
+
+_JSON_LINE = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_APPEND_NEWLINE
 
 
 def _frames(path: Path, out: queue.Queue[object], stop: threading.Event, limit: int | None) -> None:
@@ -135,14 +137,13 @@ def run_batch(
         for chunk, results in detections_per_batch(video, detector, batch, limit):
             for (index, stream_ts, image), detections in zip(chunk, results, strict=True):
                 tracked = trackers.update(camera, detections, stream_ts)
-                wire = to_wire(tracked)
                 line = {
                     "camera_id": camera, "seq": index, "stream_ts": stream_ts,
                     "width": image.shape[1], "height": image.shape[0],
                     "model": {"name": detector.manifest.name, "version": detector.manifest.version},
-                    "detections": wire,
+                    "detections": to_columns(tracked).wire(),
                 }  # fmt: skip
-                out.write(json.dumps(line, separators=(",", ":")) + "\n")
+                out.write(orjson.dumps(line, option=_JSON_LINE).decode())
             count += len(chunk)
             bar.update(len(chunk))
     elapsed = time.perf_counter() - started

@@ -72,7 +72,7 @@ def test_the_audit_counts_missing_and_repeated_frames_detections_and_alerts(
         producer.produce(frames, key=b"cam", value=b"", headers=list(headers.items()))
     for offset in [0, 1, 1, 3]:  # frames 2 and 4 without detections, frame 1 twice
         rec = record("cam", offset, base + offset, [], frames_topic=frames)
-        rec = rec.model_copy(update={"frame": rec.frame.model_copy(update={"offset": offset})})
+        rec = rec.replace(frame=rec.frame.model_copy(update={"offset": offset}))
         producer.produce(dets, key=b"cam", value=rec.encode())
     producer.flush(10)
     write_config(config, tmp_path / "sightline.yaml")

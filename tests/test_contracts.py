@@ -95,7 +95,7 @@ def test_detections_and_alert_contracts_reject_wrong_versions_and_shapes() -> No
             "tracker_id": [None],
         },
     }
-    assert DetectionsRecord.decode(json.dumps(record)).detections.class_name == ["person"]
+    assert DetectionsRecord.decode(json.dumps(record)).detections.class_name.tolist() == ["person"]
     with pytest.raises(ContractError, match="schema_version"):
         DetectionsRecord.decode(json.dumps({**record, "schema_version": 2}))
     bad = {**record, "detections": {**record["detections"], "confidence": []}}

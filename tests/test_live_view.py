@@ -285,7 +285,7 @@ def test_live_view_draws_boxes_at_the_camera_rate_and_shows_each_alert_once(
             # A box in the overlay colour along the bus's detected edges, on the frame shown.
             record, _ = app.state.tail_state.latest("lobby")
             d = record.detections
-            bus = d.class_name.index("bus")
+            bus = d.class_name.tolist().index("bus")
             color = box_color(d.class_id[bus], d.tracker_id[bus])
             frame = _shown_frame(page)
             assert frame.shape == (1080, 810, 3)

@@ -70,7 +70,7 @@ def test_bus_photo_yields_a_bus_and_people(stack: Stack, model_registry: Path, b
     [record] = _detections(config, expected=1)
     names = Counter(record.detections.class_name)
     assert names["bus"] >= 1 and names["person"] >= 4, names
-    bus = record.detections.xyxy[record.detections.class_name.index("bus")]
+    bus = record.detections.xyxy[record.detections.class_name.tolist().index("bus")]
     assert bus[2] - bus[0] > 500, "boxes are in the original frame's pixels (810 wide)"
     assert record.model.name == "nanodet-m"
     assert record.timing.inference_ms > 0 and record.timing.batch_size >= 1

@@ -21,7 +21,7 @@ from prometheus_client import Gauge, Histogram
 
 from inference.detector import Detector
 from inference.detector_source import DetectorSource
-from inference.wire import to_wire
+from inference.wire import to_columns
 from sightline.api.errors import ApiError
 from sightline.config import SightlineConfig
 
@@ -176,12 +176,9 @@ class DetectBatcher:
         BATCH_SIZE.observe(len(images))
         out = []
         for dets in detections:
-            wire = to_wire(dets)
-            if wire["tracker_id"] is None:
-                wire["tracker_id"] = [None] * len(dets)
             out.append(
                 {
-                    "detections": wire,
+                    "detections": to_columns(dets).as_lists(),
                     "model": {"name": detector.manifest.name, "version": detector.manifest.version},
                     "timing": {
                         "preprocess_ms": round(timings.preprocess_ms, 3),

@@ -84,7 +84,7 @@ class FrameRenderer:
             raise NoFrame("the frame record is no longer available")
         shapes = overlays(self.rules.get(camera_id))
         jpeg = render_jpeg(payload, record, shapes, self.quality)
-        return Annotated(record.seq, record.capture_ns, len(record.detections.xyxy), jpeg)
+        return Annotated(record.seq, record.capture_ns, len(record.detections), jpeg)
 
 
 def _offer(queue: asyncio.Queue[Annotated], frame: Annotated) -> None:

@@ -91,17 +91,17 @@ def draw(image: np.ndarray, record: DetectionsRecord, shapes: list[dict[str, Any
             cv2.line(out, tuple(pts[0]), tuple(pts[1]), color, 2, cv2.LINE_AA)
         cv2.putText(out, shape["name"], tuple(pts[0]), cv2.FONT_HERSHEY_SIMPLEX, 0.5, color, 1, cv2.LINE_AA)
     d = record.detections
-    if not d.xyxy:
+    if not len(d):
         return out
     detections = sv.Detections(
-        xyxy=np.asarray(d.xyxy, np.float32).reshape(-1, 4),
-        confidence=np.asarray(d.confidence, np.float32),
-        class_id=np.asarray(d.class_id, np.int64),
+        xyxy=d.xyxy.astype(np.float32), confidence=d.confidence.astype(np.float32), class_id=d.class_id
     )
-    keys = np.asarray([color_key(c, t) for c, t in zip(d.class_id, d.tracker_id, strict=True)], np.int64)
+    keys = np.where(d.tracker_id >= 0, d.tracker_id, d.class_id)  # color_key, for every box at once
     labels = [
-        f"{'#' + str(t) + ' ' if t is not None and t >= 0 else ''}{name} {conf:.2f}"
-        for name, conf, t in zip(d.class_name, d.confidence, d.tracker_id, strict=True)
+        f"{'#' + str(t) + ' ' if t >= 0 else ''}{name} {conf:.2f}"
+        for name, conf, t in zip(
+            d.class_name.tolist(), d.confidence.tolist(), d.tracker_id.tolist(), strict=True
+        )
     ]
     out = BOXES.annotate(out, detections, custom_color_lookup=keys)
     return LABELS.annotate(out, detections, labels=labels, custom_color_lookup=keys)

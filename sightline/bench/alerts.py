@@ -244,7 +244,7 @@ def _run(
         producer.poll(0)
     producer.flush(60)
     backlog = len(sent)
-    boxes = sum(len(r.detections.xyxy) for r in sent) / backlog
+    boxes = sum(len(r.detections) for r in sent) / backlog
     log(f"published {backlog} records ({boxes:.1f} boxes each); starting the processor")
     env = {**os.environ, SECRET_ENV: secret}
     proc_log = (tmp / "processor.log").open("wb")
@@ -288,7 +288,7 @@ def _run(
         end_at = next_at + options.latency_s
         i = 0
         while time.monotonic() < end_at and i < len(planned):
-            publish(planned[i].model_copy(update={"capture_ns": time.time_ns()}))
+            publish(planned[i].replace(capture_ns=time.time_ns()))
             producer.poll(0)
             i += 1
             next_at += interval

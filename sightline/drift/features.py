@@ -42,6 +42,6 @@ def output_stats(record: DetectionsRecord) -> tuple[dict[str, float], Counter[st
     """Numeric output features of one frame (mean confidence only if it has boxes) and its class counts."""
     d = record.detections
     stats = {"detections_per_frame": float(len(d.xyxy))}
-    if d.confidence:
+    if len(d):
         stats["mean_confidence"] = float(np.mean(d.confidence))
-    return stats, Counter(d.class_name)
+    return stats, Counter(d.class_name.tolist())

@@ -86,7 +86,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
 def test_replay_rules_is_deterministic_for_files_and_topic_ranges(stack: Stack, tmp_path: Path) -> None:
     records = checkout_records() + factory_records()
     data = tmp_path / "detections.jsonl"
-    data.write_text("".join(r.model_dump_json() + "\n" for r in records))
+    data.write_text("".join(r.encode().decode() + "\n" for r in records))
     rules = tmp_path / "rules.yaml"
     rules.write_text(yaml.safe_dump(RULES))
     first = run_cli("test-rules", "--from", str(data), "--rules", str(rules))
