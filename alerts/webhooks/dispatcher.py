@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import logging
 
-import httpx
 from redis.asyncio import Redis
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential
 
@@ -36,10 +35,9 @@ class Dispatcher:
         settings: AlertsSettings,
         redis: Redis,
         dead_letters: DeadLetterSink,
-        transport: httpx.AsyncBaseTransport | None = None,
     ) -> Dispatcher:
         ledger = DeliveryLedger(redis, settings.redis_prefix, settings.dedup_ttl_s)
-        endpoints = [Endpoint(w, ledger, transport=transport) for w in settings.webhooks]
+        endpoints = [Endpoint(w, ledger) for w in settings.webhooks]
         return cls(endpoints, dead_letters)
 
     async def dispatch(
