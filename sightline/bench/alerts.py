@@ -1,10 +1,13 @@
 """`sightline bench alerts`: synthetic detections through the real processor to a real receiver.
 
 Phase 1 (throughput): a backlog of records is published first, then the processor is started
-and timed until its Redis checkpoint has covered them all. Phase 2 (latency): records are
-published at a steady rate with capture time = now, and capture-to-acknowledgement latency is
-read at the receiver. Every alert the engine computes offline from the same records must
-arrive exactly once (`lost` and `duplicates` both 0).
+and timed until its Redis checkpoint has covered them all (`records_per_s`, and `boxes_per_s`
+for the boxes those records carry). With `processors` > 1 the others (same app id, each its own
+static member id) start once a third of the backlog is checkpointed, so the partitions are
+rebalanced in the middle of the run. Phase 2 (latency): records are published at a steady rate
+with capture time = now, and capture-to-acknowledgement latency is read at the receiver. Every
+alert the engine computes offline from the same records must arrive exactly once (`lost` and
+`duplicates` both 0).
 """
 
 from __future__ import annotations
@@ -46,6 +49,9 @@ class BenchOptions:
     cameras: int = 8
     rate: float = 0.0
     latency_s: float = 20.0
+    processors: int = 1
+    # Where to write a pyinstrument profile of the first processor (text), or None.
+    profile: Path | None = None
 
 
 def bench_rules(cameras: list[str]) -> dict[str, Any]:
@@ -164,6 +170,23 @@ def _committed(config: SightlineConfig) -> int:
     return asyncio.run(read())
 
 
+def _log_path(tmp: Path, k: int) -> Path:
+    return tmp / f"processor-{k}.log"
+
+
+def _start_processor(
+    cfg_path: Path, tmp: Path, k: int, tag: str, secret: str, profile: Path | None
+) -> subprocess.Popen[bytes]:
+    """`sightline alerts run` number k, its own static member id; under pyinstrument if asked."""
+    env = {**os.environ, SECRET_ENV: secret, "SIGHTLINE_ALERTS__INSTANCE_ID": f"{tag}-{k}"}
+    command = [sys.executable, "-m"]
+    if profile is not None:
+        command += ["pyinstrument", "-o", str(profile), "-r", "text", "--show-all", "-m"]
+    command += ["sightline.cli", "alerts", "run", "-c", str(cfg_path)]
+    with _log_path(tmp, k).open("wb") as out:
+        return subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+
+
 def run_bench(
     config: SightlineConfig, options: BenchOptions, *, private_stack: bool, log: Callable[[str], None]
 ) -> dict[str, Any]:
@@ -246,14 +269,7 @@ def _run(
     backlog = len(sent)
     boxes = sum(len(r.detections) for r in sent) / backlog
     log(f"published {backlog} records ({boxes:.1f} boxes each); starting the processor")
-    env = {**os.environ, SECRET_ENV: secret}
-    proc_log = (tmp / "processor.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sightline.cli", "alerts", "run", "-c", str(cfg_path)],
-        env=env,
-        stdout=proc_log,
-        stderr=subprocess.STDOUT,
-    )
+    procs = [_start_processor(cfg_path, tmp, 1, tag, secret, options.profile)]
     try:
         t_first = t_done = None
         deadline = time.monotonic() + 600
@@ -265,12 +281,21 @@ def _run(
             if done >= backlog:
                 t_done = now
                 break
-            if proc.poll() is not None:
-                raise RuntimeError(f"processor exited: {(tmp / 'processor.log').read_text()[-3000:]}")
+            if len(procs) < options.processors and done >= backlog // 3:
+                log(f"{done} records checkpointed; starting {options.processors - 1} more processor(s)")
+                procs += [
+                    _start_processor(cfg_path, tmp, k, tag, secret, None)
+                    for k in range(2, options.processors + 1)
+                ]
+            for k, proc in enumerate(procs, 1):
+                if proc.poll() is not None:
+                    raise RuntimeError(f"processor {k} exited: {_log_path(tmp, k).read_text()[-3000:]}")
             time.sleep(0.05)
         if t_first is None or t_done is None:
             raise RuntimeError("processor did not catch up with the backlog in 600 s")
         throughput = (backlog - first_done) / max(t_done - t_first, 1e-6)
+        if len(procs) < options.processors:
+            raise RuntimeError("the backlog was done before the other processors started; use more --records")
         log(f"throughput phase: {throughput:.0f} records/s; draining its alerts to the receiver")
         rule_set = RulesSettings(**rules)
         backlog_alerts = {a.alert_id for a in evaluate(rule_set, _camera_order(sent, cameras), flush=False)}
@@ -301,14 +326,17 @@ def _run(
         _wait(lambda: expected <= set(receiver.ids()), 120)
         time.sleep(1.0)  # a duplicate would show up now
     finally:
-        stop_process(proc, 30)
+        for proc in procs:
+            stop_process(proc, 30)
         receiver.stop()
     counts = receiver.ids()
     latencies = [
         (d.received_ns - d.capture_ns) / 1e6 for d in receiver.deliveries if d.capture_ns >= phase2_start
     ]
     return {
-        "detections_per_s": round(throughput, 1),
+        "records_per_s": round(throughput, 1),
+        "boxes_per_s": round(throughput * boxes),
+        "processors": options.processors,
         "p99_ms": round(_percentile(latencies, 0.99), 1),
         "p50_ms": round(_percentile(latencies, 0.50), 1),
         "latency_samples": len(latencies),

@@ -169,14 +169,27 @@ def bench(
     private_stack: Annotated[
         bool, typer.Option(help="Start a throw-away Kafka + Redis instead of the configured dev stack.")
     ] = False,
+    processors: Annotated[
+        int, typer.Option(min=1, help="Processors sharing the partitions; the others start mid-run.")
+    ] = 1,
+    profile: Annotated[
+        Path | None, typer.Option(help="Write a pyinstrument profile (text) of the first processor here.")
+    ] = None,
 ) -> None:
-    """Alert processors: sustained detections/s, capture-to-webhook p99, lost and duplicates."""
+    """Alert processors: sustained records/s and boxes/s, capture-to-webhook p99, lost and duplicates."""
     from sightline.bench.alerts import BenchOptions, run_bench
     from sightline.commands.common import print_json_line
 
     _logging("warning")
     cfg = _config(config)
-    options = BenchOptions(records=records, cameras=cameras, rate=rate, latency_s=latency_seconds)
+    options = BenchOptions(
+        records=records,
+        cameras=cameras,
+        rate=rate,
+        latency_s=latency_seconds,
+        processors=processors,
+        profile=profile.resolve() if profile is not None else None,
+    )
     result = run_bench(cfg, options, private_stack=private_stack, log=lambda m: print(m, file=sys.stderr))
     if not as_json:
         for key, value in result.items():
