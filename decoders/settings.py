@@ -28,6 +28,11 @@ class CameraSettings(Section):
     stall_timeout_s: float = Field(10.0, gt=0)
     reconnect_initial_s: float = Field(0.5, gt=0)
     reconnect_max_s: float = Field(30.0, gt=0)
+    # What the inference worker does when it falls behind this camera: `complete` runs every frame
+    # in order, `realtime` skips frames older than `max_age_ms` (default `inference.max_frame_age_ms`)
+    # and says so in their detections records. None: realtime for live sources, complete for files.
+    freshness: Literal["complete", "realtime"] | None = None
+    max_age_ms: float | None = Field(None, gt=0)
 
     @field_validator("url")
     @classmethod
@@ -47,6 +52,10 @@ class CameraSettings(Section):
     @property
     def is_live(self) -> bool:
         return urlparse(self.url).scheme in LIVE_SCHEMES
+
+    @property
+    def freshness_policy(self) -> Literal["complete", "realtime"]:
+        return self.freshness or ("realtime" if self.is_live else "complete")
 
     @property
     def path(self) -> Path:

@@ -19,6 +19,7 @@ import supervision as sv
 from confluent_kafka import KafkaError, Message, TopicPartition
 
 from inference.records import BatchTiming
+from schemas.detections import Skipped
 from schemas.frame import FrameMeta
 
 if TYPE_CHECKING:
@@ -39,11 +40,21 @@ class Rejected:
     reason: str
 
 
+@dataclass(slots=True)
+class SkippedFrame:
+    """A realtime camera's frame too old to run (inference/freshness.py): published as a skipped record."""
+
+    msg: Message
+    meta: FrameMeta
+    skipped: Skipped
+
+
 @dataclass
 class Batch:
     opened: float
     jobs: list[FrameJob] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
+    skipped: list[SkippedFrame] = field(default_factory=list)
     next_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
     first_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
     # Filled in by the pipeline's stages, in order (see inference/pipeline.py).
@@ -75,7 +86,7 @@ class Batch:
             into[key] = min(into.get(key, offset), offset)
 
     def is_empty(self) -> bool:
-        return not self.jobs and not self.rejected
+        return not self.jobs and not self.rejected and not self.skipped
 
     def age_ms(self, now: float | None = None) -> float:
         return ((now or time.monotonic()) - self.opened) * 1e3

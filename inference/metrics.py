@@ -45,6 +45,17 @@ FRAME_STAGE_SECONDS = Histogram(
     buckets=(0.002, 0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1, 2, 5),
 )
 FRAME_STAGE_CHILDREN = tuple(FRAME_STAGE_SECONDS.labels(stage) for stage in FRAME_STAGES)
+SKIPPED = Counter(
+    "sightline_inference_frames_skipped_total",
+    "Frames of realtime cameras not run through the model because they were older than the "
+    "camera's max age when the worker could take them (each still gets a detections record)",
+    ["camera", "reason"],
+)
+CAMERA_FRAME_AGE = Gauge(
+    "sightline_inference_camera_frame_age_seconds",
+    "Age of the camera's newest frame when the worker took it (capture to fetch)",
+    ["camera"],
+)
 MODEL_INFO = Gauge(
     "sightline_inference_model_info", "1 for the model version being served", ["model", "version"]
 )

@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from functools import partial
 
+import supervision as sv
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from inference import metrics
-from inference.batching import Batch, FrameJob, Rejected
+from inference.batching import Batch, FrameJob, Rejected, SkippedFrame
 from inference.parts import WorkerParts
-from inference.records import BatchTiming, detections_headers, detections_record
+from inference.records import BatchTiming, detections_headers, detections_record, skipped_record
 from schemas.dead_letter import dead_letter_headers
 from streams.kafka import produce_when_room
 
@@ -37,15 +38,21 @@ class Outbox:
         self.message_max_bytes = message_max_bytes
 
     def publish(self, producer: Producer, batch: Batch) -> None:
-        """Track, produce the detections of every good frame, a tracker snapshot per camera, and
-        the batch's dead letters. Delivery reports land on ``batch``."""
+        """Track, produce the detections of every good frame and the record of every skipped one
+        (together in record order, so each camera's records keep their `seq` order), a tracker
+        snapshot per camera, and the batch's dead letters. Delivery reports land on ``batch``."""
         detector = batch.detector
         produced_ns = time.time_ns()
         produced_at = time.monotonic()
-        if batch.good:
-            assert detector is not None and batch.timing is not None
+        if batch.good or batch.skipped:
+            assert detector is not None
             model = (detector.manifest.name, detector.manifest.version)
-            for job, detections in zip(batch.good, batch.results, strict=True):
+            ran = zip(batch.good, batch.results, strict=True)
+            for job, detections in _in_record_order(ran, batch.skipped):
+                if isinstance(job, SkippedFrame):
+                    self._produce_skipped(producer, batch, job, model, produced_ns)
+                    continue
+                assert detections is not None and batch.timing is not None
                 meta = job.meta
                 tracked = self.parts.trackers.update(
                     meta.camera_id,
@@ -75,6 +82,8 @@ class Outbox:
                     produced_ns=produced_ns,
                 )
                 self._produce_detections(producer, batch, value, job)
+        if batch.good:
+            assert batch.timing is not None
             self.parts.tracker_state.publish(
                 producer, [(j.meta.camera_id, j.msg.partition()) for j in batch.good], batch
             )
@@ -89,9 +98,21 @@ class Outbox:
         metrics.PREPROCESS_SECONDS.observe(timing.preprocess_ms / 1e3)
         metrics.INFERENCE_SECONDS.observe(timing.inference_ms / 1e3)
 
-    def _produce_detections(self, producer: Producer, batch: Batch, value: bytes, job: FrameJob) -> None:
+    def _produce_skipped(
+        self, producer: Producer, batch: Batch, frame: SkippedFrame, model: tuple[str, str], produced_ns: int
+    ) -> None:
+        metrics.SKIPPED.labels(frame.meta.camera_id, frame.skipped.reason).inc()
+        value = skipped_record(frame.msg, frame.meta, frame.skipped, model=model, produced_ns=produced_ns)
+        self._produce_detections(producer, batch, value, frame)
+        self.parts.stats.skipped += 1
+
+    def _produce_detections(
+        self, producer: Producer, batch: Batch, value: bytes, job: FrameJob | SkippedFrame
+    ) -> None:
         meta = job.meta
-        callback = partial(self._on_delivered, batch, meta.camera_id, meta.capture_ns)
+        # A skipped frame's age is the policy at work, not how long detection took: not observed.
+        ran_ns = meta.capture_ns if isinstance(job, FrameJob) else None
+        callback = partial(self._on_delivered, batch, meta.camera_id, ran_ns)
         key = meta.camera_id.encode()
         error = self._send(
             producer, batch, self.detections_topic, key, value, detections_headers(meta), callback
@@ -152,13 +173,24 @@ class Outbox:
         return None
 
     def _on_delivered(
-        self, batch: Batch, camera: str, capture_ns: int, err: KafkaError | None, _msg: Message
+        self, batch: Batch, camera: str, capture_ns: int | None, err: KafkaError | None, _msg: Message
     ) -> None:
         if err is None:
             metrics.DETECTIONS_OUT.labels(camera).inc()
-            self.parts.on_ack(camera, capture_ns)
+            if capture_ns is not None:
+                self.parts.on_ack(camera, capture_ns)
         batch.delivered(err)
 
 
 def _delivered(batch: Batch, err: KafkaError | None, _msg: Message) -> None:
     batch.delivered(err)
+
+
+def _in_record_order(
+    ran: Iterable[tuple[FrameJob, sv.Detections]], skipped: list[SkippedFrame]
+) -> list[tuple[FrameJob | SkippedFrame, sv.Detections | None]]:
+    """Run and skipped frames merged by (partition, offset): the order their records must keep."""
+    items: list[tuple[FrameJob | SkippedFrame, sv.Detections | None]] = [*ran, *((s, None) for s in skipped)]
+    if skipped:
+        items.sort(key=lambda item: (item[0].msg.partition(), item[0].msg.offset()))
+    return items

@@ -22,6 +22,7 @@ class WorkerStats:
     frames: int = 0
     records: int = 0
     dead_letters: int = 0
+    skipped: int = 0  # records of frames a realtime camera's policy skipped (also in `records`)
     batches: int = 0
     first_fetch: float | None = None  # monotonic time of the first frame, for throughput figures
     last_ack: float | None = None  # monotonic time of the last acknowledged detections record

@@ -10,6 +10,8 @@ from pydantic import Field
 
 from streams.settings import Section, StreamsConfig
 
+Freshness = Literal["complete", "realtime"]
+
 
 class InferenceSettings(Section):
     model: str = "nanodet-m"
@@ -38,6 +40,14 @@ class InferenceSettings(Section):
     delivery: Literal["at-least-once", "exactly-once"] = "at-least-once"
     # Frames from cameras not listed under `cameras:` go to the dead-letter topic when true.
     reject_unknown_cameras: bool = False
+    # Freshness (per camera, `cameras[].freshness`): `complete` runs every frame in order; `realtime`
+    # skips a frame older than the camera's `max_age_ms` when the worker takes it, and publishes a
+    # record saying so. Live sources default to realtime, files to complete; cameras not listed
+    # under `cameras:` get `unknown_camera_freshness`.
+    unknown_camera_freshness: Freshness = "complete"
+    max_frame_age_ms: float = Field(
+        800.0, gt=0, description="Default max age of a realtime camera's frame when the worker takes it."
+    )
     # At-least-once: partitions pause while this many batches wait for Kafka's acks (bounds memory).
     max_in_flight_batches: int = Field(8, ge=1)
     # Exactly-once: one transaction covers every batch finished within this interval (a transaction
@@ -63,10 +73,14 @@ class InferenceSettings(Section):
 
 
 class CameraId(Protocol):
-    """All the worker knows of a configured camera: its id (the decoders own the rest)."""
+    """All the worker knows of a configured camera: its id and freshness (the decoders own the rest)."""
 
     @property
     def id(self) -> str: ...
+    @property
+    def freshness_policy(self) -> Freshness: ...
+    @property
+    def max_age_ms(self) -> float | None: ...
 
 
 class WorkerConfig(StreamsConfig, Protocol):

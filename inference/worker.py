@@ -23,12 +23,13 @@ from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPa
 
 from inference import metrics
 from inference.at_least_once import AtLeastOnce, DeliveryFailed
-from inference.batching import Batch, FrameJob, Rejected
+from inference.batching import Batch, FrameJob, Rejected, SkippedFrame
 from inference.commits import OffsetCommits
 from inference.detector import Detector
 from inference.detector_source import DetectorSource
 from inference.exactly_once import ExactlyOnce, TransactionsUnavailable, send_offsets_with_deadline
 from inference.frames import accept_frame_record, frame_payload, load_image
+from inference.freshness import FreshnessPolicy
 from inference.kafka_health import KafkaWatch
 from inference.outbox import Outbox
 from inference.parts import WorkerParts, WorkerStats
@@ -88,6 +89,9 @@ class InferenceWorker:
             config.redis.url, config.frames.claim_check_ttl_s, health=self.health, stop=self.stop
         )
         self.known_cameras = {c.id for c in config.cameras}
+        self.freshness = FreshnessPolicy(
+            config.cameras, unknown=inf.unknown_camera_freshness, default_max_age_ms=inf.max_frame_age_ms
+        )
         self.decode_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="jpeg")
         self.in_flight: deque[Batch] = deque()  # handed to the pipeline, not yet committed
         self.open_batch: Batch | None = None
@@ -168,6 +172,12 @@ class InferenceWorker:
             )
         except ContractError as exc:
             batch.rejected.append(Rejected(msg, exc.reason))
+            return
+        now_ns = time.time_ns()
+        metrics.CAMERA_FRAME_AGE.labels(meta.camera_id).set(max(0, now_ns - meta.capture_ns) / 1e9)
+        skipped = self.freshness.check(meta, now_ns)
+        if skipped is not None:  # never decoded: catching up costs a record, not a model run
+            batch.skipped.append(SkippedFrame(msg, meta, skipped))
             return
         if self.gpu_decode is not None and meta.encoding == "jpeg":  # decoded a batch at a time
             future = self.decode_pool.submit(

@@ -19,9 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import yaml
 from confluent_kafka import TopicPartition
 from confluent_kafka.admin import AdminClient
+from prometheus_client.parser import text_string_to_metric_families
 
 from alerts.webhooks.signing import new_secret
 from sightline.assets import fetch_registered_model, media_path
@@ -155,8 +157,9 @@ class Demo:
             seen = len(deliveries)
             by_type = Counter(d.type for d in deliveries)
             elapsed = time.monotonic() - started
+            freshness = worker_freshness(self.base.metrics.inference_port)
             say(f"[{elapsed:5.0f}s] frames {counts['frames']}  detections {counts['detections']}  "
-                f"alerts {counts['alerts']}  webhooks {dict(by_type)}")  # fmt: skip
+                f"alerts {counts['alerts']}  webhooks {dict(by_type)}{freshness}")  # fmt: skip
             self.exited = [
                 StageExit(name, proc.pid, proc.returncode, self.log_path(name))
                 for name, proc in self.children.items()
@@ -188,6 +191,26 @@ class Demo:
             self.relay.kill()
         if self.receiver is not None:
             self.receiver.stop()
+
+
+def worker_freshness(port: int) -> str:
+    """What the worker says of each camera's freshness (its metrics): the age of the newest frame
+    it took, and the frames it skipped to stay real time. Empty while the worker is not up."""
+    try:
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=1.0).text
+    except httpx.HTTPError:
+        return ""
+    ages: dict[str, float] = {}
+    skipped: Counter[str] = Counter()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            camera = sample.labels.get("camera", "")
+            if sample.name == "sightline_inference_camera_frame_age_seconds":
+                ages[camera] = sample.value
+            elif sample.name == "sightline_inference_frames_skipped_total":
+                skipped[camera] += int(sample.value)
+    parts = [f"{cam} taken at {age:.1f} s, skipped {skipped[cam]}" for cam, age in sorted(ages.items())]
+    return f"\n        worker: {'; '.join(parts)}" if parts else ""
 
 
 def say(message: str) -> None:

@@ -131,7 +131,9 @@ def test_bad_records_go_to_the_dead_letter_topic_and_the_worker_carries_on(
     stack: Stack, model_registry: Path, bus_jpg: Path
 ) -> None:
     config = _worker_config(stack, model_registry, "dlq")
-    config.cameras = [CameraSettings(id="cam1", url="rtsp://10.0.0.1/x")]
+    # complete: its frames are published before the worker starts, and each must be decoded (a
+    # realtime camera's stale frame is skipped undecoded: test_a_realtime_camera_skips_...).
+    config.cameras = [CameraSettings(id="cam1", url="rtsp://10.0.0.1/x", freshness="complete")]
     config.inference.reject_unknown_cameras = True
     config.frames.max_frame_bytes = 500_000
     jpeg = bus_jpg.read_bytes()
@@ -301,3 +303,39 @@ def test_exactly_once_groups_finished_batches_into_one_transaction_per_interval(
     assert 0 < transactions <= stats.batches / 3, f"{transactions} transactions for {stats.batches} batches"
     seqs = Counter(r.seq for r in _detections(config, expected=frames))
     assert seqs == Counter(range(frames)), "every frame exactly once"
+
+
+@pytest.mark.parametrize("delivery", ["at-least-once", "exactly-once"])
+def test_a_realtime_camera_skips_stale_frames_and_says_so_a_complete_camera_runs_them_all(
+    stack: Stack, model_registry: Path, bus_jpg: Path, delivery: str
+) -> None:
+    config = _worker_config(stack, model_registry, f"fresh-{delivery[:5]}")
+    config.inference.delivery = delivery  # type: ignore[assignment]
+    config.cameras = [
+        CameraSettings(id="cam-live", url="rtsp://10.0.0.1/x", max_age_ms=30_000),  # live: realtime
+        CameraSettings(id="cam-file", url=str(bus_jpg)),  # a file: complete
+    ]
+    jpeg = bus_jpg.read_bytes()
+    producer = make_producer(config.kafka)
+    now = time.time_ns()
+    for seq in range(8):  # a backlog: seq 0-4 two minutes old, 5-7 fresh
+        capture_ns = now - 120 * 10**9 if seq < 5 else now
+        for camera in ("cam-live", "cam-file"):
+            meta = FrameMeta(camera, seq, capture_ns, 810, 1080)
+            topic = config.topics.frames.name
+            producer.produce(topic, key=camera.encode(), value=jpeg, headers=meta.headers())
+    producer.flush(10)
+    stats = InferenceWorker(config, worker_id=f"fresh-{delivery[:5]}").run(max_idle_s=3)
+    assert stats.skipped == 5 and stats.dead_letters == 0
+    records = _detections(config, expected=16)
+    by_camera = {cam: [r for r in records if r.camera_id == cam] for cam in ("cam-live", "cam-file")}
+    for camera, own in by_camera.items():
+        assert [r.seq for r in own] == list(range(8)), f"{camera}: one record per frame, in seq order"
+    live = by_camera["cam-live"]
+    for r in live[:5]:
+        assert r.skipped is not None and r.skipped.reason == "stale" and r.timing is None
+        assert r.skipped.max_age_ms == 30_000 and r.skipped.age_ms >= 120_000
+        assert len(r.detections) == 0
+    for r in live[5:] + by_camera["cam-file"]:
+        assert r.skipped is None and r.timing is not None
+        assert "bus" in r.detections.class_name.tolist(), "a frame that was run has its boxes"

@@ -147,7 +147,8 @@ function card(cam) {
   el.className = "camera";
   el.dataset.camera = cam.camera_id;
   el.innerHTML = '<img alt=""><div class="meta"><b class="name"></b><span class="state"></span>' +
-    '<span class="view"></span><span class="fps"></span><span class="age"></span><span class="lag"></span>' +
+    '<span class="view"></span><span class="fps"></span><span class="age"></span>' +
+    '<span class="behind"></span><span class="skipped"></span><span class="lag"></span>' +
     '<span class="note">waiting for frames…</span></div>';
   el.querySelector(".name").textContent = cam.camera_id;
   const img = el.querySelector("img");
@@ -179,6 +180,10 @@ function showCameras(list) {
       "camera " + cam.fps_in + " fps / detections " + cam.fps_out + " fps";
     c.el.querySelector(".age").textContent =
       cam.last_frame_age_s === null ? "" : "age " + cam.last_frame_age_s.toFixed(1) + " s";
+    c.el.querySelector(".behind").textContent =
+      cam.detections_age_s === null ? "" : "boxes " + cam.detections_age_s.toFixed(1) + " s behind";
+    c.el.querySelector(".skipped").textContent = cam.skipped === 0 ? "" :
+      "skipped " + cam.skipped + (cam.skipped_per_s > 0 ? " (" + cam.skipped_per_s + "/s)" : "");
     c.el.querySelector(".lag").textContent = cam.inference_lag === null ? "" : "lag " + cam.inference_lag;
   }
 }

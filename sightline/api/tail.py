@@ -81,7 +81,10 @@ class CameraState:
     last_capture_ns: int | None = None
     last_seen_ns: int = 0  # newest capture or event time: cameras unseen for long leave the live view
     partitions: set[int] = field(default_factory=set)
-    latest: DetectionsRecord | None = None
+    latest: DetectionsRecord | None = None  # the newest frame the model ran on (never a skipped one)
+    # Frames the worker skipped under the camera's realtime policy (seen since this process started).
+    skipped: int = 0
+    skipped_rate: Rate = field(default_factory=Rate)
     frames: OrderedDict[tuple[str, int, int], bytes] = field(default_factory=OrderedDict)
 
 
@@ -142,8 +145,12 @@ class TailState:
     def on_detections(self, record: DetectionsRecord, now: float) -> None:
         with self.lock:
             cam = self._camera(record.camera_id)
-            cam.fps_out.add(record.capture_ns / 1e9, now)
             cam.last_seen_ns = max(cam.last_seen_ns, record.capture_ns)
+            if record.skipped is not None:  # not seen: nothing to draw, and no detections out
+                cam.skipped += 1
+                cam.skipped_rate.add(record.capture_ns / 1e9, now)
+                return
+            cam.fps_out.add(record.capture_ns / 1e9, now)
             newer = cam.latest is None or record.capture_ns >= cam.latest.capture_ns
             if newer:
                 cam.latest = record
@@ -196,6 +203,13 @@ class TailState:
                         "last_frame_age_s": (
                             round((now_ns - cam.last_capture_ns) / 1e9, 3) if cam.last_capture_ns else None
                         ),
+                        # How far behind the camera the boxes shown are: capture of the newest frame
+                        # the model ran on, to now (the frame age above is the decoder's side only).
+                        "detections_age_s": (
+                            round((now_ns - cam.latest.capture_ns) / 1e9, 3) if cam.latest else None
+                        ),
+                        "skipped": cam.skipped,
+                        "skipped_per_s": round(cam.skipped_rate.per_second(now), 2),
                         "frames_partitions": sorted(cam.partitions),
                         "inference_lag": sum(lag) if lag else None,
                         "model": cam.latest.model.model_dump() if cam.latest else None,

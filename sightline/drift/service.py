@@ -132,6 +132,8 @@ class DriftService:
 
     def _detections(self, msg: Message) -> None:
         record = DetectionsRecord.decode(msg.value() or b"")
+        if record.skipped is not None:  # not seen: an empty frame would read as "fewer detections"
+            return
         values, classes = output_stats(record)
         self.stats.detections += 1
         self._publish(self.monitor.add(record.camera_id, record.capture_ns, {**values, CLASS_MIX: classes}))
