@@ -31,18 +31,22 @@ from dataclasses import dataclass
 import numpy as np
 import supervision as sv
 
-from inference.batching import Batch, FrameJob, Rejected
+from inference.batching import Batch, FrameJob, Rejected, SkippedFrame
 from inference.detector import Detector, PreparedBatch
 from inference.engines import PendingOutputs
 from inference.frames import check_decoded_size, decode_image
 from inference.preprocess import BufferPool
 from inference.records import BatchTiming
+from schemas.detections import Skipped
 from schemas.errors import ContractError
+from schemas.frame import FrameMeta
 from streams.claimcheck import ClaimCheckUnavailable
 
 log = logging.getLogger(__name__)
 
 GpuDecode = Callable[[list[bytes]], "list[np.ndarray] | None"]
+# Why a frame is skipped when its batch is taken at this time (ns), or None (inference/freshness.py).
+StaleCheck = Callable[[FrameMeta, int], "Skipped | None"]
 _Item = tuple[Batch, list[PreparedBatch], list[list[np.ndarray]], float, float]
 
 
@@ -65,8 +69,12 @@ class StagedPipeline:
         depth: int = 2,
         frame_pool: BufferPool | None = None,
         gpu_decode: GpuDecode | None = None,
+        stale: StaleCheck | None = None,
     ) -> None:
         self._current_detector = current_detector
+        # Realtime cameras: a frame is checked again when its batch is taken for the model, the
+        # moment the worker really can take it (a full pipeline holds batches for a while).
+        self._stale = stale
         # nvJPEG: jobs then yield checked JPEG bytes, decoded here a batch at a time; it returns
         # None when some payload failed, and the CPU decoder sorts out which one and why.
         self._gpu_decode = gpu_decode
@@ -206,8 +214,14 @@ class StagedPipeline:
         batch.started = time.monotonic()
         jobs: list[FrameJob] = []
         values: list[np.ndarray | bytes | ContractError] = []
+        now_ns = time.time_ns()
         for job in batch.jobs:
             assert job.image is not None
+            skipped = self._stale(job.meta, now_ns) if self._stale is not None else None
+            if skipped is not None:
+                self._drop_image(job)
+                batch.skipped.append(SkippedFrame(job.msg, job.meta, skipped))
+                continue
             try:
                 values.append(job.image.result())
             except ContractError as exc:
@@ -233,6 +247,16 @@ class StagedPipeline:
             for image in images:
                 self._frame_pool.give(image)
         return prepared
+
+    def _drop_image(self, job: FrameJob) -> None:
+        """A skipped frame's decoded pixels go back to the pool (or, still decoding, are dropped)."""
+        future, job.image = job.image, None
+        assert future is not None
+        if future.cancel() or not future.done() or future.exception() is not None:
+            return
+        image = future.result()
+        if self._frame_pool is not None and isinstance(image, np.ndarray):
+            self._frame_pool.give(image)
 
     @staticmethod
     def _decode_payloads(

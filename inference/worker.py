@@ -150,7 +150,11 @@ class InferenceWorker:
         self.frame_pool = BufferPool(keep=4 * inf.max_batch)
         self.gpu_decode = _nvjpeg_decoder(inf.jpeg_decoder, inf.device_id)
         self.pipeline = StagedPipeline(
-            self.detectors.current, self.stop, frame_pool=self.frame_pool, gpu_decode=self.gpu_decode
+            self.detectors.current,
+            self.stop,
+            frame_pool=self.frame_pool,
+            gpu_decode=self.gpu_decode,
+            stale=self.freshness.check,
         )
 
     @property

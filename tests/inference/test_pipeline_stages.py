@@ -22,6 +22,7 @@ from inference.batching import Batch
 from inference.detector import Detector
 from inference.engines import Engine
 from inference.pipeline import StagedPipeline
+from schemas.detections import Skipped
 from schemas.errors import ContractError
 from schemas.frame import FrameMeta
 from tests.helpers import decoded, frame_batch
@@ -302,3 +303,30 @@ def test_a_queued_run_that_fails_fails_its_batch_only_and_frees_its_room(
     assert [b.error is None for b in out] == [False, True, True], [b.error for b in out]
     assert "engine fault" in str(out[0].error)
     assert all(len(r) for b in out[1:] for r in b.results), "later batches still get detections"
+
+
+def test_frames_that_went_stale_while_their_batch_waited_are_skipped_when_it_is_taken(
+    detector: Detector, bus_bgr: np.ndarray
+) -> None:
+    """A full pipeline holds batches for a while: the freshness check runs again when the prepare
+    stage takes the batch, and what is stale by then leaves as skipped, the rest as usual."""
+    batch = frame_batch(_frames(bus_bgr), first_offset=0)
+    taken: list[int] = []
+
+    def stale(meta: FrameMeta, now_ns: int) -> Skipped | None:
+        taken.append(now_ns)
+        if meta.seq % 2:  # odd frames: past their max age by the time they are taken
+            return None
+        return Skipped(reason="stale", age_ms=1200.0, max_age_ms=800.0)
+
+    pipeline = StagedPipeline(lambda: detector, threading.Event(), stale=stale)
+    try:
+        assert pipeline.submit(batch, timeout=5)
+        [out] = _collect(pipeline, 1)
+    finally:
+        pipeline.close()
+    assert out.error is None and len(taken) == 4
+    assert [s.msg.offset() for s in out.skipped] == [0, 2]
+    assert [job.msg.offset() for job in out.good] == [1, 3] and len(out.results) == 2
+    assert len(out.results[0]) > 0, "a frame that was run has its boxes (the mirrored bus)"
+    assert out.timing is not None and out.timing.batch_size == 2
