@@ -44,15 +44,24 @@ class CameraEngine:
         self.lanes = {e.name: e for e in self.evaluators if isinstance(e, LaneEvaluator)}
 
     def on_frame(self, frame: Frame) -> list[AlertRecord]:
-        """Apply one record; a `seq` already applied (a duplicate) changes nothing."""
+        """Apply one record; a `seq` already applied (a duplicate) changes nothing.
+
+        A skipped frame (the worker did not run the model on it) is not seen, which is not seen
+        empty: its seq counts as applied and it moves event time, but no rule gets its (absent)
+        boxes; rules timing a continuous observation end it (`Evaluator.on_gap`).
+        """
         if self.ctx.seen(frame.seq):
             return []
         self.ctx.last_seq = frame.seq
-        self.ctx.observe(frame.capture_ns)
-        points = anchor_points(frame.xyxy, self.ctx.anchor)
+        self.ctx.observe(frame.capture_ns, seen=not frame.skipped)
         alerts: list[AlertRecord] = []
-        for ev in self.evaluators:
-            alerts += ev.on_frame(frame, points)
+        if frame.skipped:
+            for ev in self.evaluators:
+                ev.on_gap(frame.capture_ns)
+        else:
+            points = anchor_points(frame.xyxy, self.ctx.anchor)
+            for ev in self.evaluators:
+                alerts += ev.on_frame(frame, points)
         sweep = self.ctx.sweep_due()
         for ev in self.evaluators:
             alerts += ev.on_time(sweep)

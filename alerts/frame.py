@@ -22,6 +22,8 @@ class Frame:
     class_name: list[str]
     # -1 where the record has no tracker id.
     tracker_id: NDArray[np.int64]
+    # The worker skipped the frame (too old under a realtime freshness policy): not seen.
+    skipped: bool = False
     # Class masks are asked for by several rules per record; computed once each.
     _masks: dict[tuple[str, ...], NDArray[np.bool_]] = field(default_factory=dict)
 
@@ -37,6 +39,7 @@ class Frame:
             confidence=det.confidence,
             class_name=det.class_name.tolist(),
             tracker_id=det.tracker_id,
+            skipped=record.skipped is not None,
         )
 
     def __len__(self) -> int:

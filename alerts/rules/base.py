@@ -28,6 +28,10 @@ class CameraContext:
         self.track_ttl_ns = int(track_ttl_s * NS)
         self.anchor = anchor
         self.max_capture_ns = -1
+        # Newest capture time of a frame the model actually saw (not skipped as stale): tracks
+        # are forgotten after `track_ttl_s` of *observed* time, so a run of skipped frames never
+        # expires a track that is still there (it would be counted again when seen next).
+        self.seen_ns = -1
         self.last_sweep_ns = -1
         # Newest detections `seq` applied: a record at or below it is a duplicate (an
         # at-least-once worker re-publishing after a restart) and must not count again.
@@ -40,8 +44,16 @@ class CameraContext:
         """Windows ending at or before this are final: later records are too late for them."""
         return self.max_capture_ns - self.lateness_ns
 
-    def observe(self, capture_ns: int) -> None:
+    @property
+    def stale_before_ns(self) -> int:
+        """Tracks last seen before this are gone (`track_ttl_s` of observed time without them)."""
+        return self.seen_ns - self.track_ttl_ns
+
+    def observe(self, capture_ns: int, seen: bool = True) -> None:
+        """Event time advances with every record, skipped frames included (docs/alerts.md)."""
         self.max_capture_ns = max(self.max_capture_ns, capture_ns)
+        if seen:
+            self.seen_ns = max(self.seen_ns, capture_ns)
         self.trigger_ns = max(capture_ns, self.max_capture_ns)
 
     def sweep_due(self) -> bool:
@@ -55,12 +67,18 @@ class CameraContext:
         return seq <= self.last_seq
 
     def state(self) -> dict[str, int]:
-        return {"max": self.max_capture_ns, "sweep": self.last_sweep_ns, "seq": self.last_seq}
+        return {
+            "max": self.max_capture_ns,
+            "seen": self.seen_ns,
+            "sweep": self.last_sweep_ns,
+            "seq": self.last_seq,
+        }
 
     def load(self, state: dict[str, int]) -> None:
         self.max_capture_ns = state["max"]
         self.last_sweep_ns = state["sweep"]
         self.last_seq = state.get("seq", -1)  # checkpoints written before seq was kept
+        self.seen_ns = state.get("seen", self.max_capture_ns)  # ... and before skipped frames
         self.trigger_ns = max(self.max_capture_ns, 0)
 
     def alert(
@@ -105,6 +123,11 @@ class Evaluator:
     def on_frame(self, frame: Frame, points: NDArray[np.float64]) -> list[AlertRecord]:
         """A detections record arrived; `points` are the anchor points of its boxes."""
         return []
+
+    def on_gap(self, capture_ns: int) -> None:
+        """A frame the worker skipped (too old to be worth the model): nothing was observed at
+        `capture_ns`. Rules that need continuous observation (thresholds' `for_s`, dwell) end
+        what they were timing; the others keep waiting for frames that were seen."""
 
     def on_time(self, sweep: bool) -> list[AlertRecord]:
         """Event time advanced: close what is final. `sweep`: also forget stale tracks."""

@@ -109,5 +109,5 @@ class DefectEvaluator(Evaluator):
 
     def on_time(self, sweep: bool) -> list[AlertRecord]:
         if sweep:
-            expire(self.state["tracks"], self.ctx.max_capture_ns - self.ctx.track_ttl_ns, "last")
+            expire(self.state["tracks"], self.ctx.stale_before_ns, "last")
         return []

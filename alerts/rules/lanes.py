@@ -101,7 +101,7 @@ class LaneEvaluator(Evaluator):
         if self.scan_gap is not None:
             alerts += self.scan_gap.due(st)
         if sweep:
-            expire(st["tracks"], ctx.max_capture_ns - ctx.track_ttl_ns, LAST)
+            expire(st["tracks"], ctx.stale_before_ns, LAST)
             if self.scan_gap is not None:
                 self.scan_gap.sweep(st, wm)
             old = ctx.max_capture_ns - POS_MEMORY_NS

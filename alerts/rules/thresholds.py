@@ -179,7 +179,19 @@ class ThresholdEvaluator(Evaluator):
                 )
         return alerts
 
+    def on_gap(self, capture_ns: int) -> None:
+        """The condition was not observed at `capture_ns`: an episode does not hold across it, and
+        a dwell starts again when the track is seen next (one that already fired stays fired)."""
+        st = self.state
+        if capture_ns < st["last"]:
+            return  # thresholds run in capture order (see on_frame)
+        st["last"] = capture_ns
+        st["episode"], st["fired"] = None, False
+        for tr in st["tracks"].values():
+            if not tr[3]:
+                tr[2] = -1
+
     def on_time(self, sweep: bool) -> list[AlertRecord]:
         if sweep:
-            expire(self.state["tracks"], self.ctx.max_capture_ns - self.ctx.track_ttl_ns, 1)
+            expire(self.state["tracks"], self.ctx.stale_before_ns, 1)
         return []

@@ -12,6 +12,7 @@ from alerts.pos import PosEvent
 from alerts.settings import RulesSettings
 from alerts.synthetic import Walker, box_at, record, scene
 from schemas.alert import AlertRecord
+from schemas.detections import Skipped
 
 T0 = 1_700_000_000_000_000_000
 S = 1_000_000_000
@@ -292,3 +293,63 @@ def test_snapshot_restore_continues_without_double_counting() -> None:
     part += run(second, records[33:])
     assert [a.alert_id for a in part] == [a.alert_id for a in full]
     assert [a.evidence["counts"] for a in part] == [a.evidence["counts"] for a in full]
+
+
+# -- skipped frames: not seen, which is not seen empty ---------------------------------------------
+
+STALE = Skipped(reason="stale", age_ms=900.0, max_age_ms=500.0)
+PERSON_IN_ZONE = (box_at(620, 450), 0.9, "person", 7)
+ZONE = [[500, 300], [760, 300], [760, 570], [500, 570]]
+
+
+def frames(seen: dict[int, list], skipped: range, n: int) -> list:
+    """Records 0..n-1 at 10 fps: those in `skipped` skipped by the worker, the others carrying
+    `seen.get(k, [])`."""
+    out = []
+    for k in range(n):
+        rec = record("cam", k, T0 + k * S // 10, [] if k in skipped else seen.get(k, []))
+        out.append(rec.replace(skipped=STALE, timing=None) if k in skipped else rec)
+    return out
+
+
+def test_skipped_frames_break_a_threshold_episode() -> None:
+    rule = {"name": "empty", "metric": "count", "classes": ["person"], "op": "==", "value": 0, "for_s": 1}
+    # Seen empty for 1.5 s: the condition held 1 s, the rule fires.
+    assert len(run(engine({"thresholds": [rule]}), frames({}, range(0), 16))) == 1
+    # Frames 4-12 skipped: "nobody there" was observed 0.0-0.3 s and 1.3-1.5 s, never for 1 s.
+    assert run(engine({"thresholds": [rule]}), frames({}, range(4, 13), 16)) == []
+
+
+def test_dwell_does_not_accumulate_across_skipped_frames() -> None:
+    rule = {"name": "loiter", "metric": "dwell", "classes": ["person"], "zone": ZONE, "value": 3}
+    inside = dict.fromkeys(range(45), [PERSON_IN_ZONE])
+    # In the zone for 4.4 s: fires once.
+    assert len(run(engine({"thresholds": [rule]}), frames(inside, range(0), 45))) == 1
+    # Seen 0.0-0.9 s and 3.5-4.4 s, skipped between: never seen in the zone for 3 s.
+    assert run(engine({"thresholds": [rule]}), frames(inside, range(10, 35), 45)) == []
+
+
+def test_skipped_frames_do_not_expire_a_track_into_a_second_count() -> None:
+    lane = {"name": "zone-lane", "zone": ZONE, "classes": ["person"], "window_s": 60}
+    inside = dict.fromkeys(range(50), [PERSON_IN_ZONE])
+    # 3.5 s of skipped frames, longer than the 2 s track TTL: the track is still the same one.
+    alerts = run(engine({"track_ttl_s": 2, "lanes": [lane]}), frames(inside, range(5, 40), 50))
+    assert [a.evidence["counts"] for a in alerts if a.type == "tally"] == [{"person": 1}]
+
+
+def test_skipped_frames_feed_no_rule_but_advance_event_time() -> None:
+    rule = {"name": "crowd", "classes": ["person"], "bucket_s": 1, "warmup_buckets": 3}
+    two = [(box_at(100, 400), 0.9, "person", 1), (box_at(300, 400), 0.9, "person", 2)]
+    seen = dict.fromkeys(range(80), two)
+    # Half of second 5 skipped: its mean is still 2 per seen frame, no "drop" to 1.
+    eng = engine({"lateness_s": 0, "anomalies": [rule]})
+    assert run(eng, frames(seen, range(50, 55), 80), flush=False) == []
+    # Event time moved on with the skipped records: every closed bucket has been evaluated,
+    # including seconds 6-7 that only skipped records reached.
+    eng = engine({"lateness_s": 0, "anomalies": [rule]})
+    alerts = run(eng, frames(seen, range(60, 80), 80), flush=False)
+    state = eng.cameras["cam"].snapshot()
+    assert alerts == [] and state["rules"]["crowd"]["buckets"] == {}
+    assert state["clock"]["max"] == T0 + 79 * S // 10 and state["clock"]["seen"] == T0 + 59 * S // 10
+    # A skipped record's seq counts as applied: a copy of it is a duplicate.
+    assert eng.on_record(record("cam", 79, T0 + 79 * S // 10, two)) == []
