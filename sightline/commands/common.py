@@ -60,3 +60,5 @@ def setup_logging(verbose: bool) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    if not verbose:  # httpx logs every request at INFO (the demo polls the worker's metrics every 5 s)
+        logging.getLogger("httpx").setLevel(logging.WARNING)
