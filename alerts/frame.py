@@ -26,6 +26,7 @@ class Frame:
     skipped: bool = False
     # Class masks are asked for by several rules per record; computed once each.
     _masks: dict[tuple[str, ...], NDArray[np.bool_]] = field(default_factory=dict)
+    _keys: list[list[str]] = field(default_factory=list)
 
     @classmethod
     def from_record(cls, record: DetectionsRecord) -> Frame:
@@ -58,6 +59,16 @@ class Frame:
                 mask = np.ones(n, dtype=bool)
             self._masks[key] = mask
         return mask & (self.confidence >= min_confidence) if min_confidence > 0 else mask.copy()
+
+    def track_keys(self) -> list[str]:
+        """Each box's tracker id as the string the rules key their track state by ("-1": none).
+
+        Rules walk the few tracked boxes of a record in Python (their state is per track); a
+        list of str, made once per record, spares each of them numpy scalar indexing per box.
+        """
+        if not self._keys:
+            self._keys.append([str(t) for t in self.tracker_id.tolist()])
+        return self._keys[0]
 
     def frame_key(self) -> str:
         """Claim-check key when the frame had one, else topic:partition:offset."""

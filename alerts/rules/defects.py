@@ -36,11 +36,13 @@ class DefectEvaluator(Evaluator):
             hit &= self.roi.contains(points) if len(points) else hit
         tracks: dict[str, dict[str, Any]] = self.state["tracks"]
         alerts = []
+        keys = frame.track_keys()
+        hits = hit.tolist()
         for i in np.flatnonzero(tracked).tolist():
-            tid = str(int(frame.tracker_id[i]))
+            tid = keys[i]
             tr = tracks.get(tid)
             if tr is None:
-                if not hit[i]:
+                if not hits[i]:
                     continue  # only tracks that ever showed a defect are followed
                 tr = tracks[tid] = {
                     "hist": [],
@@ -53,8 +55,8 @@ class DefectEvaluator(Evaluator):
             elif frame.capture_ns < tr["last"]:
                 continue
             tr["last"] = frame.capture_ns
-            tr["hist"].append([frame.seq, int(bool(hit[i]))])
-            if hit[i]:
+            tr["hist"].append([frame.seq, int(hits[i])])
+            if hits[i]:
                 tr["hits"].append(
                     {
                         "seq": frame.seq,

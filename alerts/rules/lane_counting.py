@@ -35,16 +35,17 @@ class LineCounter:
         if idx.size == 0:
             return []
         pts = points[idx]
-        inside = self.zone.contains(pts) if self.zone else np.ones(idx.size, dtype=bool)
+        inside = (self.zone.contains(pts) if self.zone else np.ones(idx.size, dtype=bool)).tolist()
         if self.line is not None:
             assert self.cfg.line is not None
-            sides = self.line.sides(pts, self.cfg.line.band_px)
+            sides = self.line.sides(pts, self.cfg.line.band_px).tolist()
             along = self.line.along(pts)
-            on_segment = (along >= 0.0) & (along <= 1.0)
+            on_segment = ((along >= 0.0) & (along <= 1.0)).tolist()
         t = frame.capture_ns
+        keys = frame.track_keys()
         out: list[tuple[int, str]] = []
         for j, i in enumerate(idx.tolist()):
-            tid = str(int(frame.tracker_id[i]))
+            tid = keys[i]
             tr = tracks.get(tid)
             if tr is None:
                 tr = tracks[tid] = [0, 0, 0, t]
@@ -52,16 +53,16 @@ class LineCounter:
                 continue  # older than what this track already showed: ignore for geometry
             count_now = False
             if self.line is not None:
-                side = int(sides[j])
+                side = sides[j]
                 if side != 0:
-                    crossed = tr[SIDE] != 0 and side != tr[SIDE] and bool(on_segment[j]) and bool(inside[j])
+                    crossed = tr[SIDE] != 0 and side != tr[SIDE] and on_segment[j] and inside[j]
                     if crossed and not tr[COUNTED]:
                         direction = "in" if side > 0 else "out"
                         count_now = self.cfg.line.direction in ("any", direction)  # type: ignore[union-attr]
                     tr[SIDE] = side
             elif inside[j] and not tr[COUNTED]:
                 count_now = True
-            tr[INSIDE] = int(bool(inside[j]))
+            tr[INSIDE] = int(inside[j])
             tr[LAST] = t
             if count_now:
                 tr[COUNTED] = 1

@@ -145,11 +145,13 @@ class ThresholdEvaluator(Evaluator):
         t = frame.capture_ns
         alerts = []
         tracked = frame.select(self.cfg.classes, self.cfg.min_confidence) & (frame.tracker_id >= 0)
+        keys = frame.track_keys()
+        in_zone = inside.tolist()
         for i in np.flatnonzero(tracked).tolist():
-            key = str(int(frame.tracker_id[i]))
+            key = keys[i]
             tr = tracks.setdefault(key, [t, t, -1, False])
             tr[1] = t
-            if not inside[i]:
+            if not in_zone[i]:
                 tr[2], tr[3] = -1, False  # left the zone: a new visit starts a new dwell
                 continue
             if tr[2] < 0:
