@@ -50,7 +50,7 @@ class BenchOptions:
     rate: float = 0.0
     latency_s: float = 20.0
     processors: int = 1
-    # Where to write a pyinstrument profile of the first processor (text), or None.
+    # Where to write a pyinstrument profile of the first processor (format by suffix), or None.
     profile: Path | None = None
 
 
@@ -181,7 +181,7 @@ def _start_processor(
     env = {**os.environ, SECRET_ENV: secret, "SIGHTLINE_ALERTS__INSTANCE_ID": f"{tag}-{k}"}
     command = [sys.executable, "-m"]
     if profile is not None:
-        command += ["pyinstrument", "-o", str(profile), "-r", "text", "--show-all", "-m"]
+        command += ["pyinstrument", "-o", str(profile), "--show-all", "-m"]
     command += ["sightline.cli", "alerts", "run", "-c", str(cfg_path)]
     with _log_path(tmp, k).open("wb") as out:
         return subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)

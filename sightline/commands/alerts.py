@@ -173,7 +173,8 @@ def bench(
         int, typer.Option(min=1, help="Processors sharing the partitions; the others start mid-run.")
     ] = 1,
     profile: Annotated[
-        Path | None, typer.Option(help="Write a pyinstrument profile (text) of the first processor here.")
+        Path | None,
+        typer.Option(help="pyinstrument profile of the first processor (.txt, .html, .pyisession)."),
     ] = None,
 ) -> None:
     """Alert processors: sustained records/s and boxes/s, capture-to-webhook p99, lost and duplicates."""
