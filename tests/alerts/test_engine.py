@@ -353,3 +353,15 @@ def test_skipped_frames_feed_no_rule_but_advance_event_time() -> None:
     assert state["clock"]["max"] == T0 + 79 * S // 10 and state["clock"]["seen"] == T0 + 59 * S // 10
     # A skipped record's seq counts as applied: a copy of it is a duplicate.
     assert eng.on_record(record("cam", 79, T0 + 79 * S // 10, two)) == []
+
+
+def test_rectangle_zones_answer_as_the_ray_casting_test_does() -> None:
+    """The rectangle shortcut keeps the even-odd test's half-open edges, corners included."""
+    rect = Polygon([(100, 50), (300, 50), (300, 200), (100, 200)])
+    general = Polygon([(100, 50), (200, 50), (300, 50), (300, 200), (100, 200)])  # a vertex mid-edge
+    rng = np.random.default_rng(3)
+    edges = [(x, y) for x in (99.5, 100, 200, 300, 300.5) for y in (49.5, 50, 120, 200, 200.5)]
+    points = np.vstack([rng.uniform(0, 400, (500, 2)), np.array(edges, dtype=np.float64)])
+    assert rect._rectangle and not general._rectangle
+    assert rect.contains(points).tolist() == general.contains(points).tolist()
+    assert rect.contains(np.empty((0, 2))).tolist() == []
