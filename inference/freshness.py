@@ -28,10 +28,15 @@ class FreshnessPolicy:
         """None for a `complete` camera."""
         return self._max_age_ns.get(camera_id, self._unknown_ns)
 
-    def check(self, meta: FrameMeta, now_ns: int) -> Skipped | None:
-        """Why the frame is skipped when taken at `now_ns`, or None to run it."""
+    def check(self, meta: FrameMeta, now_ns: int, lead_ns: int = 0) -> Skipped | None:
+        """Why the frame is skipped when taken at `now_ns`, or None to run it.
+
+        `lead_ns`: how long the frame would still wait for the model once taken (the pipeline's
+        estimate), so the max age bounds the age at which its detections come out. At most half the
+        max age counts: a worker that cannot meet the age at all still runs the freshest frames.
+        """
         limit = self.max_age_ns(meta.camera_id)
         age_ns = now_ns - meta.capture_ns
-        if limit is None or age_ns <= limit:
+        if limit is None or age_ns + min(lead_ns, limit // 2) <= limit:
             return None
         return Skipped(reason="stale", age_ms=round(age_ns / 1e6, 1), max_age_ms=round(limit / 1e6, 1))

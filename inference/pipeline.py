@@ -45,8 +45,9 @@ from streams.claimcheck import ClaimCheckUnavailable
 log = logging.getLogger(__name__)
 
 GpuDecode = Callable[[list[bytes]], "list[np.ndarray] | None"]
-# Why a frame is skipped when its batch is taken at this time (ns), or None (inference/freshness.py).
-StaleCheck = Callable[[FrameMeta, int], "Skipped | None"]
+# Why a frame is skipped when its batch is taken at this time (ns), expecting to wait this long (ns)
+# for the model, or None (inference/freshness.py).
+StaleCheck = Callable[[FrameMeta, int, int], "Skipped | None"]
 _Item = tuple[Batch, list[PreparedBatch], list[list[np.ndarray]], float, float]
 
 
@@ -75,6 +76,7 @@ class StagedPipeline:
         # Realtime cameras: a frame is checked again when its batch is taken for the model, the
         # moment the worker really can take it (a full pipeline holds batches for a while).
         self._stale = stale
+        self._run_s = 0.0  # engine time per batch, smoothed: what a prepared batch waits per batch ahead
         # nvJPEG: jobs then yield checked JPEG bytes, decoded here a batch at a time; it returns
         # None when some payload failed, and the CPU decoder sorts out which one and why.
         self._gpu_decode = gpu_decode
@@ -214,10 +216,10 @@ class StagedPipeline:
         batch.started = time.monotonic()
         jobs: list[FrameJob] = []
         values: list[np.ndarray | bytes | ContractError] = []
-        now_ns = time.time_ns()
+        now_ns, lead_ns = time.time_ns(), int(self._expected_wait_s() * 1e9)
         for job in batch.jobs:
             assert job.image is not None
-            skipped = self._stale(job.meta, now_ns) if self._stale is not None else None
+            skipped = self._stale(job.meta, now_ns, lead_ns) if self._stale is not None else None
             if skipped is not None:
                 self._drop_image(job)
                 batch.skipped.append(SkippedFrame(job.msg, job.meta, skipped))
@@ -247,6 +249,12 @@ class StagedPipeline:
             for image in images:
                 self._frame_pool.give(image)
         return prepared
+
+    def _expected_wait_s(self) -> float:
+        """From prepared to out of the engine: the batches ahead (waiting, and the one on the
+        engine) and this one's own run."""
+        ahead = self._engine.qsize() + (self._busy_since["engine"] is not None)
+        return (ahead + 1) * self._run_s
 
     def _drop_image(self, job: FrameJob) -> None:
         """A skipped frame's decoded pixels go back to the pool (or, still decoding, are dropped)."""
@@ -311,6 +319,9 @@ class StagedPipeline:
                     chunk.release()  # its input buffer can take the next batch
             except BaseException as exc:  # noqa: BLE001 - reported through the batch and `fatal`
                 self._failed(batch, exc)
+            if prepared:
+                ran_s = time.monotonic() - started
+                self._run_s = ran_s if not self._run_s else 0.8 * self._run_s + 0.2 * ran_s
         self._finish.put((batch, prepared, outputs, prepare_s, time.monotonic() - started))
         return True
 

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 import yaml
-from confluent_kafka import TopicPartition
+from confluent_kafka import KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -145,7 +145,7 @@ class Demo:
             "alerts": topics.alerts.name,
         }
         start = {k: self._offsets(admin, consumer, v) for k, v in names.items()}
-        started, seen = time.monotonic(), 0
+        started, started_ns, seen = time.monotonic(), time.time_ns(), 0
         summary: dict[str, Any] = {}
         while not self.stop.wait(5):
             counts = {k: self._offsets(admin, consumer, v) - start[k] for k, v in names.items()}
@@ -153,7 +153,8 @@ class Demo:
             for delivery in deliveries[seen:]:
                 latency_ms = (delivery.received_ns - delivery.capture_ns) / 1e6
                 alert = f"{delivery.type:10} {delivery.alert_id[:12]}"
-                say(f"  webhook ✓ {alert}  capture→webhook {latency_ms:,.0f} ms")
+                earlier = " (captured before this run)" if delivery.capture_ns < started_ns else ""
+                say(f"  webhook ✓ {alert}  capture→webhook {latency_ms:,.0f} ms{earlier}")
             seen = len(deliveries)
             by_type = Counter(d.type for d in deliveries)
             elapsed = time.monotonic() - started
@@ -182,7 +183,49 @@ class Demo:
         why = "were running before the demo" if not self.started_infra else "kept (--keep-infra)"
         say(f"Kafka and Redis {why}: still running; stop them with `sightline dev down`")
 
+    def _backlog(self) -> int:
+        """Records the worker and the alert processors have not committed yet (frames, detections)."""
+        topics = self.base.topics
+        groups = [
+            (self.base.inference.group_id, topics.frames.name),
+            (self.base.alerts.app_id, topics.detections.name),
+        ]
+        left = 0
+        for group, topic in groups:
+            consumer = make_consumer(self.base.kafka, group, "sightline-demo-backlog")
+            try:
+                meta = consumer.list_topics(topic, timeout=5).topics[topic]
+                committed = consumer.committed([TopicPartition(topic, p) for p in meta.partitions], timeout=5)
+                for tp in committed:
+                    high = consumer.get_watermark_offsets(tp, timeout=5)[1]
+                    left += max(0, high - max(tp.offset, 0))
+            finally:
+                consumer.close()
+        return left
+
+    def _settle(self, timeout_s: float) -> None:
+        """With the cameras stopped, let the worker and the alert processors finish what they
+        sent, so the next run does not start on this one's backlog."""
+        say(f"stopping the decoder; the other stages finish its frames (up to {timeout_s:.0f} s) ...")
+        stop_processes([self.children["decoder"]], 30)
+        deadline = time.monotonic() + timeout_s
+        seen: deque[int] = deque(maxlen=6)
+        while time.monotonic() < deadline:
+            try:
+                seen.append(self._backlog())
+            except KafkaException:
+                break
+            # Done at 0, or once nothing moves for 3 s (exactly-once leaves a transaction marker
+            # after the last record of a partition, which no consumer commits past).
+            if seen[-1] == 0 or (len(seen) == seen.maxlen and len(set(seen)) == 1):
+                return
+            time.sleep(0.5)
+        say(f"{seen[-1] if seen else '?'} records still unprocessed; the next run picks them up")
+
     def shutdown(self) -> None:
+        decoder = self.children.get("decoder")
+        if decoder is not None and decoder.poll() is None and not self.exited:
+            self._settle(20.0)
         killed = stop_processes(self.children.values(), 30)
         for name, proc in self.children.items():
             if proc in killed:

@@ -313,7 +313,7 @@ def test_frames_that_went_stale_while_their_batch_waited_are_skipped_when_it_is_
     batch = frame_batch(_frames(bus_bgr), first_offset=0)
     taken: list[int] = []
 
-    def stale(meta: FrameMeta, now_ns: int) -> Skipped | None:
+    def stale(meta: FrameMeta, now_ns: int, lead_ns: int) -> Skipped | None:
         taken.append(now_ns)
         if meta.seq % 2:  # odd frames: past their max age by the time they are taken
             return None
@@ -330,3 +330,28 @@ def test_frames_that_went_stale_while_their_batch_waited_are_skipped_when_it_is_
     assert [job.msg.offset() for job in out.good] == [1, 3] and len(out.results) == 2
     assert len(out.results[0]) > 0, "a frame that was run has its boxes (the mirrored bus)"
     assert out.timing is not None and out.timing.batch_size == 2
+
+
+def test_the_freshness_check_is_told_how_long_a_prepared_batch_will_wait(
+    detector: Detector, bus_bgr: np.ndarray
+) -> None:
+    """Once the engine has run a batch, the prepare stage passes its run time (times the batches
+    ahead) to the check, so a frame is judged by the age its detections will come out at."""
+    leads: list[int] = []
+
+    def stale(meta: FrameMeta, now_ns: int, lead_ns: int) -> Skipped | None:
+        leads.append(lead_ns)
+        return None
+
+    batches = [frame_batch(_frames(bus_bgr), first_offset=4 * n) for n in range(3)]
+    pipeline = StagedPipeline(lambda: detector, threading.Event(), stale=stale)
+    try:
+        for batch in batches:
+            assert pipeline.submit(batch, timeout=5)
+            _collect(pipeline, 1)  # one at a time: nothing ahead of the next
+        first_run_ms = batches[0].timing.inference_ms if batches[0].timing else 0.0
+    finally:
+        pipeline.close()
+    assert leads[:4] == [0, 0, 0, 0], "nothing measured before the first run"
+    assert all(lead > 0 for lead in leads[4:])
+    assert min(leads[4:]) >= 0.5 * first_run_ms * 1e6, "about one run of the model"
