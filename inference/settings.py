@@ -33,6 +33,10 @@ class InferenceSettings(Section):
     close_when_idle: bool = Field(
         True, description="Close a batch before it is full when the model would otherwise sit idle."
     )
+    # Closed batches that may wait before each pipeline stage (prepare, engine, finish): room to absorb
+    # jitter between the stages. A realtime camera's frames are checked for age when prepared,
+    # counting the batches still ahead of them, so a deeper pipeline skips more instead of aging them.
+    pipeline_depth: int = Field(2, ge=1, le=8)
     score_threshold: float | None = Field(None, ge=0, le=1, description="None uses the model manifest's.")
     nms_iou: float | None = Field(None, gt=0, le=1)
     tracking: bool = True

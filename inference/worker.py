@@ -155,6 +155,7 @@ class InferenceWorker:
             frame_pool=self.frame_pool,
             gpu_decode=self.gpu_decode,
             stale=self.freshness.check,
+            depth=inf.pipeline_depth,
         )
 
     @property
