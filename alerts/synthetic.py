@@ -24,8 +24,12 @@ def record(
     frames_topic: str = "sightline.frames",
     produced_ns: int | None = None,
 ) -> DetectionsRecord:
-    """One detections record; each box is ((x1, y1, x2, y2), confidence, class, tracker id)."""
-    return DetectionsRecord(
+    """One detections record; each box is ((x1, y1, x2, y2), confidence, class, tracker id).
+
+    Returned as a consumer decodes it (boxes and confidences at the wire's precision), so the
+    engine run offline on these records raises exactly what the processor raises on their bytes.
+    """
+    built = DetectionsRecord(
         camera_id=camera_id,
         seq=seq,
         capture_ns=capture_ns,
@@ -43,6 +47,7 @@ def record(
             [-1 if b[3] is None else b[3] for b in boxes],
         ),
     )
+    return DetectionsRecord.decode(built.encode())
 
 
 def box_at(x: float, y: float, w: float = 40.0, h: float = 90.0) -> tuple[float, float, float, float]:
