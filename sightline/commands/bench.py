@@ -209,3 +209,50 @@ def bench_chaos(
     slow = result["max_recovery_s"] is None or result["max_recovery_s"] > RECOVERY_TARGET_S
     if result["lost"] or result["duplicates"] or result["findings"] or slow:
         raise typer.Exit(1)
+
+
+@app.command("e2e")
+def bench_e2e(
+    duration: float = typer.Option(30.0, min=5, help="Seconds of each phase: normal load, then overload."),
+    cameras: int | None = typer.Option(
+        None, min=1, help="Cameras at normal load (default: the fewest the video's rate allows)."
+    ),
+    capacity: float | None = typer.Option(
+        None, min=1, help="Worker capacity in frames/s (default: measured first, ~30 s)."
+    ),
+    delivery: str = typer.Option("both", help="at-least-once, exactly-once or both (one after the other)."),
+    workdir: str | None = typer.Option(None, help="Logs and configs (default: a temp dir)."),
+    as_json: bool = typer.Option(False, "--json", help="Only the JSON line on stdout."),
+) -> None:
+    """Capture -> detections -> webhook latency of the whole chain at 70% and 150% of capacity.
+
+    Decoders (RTSP cameras: freshness realtime; files at real time: complete), the worker, the
+    alert processors and a webhook receiver run as processes on fresh topics of the local Kafka.
+    Exits 1 when anything was lost or doubled, or a stage exited."""
+    import signal
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    from sightline.bench.chaos import MODES
+    from sightline.bench.e2e import E2EOptions, run_e2e
+
+    modes = tuple(MODES) if delivery == "both" else (delivery,)
+    if any(m not in MODES for m in modes):
+        typer.echo("error: --delivery must be at-least-once, exactly-once or both", err=True)
+        raise typer.Exit(2)
+    options = E2EOptions(duration_s=duration, cameras=cameras, capacity_fps=capacity, modes=modes)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwinds: stages and cameras stopped
+    where = Path(workdir or tempfile.mkdtemp(prefix="sightline-e2e-")).resolve()
+    result = run_e2e(config(), options, where, lambda m: typer.echo(m, err=True))
+    if not as_json:
+        typer.echo(
+            f"capture->webhook p50 {result['capture_to_webhook_p50_ms']} ms, "
+            f"p99 {result['capture_to_webhook_p99_ms']} ms; "
+            f"overload (realtime) p99 {result['overload_capture_to_webhook_p99_ms']} ms; "
+            f"lost {result['lost']}, duplicates {result['duplicates']}, skipped {result['skipped']}",
+            err=True,
+        )
+    print_json_line(result)
+    if result["lost"] or result["duplicates"] or result["findings"]:
+        raise typer.Exit(1)
