@@ -22,7 +22,7 @@ class BatchTiming:
 
 
 def _record(
-    msg: Message,
+    source: Message | FrameRef,
     meta: FrameMeta,
     *,
     model: tuple[str, str],
@@ -38,9 +38,7 @@ def _record(
         stream_ts=meta.stream_ts,
         width=meta.width,
         height=meta.height,
-        frame=FrameRef(
-            topic=msg.topic(), partition=msg.partition(), offset=msg.offset(), claim_check=meta.claim_check
-        ),
+        frame=source if isinstance(source, FrameRef) else _frame_ref(source, meta),
         model=ModelRef(name=model[0], version=model[1]),
         timing=timing,
         produced_ns=produced_ns,
@@ -49,8 +47,14 @@ def _record(
     ).encode()
 
 
+def _frame_ref(msg: Message, meta: FrameMeta) -> FrameRef:
+    return FrameRef(
+        topic=msg.topic(), partition=msg.partition(), offset=msg.offset(), claim_check=meta.claim_check
+    )
+
+
 def detections_record(
-    msg: Message,
+    source: Message | FrameRef,
     meta: FrameMeta,
     detections: sv.Detections,
     *,
@@ -59,9 +63,10 @@ def detections_record(
     timing: BatchTiming,
     produced_ns: int,
 ) -> bytes:
-    """The detections record for one frame the model ran on, as JSON bytes."""
+    """The detections record for one frame the model ran on, as JSON bytes. `source`: the frame
+    record it came from, or where else the frame can be found again (batch mode: a file)."""
     return _record(
-        msg,
+        source,
         meta,
         model=model,
         produced_ns=produced_ns,

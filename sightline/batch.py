@@ -20,21 +20,20 @@ from typing import TextIO
 
 import av
 import numpy as np
-import orjson
 import supervision as sv
 from tqdm import tqdm
 
 from inference.detector import Detector, PreparedBatch
+from inference.records import BatchTiming, detections_record
 from inference.tracking import CameraTrackers
-from inference.wire import to_columns
+from schemas.detections import FrameRef
+from schemas.frame import FrameMeta
 
 _END = object()
 IN_FLIGHT = 2  # batches between prepare and finish: enough to keep the engine busy, bounded memory
 
 Frame = tuple[int, float, np.ndarray]
-Inferred = list[tuple[PreparedBatch, list[np.ndarray]]]
-
-_JSON_LINE = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_APPEND_NEWLINE
+Inferred = list[tuple[PreparedBatch, list[np.ndarray], float]]  # chunk, outputs, engine ms
 
 
 def _frames(path: Path, out: queue.Queue[object], stop: threading.Event, limit: int | None) -> None:
@@ -77,8 +76,9 @@ def _run_engine(detector: Detector, prepared: Future[list[PreparedBatch]]) -> In
     """Engine stage: each chunk's outputs; its input buffer goes back to the pool at once."""
     done: Inferred = []
     for chunk in prepared.result():
+        started = time.perf_counter()
         try:
-            done.append((chunk, detector.infer(chunk)))
+            done.append((chunk, detector.infer(chunk), (time.perf_counter() - started) * 1e3))
         finally:
             chunk.release()
     return done
@@ -86,21 +86,26 @@ def _run_engine(detector: Detector, prepared: Future[list[PreparedBatch]]) -> In
 
 def detections_per_batch(
     video: Path, detector: Detector, batch: int, limit: int | None = None
-) -> Iterator[tuple[list[Frame], list[sv.Detections]]]:
-    """(frames, detections) per batch, in video order, with prepare/infer/finish overlapped."""
+) -> Iterator[tuple[list[Frame], list[sv.Detections], BatchTiming]]:
+    """(frames, detections, timing) per batch, in video order, with prepare/infer/finish overlapped."""
     with (
         ThreadPoolExecutor(1, thread_name_prefix="batch-prepare") as prepare,
         ThreadPoolExecutor(1, thread_name_prefix="batch-engine") as engine,
     ):
         pending: deque[tuple[list[Frame], Future[Inferred]]] = deque()
 
-        def finish_oldest() -> tuple[list[Frame], list[sv.Detections]]:
+        def finish_oldest() -> tuple[list[Frame], list[sv.Detections], BatchTiming]:
             chunk, inferred = pending.popleft()
             results: list[sv.Detections | None] = [None] * len(chunk)
-            for prepared, outputs in inferred.result():
+            for prepared, outputs, _ in inferred.result():
                 for i, det in zip(prepared.indices.tolist(), detector.finish(prepared, outputs), strict=True):
                     results[i] = det
-            return chunk, [r for r in results if r is not None]
+            timing = BatchTiming(
+                preprocess_ms=sum(p.prepare_ms for p, _, _ in inferred.result()),
+                inference_ms=sum(ms for _, _, ms in inferred.result()),
+                batch_size=len(chunk),
+            )
+            return chunk, [r for r in results if r is not None], timing
 
         try:
             for chunk in _batches(video, batch, limit):
@@ -125,25 +130,28 @@ def run_batch(
     limit: int | None = None,
     progress: bool = True,
 ) -> dict[str, float]:
-    """Write one JSON line per frame (the detections record's fields); return throughput."""
+    """Write one detections record per frame, as JSON lines (the detections topic's records, so
+    `sightline alerts test-rules --from` reads them); return throughput. The camera is the video's
+    name, capture time its presentation time, and the frame reference `file:NAME` at the index."""
     with av.open(str(video)) as container:
         total = container.streams.video[0].frames or None
     if limit is not None and total is not None:
         total = min(total, limit)
     trackers = CameraTrackers(enabled=tracking)
     camera = video.stem
+    model = (detector.manifest.name, detector.manifest.version)
     started, count = time.perf_counter(), 0
     with tqdm(total=total, unit="frame", desc=video.name, disable=not progress) as bar:
-        for chunk, results in detections_per_batch(video, detector, batch, limit):
+        for chunk, results, timing in detections_per_batch(video, detector, batch, limit):
             for (index, stream_ts, image), detections in zip(chunk, results, strict=True):
                 tracked = trackers.update(camera, detections, stream_ts)
-                line = {
-                    "camera_id": camera, "seq": index, "stream_ts": stream_ts,
-                    "width": image.shape[1], "height": image.shape[0],
-                    "model": {"name": detector.manifest.name, "version": detector.manifest.version},
-                    "detections": to_columns(tracked).wire(),
-                }  # fmt: skip
-                out.write(orjson.dumps(line, option=_JSON_LINE).decode())
+                h, w = image.shape[:2]
+                meta = FrameMeta(camera, index, int(stream_ts * 1e9), w, h, stream_ts=stream_ts)
+                ref = FrameRef(topic=f"file:{video.name}", partition=0, offset=index)
+                line = detections_record(
+                    ref, meta, tracked, model=model, queue_ms=0.0, timing=timing, produced_ns=time.time_ns()
+                )
+                out.write(line.decode() + "\n")
             count += len(chunk)
             bar.update(len(chunk))
     elapsed = time.perf_counter() - started

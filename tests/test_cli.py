@@ -6,8 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
+from schemas.detections import DetectionsRecord
 from sightline.assets import media_path
 from sightline.cli import app
 
@@ -37,6 +39,15 @@ def test_batch_mode_writes_one_line_per_frame(own_registry: Path, tmp_path: Path
     assert [line["seq"] for line in lines] == list(range(len(lines))) and len(lines) == 250
     classes = {name for line in lines for name in line["detections"]["class_name"]}
     assert {"person", "car"} & classes, classes
+    # Detections records, like the topic's: the rules can be tried on them offline.
+    records = [DetectionsRecord.decode(line) for line in out.read_bytes().splitlines()]
+    assert records[25].capture_ns == 1_000_000_000 and records[25].frame.topic == "file:bikes.mp4"
+    rules = tmp_path / "rules.yaml"
+    seen = {"name": "any-car", "metric": "count", "classes": ["car"], "op": ">=", "value": 1, "cooldown_s": 5}
+    rules.write_text(yaml.safe_dump({"version": 1, "cameras": [{"camera": "bikes", "thresholds": [seen]}]}))
+    tried = runner.invoke(app, ["alerts", "test-rules", "--from", str(out), "--rules", str(rules)])
+    assert tried.exit_code == 0, tried.output
+    assert "0 invalid record(s)" in tried.output and '"rule":"any-car"' in tried.output.replace(" ", "")
 
 
 def test_bench_batch_reports_batch_against_raw_engine(own_registry: Path) -> None:
