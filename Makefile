@@ -1,4 +1,4 @@
-.PHONY: setup run test test-chaos test-recipes test-deploy lint clean
+.PHONY: setup run test test-fast test-chaos test-recipes test-deploy lint clean
 
 # `make run` stops after DURATION seconds; DURATION=0 runs until Ctrl-C. At the end it stops the
 # Kafka and Redis it started; ones already running are left running (`sightline dev down`).
@@ -20,6 +20,10 @@ test: setup
 	.venv/bin/python -m pytest -q $(PYTEST_PARALLEL) $(PYTEST_ARGS)
 
 # Long fault-injection tests (broker and Redis killed and restarted); .ci/run calls it after `make test`.
+# The edit-test loop: every test that needs no broker, Redis, model, camera or browser (< 60 s).
+test-fast:
+	.venv/bin/python -m pytest -q -m 'not infra and not slow and not chaos and not deploy' $(PYTEST_ARGS)
+
 test-chaos: setup
 	.venv/bin/python -m pytest -q -m chaos $(PYTEST_PARALLEL) $(PYTEST_ARGS)
 

@@ -1,4 +1,4 @@
-"""Prometheus metrics of the decoders; names follow docs/metrics.md (`sightline_decoder_*`)."""
+"""Prometheus metrics of the decoders (`sightline_decoder_*`)."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 PyAV and simplejpeg release the GIL, so while the camera thread hands frame N to Kafka
 (headers, produce, delivery reports, a Redis claim check), this thread already decodes and
 encodes frame N+1: publishing no longer adds to the per-frame decode + encode time. The
-benchmark's limit (`decoders/bench.py`) runs through this same class, so both sides do the
+benchmark's limit (`sightline/bench/decode.py`) runs through this same class, so both sides do the
 same work on the same threads.
 
 A hand-rolled thread and hand-off rather than an executor and queue.Queue: the frames must

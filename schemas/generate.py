@@ -1,6 +1,6 @@
 """Writes the JSON Schema files for the JSON contracts from their Python types.
 
-The Python types are the single source; `tests/test_schemas.py` fails when a file is stale.
+The Python types are the single source; `tests/test_contracts.py` fails when a file is stale.
 Run: python -m schemas.generate
 """
 

@@ -138,3 +138,17 @@ def outage(dev: DevStack, service: str, seconds: float) -> threading.Thread:
     thread = threading.Thread(target=crash_and_restart, name=f"outage-{service}", daemon=True)
     thread.start()
     return thread
+
+
+# Tests using these need a broker, Redis or a model run: they are marked `infra` and left out of
+# `make test-fast` (tests that start such things themselves are marked in their module).
+INFRA_FIXTURES = frozenset(
+    {"stack", "own_stack", "model_registry", "own_registry", "nanodet_path", "ssd_path", "yolo11n_path",
+     "vtest_frames", "detector"}
+)  # fmt: skip
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if INFRA_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.infra)

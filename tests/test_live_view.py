@@ -30,6 +30,8 @@ from sightline.config import CameraSettings, SightlineConfig
 from streams.kafka import make_producer
 from tests.conftest import Stack
 
+pytestmark = pytest.mark.infra  # a real browser
+
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 ARGS = [

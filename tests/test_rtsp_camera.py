@@ -5,8 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import av
+import pytest
 
 from sightline.rtsp_camera import RtspRelay
+
+pytestmark = pytest.mark.infra  # real RTSP cameras
 
 
 def first_frame_size(url: str) -> tuple[int, int]:
