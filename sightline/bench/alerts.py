@@ -181,7 +181,9 @@ def _start_processor(
     env = {**os.environ, SECRET_ENV: secret, "SIGHTLINE_ALERTS__INSTANCE_ID": f"{tag}-{k}"}
     command = [sys.executable, "-m"]
     if profile is not None:
-        command += ["pyinstrument", "-o", str(profile), "--show-all", "-m"]
+        command += ["pyinstrument", "-o", str(profile), "-m"]
+        if profile.suffix != ".pyisession":  # a report: with faust's and aiokafka's frames shown
+            command[-1:-1] = ["--show-all"]
     command += ["sightline.cli", "alerts", "run", "-c", str(cfg_path)]
     with _log_path(tmp, k).open("wb") as out:
         return subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
