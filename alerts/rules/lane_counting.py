@@ -35,12 +35,15 @@ class LineCounter:
         if idx.size == 0:
             return []
         pts = points[idx]
-        inside = (self.zone.contains(pts) if self.zone else np.ones(idx.size, dtype=bool)).tolist()
+        inside = self.zone.contains(pts).tolist() if self.zone else [True] * idx.size
         if self.line is not None:
             assert self.cfg.line is not None
-            sides = self.line.sides(pts, self.cfg.line.band_px).tolist()
-            along = self.line.along(pts)
-            on_segment = ((along >= 0.0) & (along <= 1.0)).tolist()
+            # Arrays in, plain values out: the per-track loop below compares Python floats
+            # (the same comparisons as Line.sides and the segment test, without ~8 more numpy
+            # calls on a handful of boxes).
+            band = self.cfg.line.band_px
+            distance = self.line.signed_distance(pts).tolist()
+            along = self.line.along(pts).tolist()
         t = frame.capture_ns
         keys = frame.track_keys()
         out: list[tuple[int, str]] = []
@@ -53,9 +56,11 @@ class LineCounter:
                 continue  # older than what this track already showed: ignore for geometry
             count_now = False
             if self.line is not None:
-                side = sides[j]
+                d = distance[j]
+                side = 1 if d > band else -1 if d < -band else 0
                 if side != 0:
-                    crossed = tr[SIDE] != 0 and side != tr[SIDE] and on_segment[j] and inside[j]
+                    on_segment = 0.0 <= along[j] <= 1.0
+                    crossed = tr[SIDE] != 0 and side != tr[SIDE] and on_segment and inside[j]
                     if crossed and not tr[COUNTED]:
                         direction = "in" if side > 0 else "out"
                         count_now = self.cfg.line.direction in ("any", direction)  # type: ignore[union-attr]
