@@ -18,6 +18,7 @@ from fastapi import Request
 from pydantic import SecretStr
 
 from sightline.api.errors import ApiError
+from sightline.api.parsing import ascii_int
 from sightline.config import ApiSettings
 
 Role = Literal["read", "admin"]
@@ -71,13 +72,18 @@ def make_session(api: ApiSettings, role: Role, now: float | None = None) -> str:
 
 
 def session_role(api: ApiSettings, value: str, now: float | None = None) -> Role | None:
-    """The role of a valid, unexpired session cookie, else None."""
+    """The role of a valid, unexpired session cookie, else None.
+
+    The MAC is compared as bytes: ``hmac.compare_digest`` raises on a ``str`` with non-ASCII
+    characters, and a cookie is whatever the client sends.
+    """
     role, _, rest = value.partition(".")
     expires, _, mac = rest.partition(".")
     key = _key(api, role)
-    if key is None or not expires.isdigit() or int(expires) < (now or time.time()):
+    expiry = ascii_int(expires)
+    if key is None or expiry is None or expiry < (now or time.time()):
         return None
-    if not hmac.compare_digest(mac, _mac(key, f"{role}.{expires}")):
+    if not hmac.compare_digest(mac.encode(), _mac(key, f"{role}.{expires}").encode()):
         return None
     return "admin" if role == "admin" else "read"
 

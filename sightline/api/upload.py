@@ -14,6 +14,7 @@ from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from sightline.api.errors import ApiError
+from sightline.api.parsing import ascii_int
 
 # Multipart framing around the file (boundaries, part headers, a few small fields) allowed on top
 # of the image itself; anything beyond is not an image upload we serve.
@@ -84,8 +85,8 @@ async def read_upload(request: Request, limit: int) -> bytes:
     content_type = request.headers.get("content-type", "")
     multipart = content_type.startswith("multipart/form-data")
     allowed = limit + MULTIPART_OVERHEAD if multipart else limit
-    length = request.headers.get("content-length")
-    if length and length.isdigit() and int(length) > allowed:
+    length = ascii_int(request.headers.get("content-length", ""))
+    if length is not None and length > allowed:
         raise _too_large(limit, f"upload of {length} bytes")
     parser, first = None, None
     if multipart:

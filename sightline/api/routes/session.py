@@ -8,6 +8,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sightline.api.auth import SESSION_COOKIE, make_session, role_of
 from sightline.api.errors import ApiError
 from sightline.api.login_page import PAGE_HEADERS, login_html
+from sightline.api.parsing import ascii_int
 
 router = APIRouter(tags=["session"])
 
@@ -25,10 +26,10 @@ async def login(request: Request) -> Response:
     api = request.app.state.config.api
     if api.read_token is None and api.admin_token is None:
         raise ApiError(503, "auth_not_configured", "no api.read_token or api.admin_token is configured")
-    length = request.headers.get("content-length", "")
-    if not length.isdigit():
+    length = ascii_int(request.headers.get("content-length", ""))
+    if length is None:
         raise ApiError(411, "length_required", "a login form needs a Content-Length")
-    if int(length) > MAX_LOGIN_BYTES:
+    if length > MAX_LOGIN_BYTES:
         raise ApiError(413, "login_too_large", f"a login form is at most {MAX_LOGIN_BYTES} bytes")
     form = await request.form(max_files=0, max_fields=4)
     token = form.get("token")

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
 from sightline.api.auth import require_read
+from sightline.api.parsing import ascii_int
 
 router = APIRouter(prefix="/v1", tags=["cameras"], dependencies=[Depends(require_read)])
 
@@ -31,7 +32,7 @@ def resume_after(last_event_id: str | None, boot: str) -> int | None:
     if not last_event_id:
         return None
     event_boot, _, seq = last_event_id.strip().partition(":")
-    return int(seq) if event_boot == boot and seq.isdigit() else None
+    return ascii_int(seq) if event_boot == boot else None
 
 
 @router.get("/stream")
