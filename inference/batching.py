@@ -116,3 +116,36 @@ class Batch:
             self.error = self.error or reason
             self._sealed = True
         self.done.set()
+
+
+class Holds:
+    """Per partition, the offset no commit may pass: the first frame of a batch dropped uncommitted.
+
+    A batch is dropped without its frames being detected or dead-lettered when it fails while the
+    worker stops (Redis down, a transaction that did not commit) or when its delivery failed. Its
+    frames are safe only while the partition's committed offset stays before them: a later batch of
+    that partition that finishes and commits would move the offset past them for good. Such a
+    batch is dropped too (it would be read again anyway), and holds its own other partitions.
+    """
+
+    def __init__(self) -> None:
+        self._limits: dict[tuple[str, int], int] = {}
+
+    def hold(self, batch: Batch) -> None:
+        """``batch`` is dropped: none of its partitions may be committed past its first frame."""
+        for key, offset in batch.first_offsets.items():
+            self._limits[key] = min(self._limits.get(key, offset), offset)
+
+    def blocks(self, batch: Batch) -> bool:
+        """Committing ``batch`` would pass a held frame."""
+        return any(
+            offset > self._limits[key] for key, offset in batch.next_offsets.items() if key in self._limits
+        )
+
+    def release(self, partitions: list[TopicPartition] | None = None) -> None:
+        """Partitions given back or lost (all with None): their next owner starts at the commit."""
+        if partitions is None:
+            self._limits.clear()
+            return
+        for tp in partitions:
+            self._limits.pop((tp.topic, tp.partition), None)

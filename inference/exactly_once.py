@@ -12,13 +12,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
 
 from inference.at_least_once import DeliveryFailed
-from inference.batching import Batch
+from inference.batching import Batch, Holds
 from inference.outbox import Outbox
 from inference.parts import WorkerParts
 from streams.retry import call_with_retry
@@ -26,8 +26,21 @@ from streams.retry import call_with_retry
 log = logging.getLogger(__name__)
 
 
+# commit_transaction calls (each up to 10 s) while its error stays retriable, before its outcome
+# is learnt from the group's committed offsets instead.
+COMMIT_ATTEMPTS = 3
+
+
 class TransactionsUnavailable(RuntimeError):
     """The transactional producer could not start (not retriable): the worker stops."""
+
+
+class CommitInDoubt(Exception):
+    """``commit_transaction`` failed in a way that does not say whether the transaction committed."""
+
+    def __init__(self, error: KafkaError) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 class ExactlyOnce:
@@ -39,7 +52,7 @@ class ExactlyOnce:
         *,
         interval_s: float,
         max_pending: int,
-        rewind: Callable[[], None],
+        rewind: Callable[[dict[tuple[str, int], int] | None], None],
     ) -> None:
         self._producer_config = producer_config
         self.consumer = parts.consumer
@@ -50,7 +63,10 @@ class ExactlyOnce:
         self.in_flight = parts.in_flight
         self.interval_s = interval_s
         self.max_pending = max_pending
-        self._rewind = rewind  # the worker's: seek back to every uncommitted batch, drop them all
+        # The worker's: drop every batch in flight and seek back to the first uncommitted frame of
+        # each partition (to the given offsets where known).
+        self._rewind = rewind
+        self.holds = Holds()
         self.pending: list[Batch] = []  # finished, waiting for the next transaction
         self.committed = 0  # transactions committed, for tests and benchmarks
         self._pending_since = 0.0
@@ -73,16 +89,41 @@ class ExactlyOnce:
         if not (force or due or len(self.pending) >= self.max_pending):
             return
         batches, self.pending = self.pending, []
-        failed = next((b for b in batches if b.error is not None), None)
-        if failed is not None:
-            if stopping:  # e.g. Redis down while stopping: nothing committed, all read again
-                return
-            raise DeliveryFailed(f"batch failed, not committing: {failed.error}")
+        batches = self._committable(batches, stopping=stopping)
+        if not batches:
+            return
         try:
             self._commit(batches)
+        except CommitInDoubt as exc:
+            if not self._settle_in_doubt(batches, exc.error):
+                return
         except KafkaException as exc:
-            self._abort_and_rewind(exc)
+            self._abort_and_rewind(batches, exc)
             return
+        self._done(batches)
+
+    def _committable(self, batches: list[Batch], *, stopping: bool) -> list[Batch]:
+        """The batches that may go into the transaction; the others are dropped and held.
+
+        A failed batch stops the worker (DeliveryFailed): nothing of this interval is committed, and
+        nothing after it is while the worker stops. While it stops anyway (e.g. Redis down: its
+        frames were never read) the failed batch is dropped, and with it every later batch of its
+        partitions (``Holds``): committing one would move the offset past the failed frames.
+        """
+        failed = next((b for b in batches if b.error is not None), None)
+        if failed is not None and not stopping:
+            for batch in batches:
+                self.holds.hold(batch)
+            raise DeliveryFailed(f"batch failed, not committing: {failed.error}")
+        ready: list[Batch] = []
+        for batch in batches:
+            if batch.error is not None or self.holds.blocks(batch):
+                self.holds.hold(batch)
+            else:
+                ready.append(batch)
+        return ready
+
+    def _done(self, batches: list[Batch]) -> None:
         for batch in batches:
             batch.seal()
             if batch in self.in_flight:
@@ -94,9 +135,10 @@ class ExactlyOnce:
 
     def lost(self) -> None:
         self.pending.clear()  # never in a transaction yet: whoever owns them now reads them again
+        self.holds.release()
 
     def revoked(self, partitions: list[TopicPartition]) -> None:
-        pass  # offsets travel in the transactions
+        self.holds.release(partitions)  # offsets travel in the transactions; the next owner starts there
 
     def close(self, kafka_up: bool) -> None:
         self._watching.set()
@@ -104,23 +146,95 @@ class ExactlyOnce:
 
     # -- transactions -------------------------------------------------------------------------
     def _commit(self, batches: list[Batch]) -> None:
-        """Any failure (even a retriable timeout while Kafka is away) aborts and re-reads: retrying
-        in place never polls the consumer, so a worker that lost its group could not rejoin."""
+        """One transaction for ``batches``. A failure before the commit call (even a retriable
+        timeout while Kafka is away) aborts and re-reads: retrying in place never polls the
+        consumer, so a worker that lost its group could not rejoin. The commit call itself is
+        different: it may fail after the coordinator got EndTxn (``_commit_transaction``)."""
         self.trackers.begin()  # undo log, rolled back by _abort_and_rewind
         self.producer.begin_transaction()
-        offsets: dict[tuple[str, int], int] = {}
         for batch in batches:
             self.outbox.publish(self.producer, batch)
-            for key, offset in batch.next_offsets.items():
-                offsets[key] = max(offsets.get(key, 0), offset)
         group = self.consumer.consumer_group_metadata()
-        positions = [TopicPartition(t, p, o) for (t, p), o in sorted(offsets.items())]
+        positions = [TopicPartition(t, p, o) for (t, p), o in sorted(_next_offsets(batches).items())]
         send_offsets_with_deadline(self.producer, positions, group, timeout_s=10)
-        self.producer.commit_transaction(10)
+        self._commit_transaction()
         self.committed += 1
         self.health.ok("kafka")
 
-    def _abort_and_rewind(self, exc: KafkaException) -> None:
+    def _commit_transaction(self) -> None:
+        """``commit_transaction``, called again while its error is retriable.
+
+        librdkafka's documented pattern: a commit that timed out may have reached the coordinator
+        and goes on in the background; calling again resumes it and reports how it ended. An error
+        that requires an abort means it did not commit (raised as is). Any other (fatal, or still
+        retriable after ``COMMIT_ATTEMPTS`` calls, or a stop) leaves the outcome unknown:
+        ``CommitInDoubt``.
+        """
+        error: KafkaError | None = None
+        for _ in range(COMMIT_ATTEMPTS):
+            try:
+                self.producer.commit_transaction(10)
+                return
+            except KafkaException as exc:
+                error = exc.args[0]
+                if error.txn_requires_abort():
+                    raise
+            log.warning("commit_transaction failed (%s); its outcome is not known yet", error)
+            if not error.retriable() or self.stop.is_set():
+                break
+            self.health.degraded("kafka", f"commit_transaction: {error}")
+        assert error is not None
+        raise CommitInDoubt(error)
+
+    def _settle_in_doubt(self, batches: list[Batch], error: KafkaError) -> bool:
+        """Learn what became of a commit of unknown outcome; True when it went through.
+
+        A new producer with the same transactional.id makes the coordinator finish what the old one
+        left (a commit it got EndTxn for completes, anything else is aborted); the group's committed
+        offsets then tell which. Committed: the batches are done and their tracker updates stay.
+        Not: they are rolled back and every partition is read again from its committed offset (not
+        from the batches' first offsets, which would repeat frames of a commit that did happen).
+        """
+        if self.stop.is_set():
+            return self._stop_uncommitted(batches, error)
+        self.health.degraded("kafka", f"commit_transaction: {error}")
+        self._new_producer(error)
+        try:
+            committed = self._group_offsets(_next_offsets(batches))
+        except KafkaException as exc:  # only once a stop was asked for
+            return self._stop_uncommitted(batches, exc.args[0])
+        if all(committed.get(key, -1) >= offset for key, offset in _next_offsets(batches).items()):
+            log.warning("the transaction whose commit failed (%s) was committed; going on", error)
+            self.committed += 1
+            self.health.ok("kafka")
+            return True
+        log.warning("the transaction whose commit failed (%s) was not committed; re-reading it", error)
+        self.trackers.rollback()
+        self._rewind(committed)
+        return False
+
+    def _group_offsets(self, keys: Iterable[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        """The group's committed offsets (read_committed: librdkafka waits out pending transactional
+        ones), retried while Kafka is away; a partition never committed is missing."""
+        partitions = [TopicPartition(t, p) for t, p in sorted(keys)]
+
+        def fetch() -> list[TopicPartition]:
+            return self.consumer.committed(partitions, timeout=10)
+
+        found = call_with_retry(
+            fetch, health=self.health, dependency="kafka", retry_on=(KafkaException,), stop=self.stop
+        )
+        return {(tp.topic, tp.partition): tp.offset for tp in found if tp.error is None and tp.offset >= 0}
+
+    def _stop_uncommitted(self, batches: list[Batch], error: KafkaError) -> bool:
+        """Stopping: the transaction is left to time out (or to its restarted twin), and nothing after
+        its batches is committed by this worker (the restarted one starts at the group's offsets)."""
+        log.warning("stopping with an unfinished transaction (%s); it is not committed", error)
+        for batch in batches:
+            self.holds.hold(batch)
+        return False
+
+    def _abort_and_rewind(self, batches: list[Batch], exc: KafkaException) -> None:
         """Abort the transaction and re-read every uncommitted frame.
 
         A fatal producer error (fenced, epoch bumped after a timeout) gets a fresh producer with
@@ -130,7 +244,7 @@ class ExactlyOnce:
         self.trackers.rollback()  # the batches' tracker updates are undone with them
         error = exc.args[0]
         if self.stop.is_set():
-            log.warning("stopping with an unfinished transaction (%s); it is not committed", error)
+            self._stop_uncommitted(batches, error)
             return
         log.warning("transaction aborted (%s); re-reading its frames", error)
         if error.fatal() or not error.txn_requires_abort():
@@ -141,7 +255,7 @@ class ExactlyOnce:
             self._new_producer(error)
         else:
             self._abort_transaction()
-        self._rewind()
+        self._rewind(None)
 
     def _abort_transaction(self) -> None:
         """Abort; if Kafka does not answer, a new producer with the same id fences and aborts it."""
@@ -190,6 +304,15 @@ class ExactlyOnce:
         """
         while not self._watching.wait(0.5):
             self.producer.poll(0)
+
+
+def _next_offsets(batches: list[Batch]) -> dict[tuple[str, int], int]:
+    """Per partition, the offset the transaction of ``batches`` commits."""
+    offsets: dict[tuple[str, int], int] = {}
+    for batch in batches:
+        for key, offset in batch.next_offsets.items():
+            offsets[key] = max(offsets.get(key, 0), offset)
+    return offsets
 
 
 def send_offsets_with_deadline(

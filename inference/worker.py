@@ -262,14 +262,19 @@ class InferenceWorker:
             self.in_flight.clear()
             self.pipeline.discard()
 
-    def _rewind(self) -> None:
-        """Exactly-once abort: seek back to every uncommitted frame and drop the work in flight."""
+    def _rewind(self, resume_at: dict[tuple[str, int], int] | None = None) -> None:
+        """Exactly-once abort: seek back to every uncommitted frame and drop the work in flight.
+
+        Each partition goes back to the first frame of its earliest batch, or to ``resume_at``'s
+        offset for it (the group's committed offset, after a commit of unknown outcome).
+        """
         positions: dict[tuple[str, int], int] = {}
         for batch in self.in_flight:
             batch.rewind_offsets(positions)
         if self.open_batch is not None:
             self.open_batch.rewind_offsets(positions)
             self.open_batch = None
+        positions.update((key, offset) for key, offset in (resume_at or {}).items() if key in positions)
         self.in_flight.clear()
         self.pipeline.discard()
         for (topic, partition), offset in sorted(positions.items()):
