@@ -1,7 +1,9 @@
 """At-least-once delivery: publish each finished batch, commit its offsets once Kafka acked it all.
 
 Commits go oldest batch first, so a committed offset never passes a frame whose detections are
-not yet acknowledged; a crash re-reads at most the unacknowledged tail.
+not yet acknowledged; a crash re-reads at most the unacknowledged tail. A batch that failed holds
+its partitions (``Holds``): no later batch of theirs is committed, also not by the drain that
+closing the consumer runs after the failure stopped the worker.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import time
 
 from confluent_kafka import Producer, TopicPartition
 
-from inference.batching import Batch
+from inference.batching import Batch, Holds
 from inference.commits import OffsetCommits
 from inference.outbox import Outbox
 from inference.parts import WorkerParts
@@ -33,6 +35,7 @@ class AtLeastOnce:
         self.health = parts.health
         self.in_flight = parts.in_flight
         self.commits = commits
+        self.holds = Holds()
 
     def deliver(self, batch: Batch) -> None:
         if batch.error is None:
@@ -44,11 +47,11 @@ class AtLeastOnce:
         self.producer.poll(0)
         while self.in_flight and self.in_flight[0].done.is_set():
             batch = self.in_flight.popleft()
-            if batch.error is not None:
-                if stopping:  # stopping mid-outage: leave it uncommitted, it is read again
-                    self.in_flight.clear()
-                    return
-                raise DeliveryFailed(f"batch failed, not committing: {batch.error}")
+            if batch.error is not None or self.holds.blocks(batch):
+                self.holds.hold(batch)  # uncommitted, read again, and nothing after it either
+                if batch.error is not None and not stopping:
+                    raise DeliveryFailed(f"batch failed, not committing: {batch.error}")
+                continue
             self.health.ok("kafka")  # its records were acknowledged
             self.commits.commit(self.consumer, batch.offsets())
 
@@ -64,9 +67,11 @@ class AtLeastOnce:
 
     def lost(self) -> None:
         self.commits.forget()
+        self.holds.release()
 
     def revoked(self, partitions: list[TopicPartition]) -> None:
         self.commits.forget(partitions)
+        self.holds.release(partitions)
 
     def close(self, kafka_up: bool) -> None:
         # With Kafka away, unacknowledged records are uncommitted work: don't wait long for them.

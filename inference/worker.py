@@ -96,6 +96,7 @@ class InferenceWorker:
         self.in_flight: deque[Batch] = deque()  # handed to the pipeline, not yet committed
         self.open_batch: Batch | None = None
         self._last_activity: float | None = None  # idle time only counts once partitions are assigned
+        self._failed = False  # run() is ending on an error: the closing drain commits as if stopping
 
         client = f"sightline-inference-{self.worker_id}"
         cconf = worker_consumer_config(config.kafka, inf.group_id, client)
@@ -210,9 +211,26 @@ class InferenceWorker:
             return
         self.in_flight.append(batch)
         while not self.pipeline.submit(batch, timeout=0.01):
+            if self._stopping:  # a full pipeline (a hung engine, say) must not hold up a stop
+                self._drop(batch, "stopping before it entered the pipeline")
+                return
             self._service()  # the pipeline is full: publish what it finished meanwhile
             if batch.epoch != self.pipeline.epoch:
                 return  # rewound meanwhile (exactly-once abort, lost partitions): read again
+
+    def _drop(self, batch: Batch, reason: str) -> None:
+        """Leave ``batch`` uncommitted: it goes to the delivery as failed, which holds its
+        partitions, so no later offset of theirs is committed past its frames."""
+        batch.fail(reason)
+        self.delivery.deliver(batch)
+
+    @property
+    def _stopping(self) -> bool:
+        return self.stop.is_set() or self._failed
+
+    def _pipeline_stuck(self) -> bool:
+        """A stage has held one batch past the liveness timeout (a hung engine): waiting is futile."""
+        return self.pipeline.longest_busy_s() >= self.config.metrics.liveness_timeout_s
 
     def _service(self, *, force: bool = False) -> None:
         """Publish the batches the pipeline finished, in order, and commit what is done."""
@@ -220,7 +238,7 @@ class InferenceWorker:
         for batch in self.pipeline.take_finished():
             self.delivery.deliver(batch)
         try:
-            self.delivery.service(stopping=self.stop.is_set(), force=force)
+            self.delivery.service(stopping=self._stopping, force=force)
         except DeliveryFailed as exc:
             raise WorkerError(str(exc)) from exc
         if self.detectors.retired and not self.pipeline.busy:
@@ -248,15 +266,16 @@ class InferenceWorker:
     def _drain(self) -> None:
         """Finish everything fetched so far and commit it (used on revoke and shutdown).
 
-        Bounded: with Kafka away, what is not acknowledged in time stays uncommitted (read again).
+        Bounded: with Kafka away, what is not acknowledged in time stays uncommitted (read again);
+        with a stage stuck past the liveness timeout, what is inside the pipeline does too.
         """
         self._close_batch()
         deadline = time.monotonic() + (30.0 if self.health.is_up("kafka") else 3.0)
-        while self.pipeline.busy and time.monotonic() < deadline:
+        while self.pipeline.busy and time.monotonic() < deadline and not self._pipeline_stuck():
             self.pipeline.wait(0.02)
             self._service()
         self._service(force=True)
-        self.delivery.settle(deadline, stopping=self.stop.is_set())
+        self.delivery.settle(deadline, stopping=self._stopping)
         if self.in_flight:  # left uncommitted: read again by whoever owns the partitions next
             log.warning("%d batches not finished in time; left uncommitted", len(self.in_flight))
             self.in_flight.clear()
@@ -364,16 +383,21 @@ class InferenceWorker:
                 if self._idle_for(max_idle_s):
                     break
             self._drain()
+        except BaseException:
+            self._failed = True  # the drain of the closing consumer commits nothing past a failure
+            raise
         finally:
             heartbeat.close()
-            self.pipeline.close()
+            stuck = self._pipeline_stuck()
+            self.pipeline.close(timeout=0.0 if stuck else 30.0)
             self.consumer.close()
             try:
                 self.delivery.close(kafka_up=self.health.is_up("kafka"))
             finally:
                 self.decode_pool.shutdown(wait=False, cancel_futures=True)
                 self.claims.close()
-                self.detectors.close()
+                if not stuck:  # a model a stuck stage is still inside is left to the process's exit
+                    self.detectors.close()
         return self.stats
 
     def _fetch(self, max_batch: int, max_wait_ms: float) -> None:

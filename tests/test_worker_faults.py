@@ -22,11 +22,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import simplejpeg
-from confluent_kafka import KafkaException
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
 
 from decoders.runner import run_cameras
 from inference import kafka_health
+from inference.detector import Detector
 from inference.worker import InferenceWorker, WorkerError, send_offsets_with_deadline
 from schemas.dead_letter import parse_dead_letter
 from schemas.detections import DetectionsRecord
@@ -399,3 +400,99 @@ def test_a_send_offsets_call_that_ignores_its_timeout_is_cut_off() -> None:
     released.set()
     assert time.monotonic() - started < 5
     assert caught.value.args[0].fatal(), "a fatal error makes the worker start a new producer"
+
+
+@pytest.mark.chaos
+def test_a_refused_dead_letter_stops_the_worker_without_committing_past_its_batch(
+    own_stack: Stack, model_registry: Path, bus_jpg: Path
+) -> None:
+    """At-least-once: the broker refuses a batch's dead letter in its delivery report (the
+    dead-letter topic takes smaller records than the frames topic), so the worker stops; closing
+    its consumer (revoke, final drain) must not commit the acknowledged batches after that one."""
+    config = _config(own_stack, model_registry, "dlq-refused")
+    admin = AdminClient({"bootstrap.servers": config.kafka.bootstrap_servers})
+    smaller = ConfigEntry("max.message.bytes", "50000", incremental_operation=AlterConfigOpType.SET)
+    dlq = ConfigResource(
+        ConfigResource.Type.TOPIC, config.topics.dead_letter.name, incremental_configs=[smaller]
+    )
+    for future in admin.incremental_alter_configs([dlq]).values():
+        future.result(10)
+    jpeg = bus_jpg.read_bytes()
+    assert len(jpeg) > 50_000, "the dead letter carries the frame's value: too big for its topic"
+    producer = make_producer(config.kafka)
+    where: list[tuple[int, int]] = []
+    for seq in range(12):
+        headers = FrameMeta("cam1", seq, time.time_ns(), 810, 1080).headers()
+        if seq == 4:  # refused on arrival (contract), dead-lettered with its value
+            headers = [(k, b"bmp" if k == "encoding" else v) for k, v in headers]
+        producer.produce(
+            config.topics.frames.name,
+            key=b"cam1",
+            value=jpeg,
+            headers=headers,
+            on_delivery=lambda err, msg, seq=seq: seq == 4 and where.append((msg.partition(), msg.offset())),
+        )
+    producer.flush(10)
+    [(partition, bad_offset)] = where
+    with pytest.raises(WorkerError, match="not committing"):
+        InferenceWorker(config, worker_id="dlq-refused").run(max_idle_s=5)
+    group = Consumer(
+        {"bootstrap.servers": config.kafka.bootstrap_servers, "group.id": config.inference.group_id}
+    )
+    try:
+        [committed] = group.committed([TopicPartition(config.topics.frames.name, partition)], timeout=10)
+    finally:
+        group.close()
+    assert committed.offset <= bad_offset, (
+        f"committed up to {committed.offset}, past the failed frame at {bad_offset}: its batch is lost"
+    )
+
+
+@pytest.mark.chaos
+def test_a_stop_is_prompt_with_a_hung_engine_and_nothing_is_committed_past_it(
+    own_stack: Stack, model_registry: Path, bus_jpg: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An engine call that never returns fills the pipeline; the consumer loop then waits to hand
+    over the next batch. A stop (SIGTERM) must end that wait, and the batches never finished must
+    be read again, once, by the next worker."""
+    config = _config(own_stack, model_registry, "hung-stop", "exactly-once")
+    config.metrics.liveness_timeout_s = 1.5
+    config.inference.max_batch = 1  # one batch per frame: the pipeline fills after a few frames
+    config.inference.max_wait_ms = 5
+    jpeg = bus_jpg.read_bytes()
+    producer = make_producer(config.kafka)
+
+    def publish(seqs: range) -> None:
+        for seq in seqs:
+            meta = FrameMeta("cam1", seq, time.time_ns(), 810, 1080)
+            producer.produce(config.topics.frames.name, key=b"cam1", value=jpeg, headers=meta.headers())
+        producer.flush(10)
+
+    hang, release = threading.Event(), threading.Event()
+    infer = Detector.infer
+
+    def hung(self: Detector, prepared: object) -> object:
+        if hang.is_set():
+            release.wait(120)  # a GPU call that never comes back
+        return infer(self, prepared)
+
+    monkeypatch.setattr(Detector, "infer", hung)
+    frames = 16
+    publish(range(4))
+    running = Running(config, "hung-stop")
+    try:
+        _wait(lambda: running.worker.stats.records >= 4, 60, "the first detections")
+        hang.set()
+        publish(range(4, frames))
+        _wait(lambda: "_close_batch" in running.where(), 60, "the loop waiting for room in the pipeline")
+        time.sleep(2 * config.metrics.liveness_timeout_s)
+        took = running.finish(timeout=20)
+        assert not running.thread.is_alive() and took < 15, f"the stop took {took:.1f} s"
+    finally:
+        release.set()
+        hang.clear()
+        running.thread.join(60)
+    assert running.error is None, repr(running.error)
+    InferenceWorker(config, worker_id="hung-stop").run(max_idle_s=3)
+    got = Counter((r.camera_id, r.seq) for r in _records(config, expected=frames))
+    assert got == Counter(("cam1", s) for s in range(frames)), "every frame once, none skipped"
