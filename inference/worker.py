@@ -96,6 +96,8 @@ class InferenceWorker:
         self.in_flight: deque[Batch] = deque()  # handed to the pipeline, not yet committed
         self.open_batch: Batch | None = None
         self._last_activity: float | None = None  # idle time only counts once partitions are assigned
+        # Partitions taken away (revoked or lost) so far: a fetch that straddles one is stale.
+        self._revocations = 0
         self._failed = False  # run() is ending on an error: the closing drain commits as if stopping
 
         client = f"sightline-inference-{self.worker_id}"
@@ -311,6 +313,7 @@ class InferenceWorker:
         log.warning(
             "partitions lost: %s; dropping in-flight work uncommitted", [p.partition for p in partitions]
         )
+        self._revocations += 1
         self.open_batch = None
         self.in_flight.clear()
         self.pipeline.discard()
@@ -318,6 +321,7 @@ class InferenceWorker:
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.info("partitions revoked: %s; finishing in-flight batches", [p.partition for p in partitions])
+        self._revocations += 1
         self._drain()
         self.delivery.revoked(partitions)
 
@@ -418,7 +422,13 @@ class InferenceWorker:
             # What the same fetch already brought (the other cameras' frames of the moment) joins the
             # new batch before an idle model closes it: a burst runs as one batch, not one lone frame
             # and then the rest behind it. Timeout 0: this never waits for frames still to come.
-            messages += self.consumer.consume(num_messages=max_batch - 1, timeout=0)
+            revocations = self._revocations
+            more = self.consumer.consume(num_messages=max_batch - 1, timeout=0)
+            # A revoke served by this second call drained and committed what was fetched before it,
+            # without the first call's frames: they belong to the old assignment (whoever owns their
+            # partitions now reads them from the committed offset, this worker too if it got them
+            # back).
+            messages = more if self._revocations != revocations else messages + more
         for msg in messages:
             if msg.error() is not None:
                 self.kafka.on_error(msg.error())

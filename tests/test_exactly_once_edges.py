@@ -2,9 +2,9 @@
 
 Each test drives a real worker against a real broker and Redis into one precise sequence: a commit
 that times out after the coordinator got EndTxn, a stop while Redis is down with a later batch
-still finishing. The faults are the real ones (a broker frozen while a commit waits for its
-answer, Redis killed) placed at the moment that matters, by wrapping one confluent_kafka method
-where it must come at one precise call.
+still finishing, a rebalance served between the two fetches that open a batch. The faults are the
+real ones (a broker frozen while a commit waits for its answer, Redis killed, a second group
+member joining) placed at the moment that matters by wrapping one confluent_kafka method.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
-from inference import exactly_once
+from inference import exactly_once, worker
 from inference.worker import InferenceWorker
 from schemas.detections import DetectionsRecord
 from schemas.frame import FrameMeta
@@ -166,3 +166,85 @@ def test_stopping_while_redis_is_down_commits_nothing_past_the_failed_batch(
         own_stack.dev.start("redis")
     InferenceWorker(config, worker_id="eo-stop-redis").run(max_idle_s=3)
     assert _seqs(config, 8) == Counter(range(8)), "the failed batch's frames are read again, once"
+
+
+# -- 4. a frame fetched just before a revoke -------------------------------------------------------
+class RebalanceBetweenFetches(Consumer):
+    """Once: right after the first fetch of a new batch returned a frame, a second member joins
+    the group and the rebalance is left pending, so the worker's next fetch (the one that fills
+    the batch, timeout 0) serves the revoke."""
+
+    group: ClassVar[dict[str, Any]] = {}
+    phase: ClassVar[str] = "armed"  # -> "between" -> "second" -> "done"
+    joiner_stop: ClassVar[threading.Event] = threading.Event()
+
+    def consume(self, num_messages: int = 1, timeout: float = -1) -> list:
+        cls = RebalanceBetweenFetches
+        if cls.phase == "between":
+            cls.phase = "second"
+            try:
+                return super().consume(num_messages, timeout)
+            finally:
+                cls.phase = "done"
+        messages = super().consume(num_messages, timeout)
+        if cls.phase == "armed" and num_messages == 1 and messages:
+            threading.Thread(target=_join_group, args=(cls.group, cls.joiner_stop), daemon=True).start()
+            time.sleep(5)  # the joiner's JoinGroup, then our heartbeat (2 s) learns of the rebalance
+            cls.phase = "between"
+        return messages
+
+
+def _join_group(group: dict[str, Any], stop: threading.Event) -> None:
+    """A second member of the worker's group that takes no partition (its id sorts after the
+    worker's, and the range assignor gives the one partition to the first member) and commits
+    nothing: it only makes the group rebalance."""
+    topic = group["topic"]
+    config = {k: v for k, v in group.items() if k != "topic"}
+    joiner = Consumer({**config, "client.id": "zzz-joiner", "enable.auto.commit": False})
+    joiner.subscribe([topic])
+    while not stop.is_set():
+        joiner.poll(0.2)
+    joiner.close()
+
+
+def test_a_frame_fetched_just_before_a_revoke_is_not_processed_after_it(
+    own_stack: Stack, model_registry: Path, bus_jpg: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = _config(own_stack, model_registry, "eo-revoke")
+    # Long enough that the frame's transaction comes after the re-assignment read the committed
+    # offset: that read then still says "start at the frame", and the frame is fetched again.
+    config.inference.transaction_interval_ms = 2000
+    frames = 8
+    _publish(config, bus_jpg.read_bytes(), range(frames))
+    group = {
+        "bootstrap.servers": config.kafka.bootstrap_servers,
+        "group.id": config.inference.group_id,
+        "topic": config.topics.frames.name,
+    }
+    monkeypatch.setattr(RebalanceBetweenFetches, "group", group)
+    monkeypatch.setattr(RebalanceBetweenFetches, "phase", "armed")
+    joiner_stop = threading.Event()
+    monkeypatch.setattr(RebalanceBetweenFetches, "joiner_stop", joiner_stop)
+    monkeypatch.setattr(worker, "Consumer", RebalanceBetweenFetches)
+    revoked_in: list[str] = []
+    on_revoke = InferenceWorker._on_revoke
+
+    def recording(self: InferenceWorker, consumer: Consumer, partitions: list) -> None:
+        revoked_in.append(RebalanceBetweenFetches.phase)
+        on_revoke(self, consumer, partitions)
+
+    monkeypatch.setattr(InferenceWorker, "_on_revoke", recording)
+    stop = threading.Event()
+    running = InferenceWorker(config, worker_id="eo-revoke", stop=stop)
+    thread = threading.Thread(target=running.run, daemon=True)
+    thread.start()
+    try:
+        _wait(lambda: RebalanceBetweenFetches.phase == "done", 60, "the rebalance between two fetches")
+        _wait(lambda: running.stats.records >= frames, 60, "every frame's detections")
+        time.sleep(config.inference.transaction_interval_ms / 1e3 + 1)  # a second copy would commit now
+    finally:
+        joiner_stop.set()
+        stop.set()
+        thread.join(60)
+    assert "second" in revoked_in, f"the revoke was served by the batch's second fetch: {revoked_in}"
+    assert _seqs(config, frames) == Counter(range(frames)), "every frame committed exactly once"
