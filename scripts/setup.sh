@@ -54,3 +54,21 @@ fi
 .venv/bin/sightline dev fetch
 .venv/bin/sightline assets fetch --quiet
 .venv/bin/sightline models fetch nanodet-m --quiet
+
+# Toxiproxy's server (network faults for `sightline bench chaos`), built from source with Go into
+# the cache once: Go's module proxy serves the source; there is no binary download.
+TOXIPROXY_VERSION=v2.5.0
+toxiproxy_bin="${SIGHTLINE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/sightline}/bin/toxiproxy-server"
+if [ ! -x "$toxiproxy_bin" ]; then
+  if ! command -v go >/dev/null; then
+    echo "setup: installing Debian's golang-go (to build toxiproxy-server)"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends golang-go >/dev/null
+  fi
+  echo "setup: building toxiproxy-server $TOXIPROXY_VERSION with Go (about a minute)"
+  mkdir -p "$(dirname "$toxiproxy_bin")"
+  gobin=$(mktemp -d)
+  GOBIN="$gobin" go install "github.com/Shopify/toxiproxy/v2/cmd/server@$TOXIPROXY_VERSION"
+  mv "$gobin/server" "$toxiproxy_bin"
+  rmdir "$gobin"
+fi

@@ -33,7 +33,9 @@ def ensure_topics(config: StreamsConfig, timeout: float = 30.0) -> list[TopicRep
         NewTopic(
             t.name,
             num_partitions=t.partitions,
-            replication_factor=1 if "127.0.0.1" in config.kafka.bootstrap_servers else -1,
+            # The cluster's default.replication.factor and min.insync.replicas: the dev stack
+            # sets 1 and 1 for one broker, 3 and 2 for three (docs/deployment.md).
+            replication_factor=-1,
             config={
                 "retention.ms": str(t.retention_ms),
                 "max.message.bytes": str(config.kafka.message_max_bytes),

@@ -1,16 +1,13 @@
 """`sightline bench chaos`: the whole chain as processes, with one fault at a time injected.
 
-The chain is the demo's (`sightline.demo.Demo`), on a private Kafka + Redis: a decoder reading
-a recorded file at real time (every frame through the Redis claim check), an inference worker
-in one delivery mode, the alert processors with rules that fire often, and a local webhook
-receiver; an RTSP camera with its own decoder joins when the `rtsp` fault is asked for.
-
-Each fault is a small object (`inject()`, `heal()`) applied after a seeded random stretch of
-normal running. Afterwards the frames and the committed detections are read back and checked
-(every frame has its detections record; `seq` neither skips nor repeats), and the alerts the
-receiver got are compared with what `sightline alerts test-rules` computes offline from the
-committed detections: anything missing is lost, anything extra or repeated is a duplicate.
-A stage that exits on its own is restarted and recorded, never hidden.
+The chain is the demo's (`chaos_chain.Chain`), on a private Kafka (one broker, or a cluster of
+three) and Redis, each behind Toxiproxy so that network faults reach every client. Each fault
+(`chaos_faults`) is applied after a seeded random stretch of normal running. Afterwards the
+frames and the committed detections are read back and checked (every frame has its detections
+record; `seq` neither skips nor repeats), and the alerts the receiver got are compared with what
+`sightline alerts test-rules` computes offline from the committed detections
+(`chaos_audit`): anything missing is lost, anything extra or repeated is a duplicate. A stage
+that exits on its own is restarted and recorded, never hidden.
 """
 
 from __future__ import annotations
@@ -19,398 +16,27 @@ import json
 import os
 import random
 import signal
-import subprocess
-import sys
 import tempfile
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
-
-from schemas.detections import DetectionsRecord
-from schemas.errors import ContractError
-from sightline.assets import fetch_registered_model, media_path
+from sightline.bench.chaos_audit import Probe, detections, frame_rows, read_topic, replay_alerts
+from sightline.bench.chaos_chain import CLIP, MODES, Chain, camera_rules
+from sightline.bench.chaos_faults import DETAILS, FAULTS, Fault, StageKill, make_faults
 from sightline.bench.cleanup import Created, delete_created
-from sightline.config import DevSettings, KafkaSettings, SightlineConfig
-from sightline.demo import Demo
-from streams import topic_reader
+from sightline.config import DevSettings, SightlineConfig
 from streams.devinfra import DevStack, free_port
-from streams.kafka import consumer_config
-from streams.topics import ensure_topics
+
+# What other benchmarks and the tests take from here.
+__all__ = ["CLIP", "DETAILS", "MODES", "ChaosOptions", "Chain", "Fault", "ModeRun", "StageKill", "Window",
+           "camera_rules", "read_topic", "run_chaos"]  # fmt: skip
 
 Log = Callable[[str], None]
-MODES = ("at-least-once", "exactly-once")
-CLIP = "vtest.avi"
-FPS = 5  # per camera: leaves the worker headroom on a small machine
-SESSION_TIMEOUT_S = consumer_config(KafkaSettings(), "x")["session.timeout.ms"] / 1000
-
-
-# -- the chain ---------------------------------------------------------------------------
-def camera_rules(camera: str) -> dict[str, Any]:
-    """Rules for `vtest.avi` (768x576, people crossing a road) that fire every few seconds."""
-    return {
-        "camera": camera,
-        "anchor": "bottom_center",
-        "lateness_s": 1,
-        "track_ttl_s": 5,
-        "lanes": [
-            {
-                "name": "road-crossing",
-                "line": {"start": [430, 190], "end": [430, 500], "direction": "any", "band_px": 8},
-                "classes": ["person"],
-                "min_confidence": 0.4,
-                "window_s": 10,
-                "session": {"idle_gap_s": 5},
-            }
-        ],
-        "defects": [
-            {
-                "name": "vehicle-parked",
-                "classes": ["car", "truck", "bus"],
-                "roi": [[590, 40], [768, 40], [768, 135], [590, 135]],
-                "min_confidence": 0.3,
-                "k": 3,
-                "n": 5,
-            }
-        ],
-        "anomalies": [{"name": "people-count", "classes": ["person"], "bucket_s": 2, "warmup_buckets": 3}],
-        "thresholds": [
-            {"name": "crowd", "metric": "count", "classes": ["person"], "op": ">=", "value": 3,
-             "for_s": 1, "cooldown_s": 5},
-            {"name": "loiter", "metric": "dwell", "classes": ["person"],
-             "zone": [[0, 140], [340, 140], [340, 215], [0, 215]], "op": ">", "value": 3},
-        ],
-    }  # fmt: skip
-
-
-class Chain(Demo):
-    """The demo's processes for one delivery mode, on fresh topics, with restartable parts."""
-
-    def __init__(self, workdir: Path, base: SightlineConfig, dev: DevStack, mode: str, live: bool) -> None:
-        super().__init__(workdir, base)
-        self.dev, self.mode, self.live = dev, mode, live
-        self.tag = f"chaos-{'eo' if mode == 'exactly-once' else 'alo'}-{uuid.uuid4().hex[:6]}"
-        self.file_camera, self.live_camera = f"{self.tag}-file", f"{self.tag}-live"
-        self.receivers: list[Any] = []
-        self.receiver_port = 0
-        self.held: set[str] = set()  # stages a fault keeps down: not restarted by `supervise`
-        self.findings: list[str] = []
-        self.restart_at: dict[str, float] = {}
-        self.commands = {
-            "decoder": ("decode", "--camera", self.file_camera, "--realtime"),
-            "live-decoder": ("decode", "--camera", self.live_camera),
-            "inference": ("infer", "--worker-id", f"{self.tag}-1", "--delivery", mode),
-            "inference-standby": ("infer", "--worker-id", f"{self.tag}-2", "--delivery", mode),
-            "alerts": ("alerts", "run"),
-        }
-        self.config = self._sightline_config()
-
-    def _sightline_config(self) -> SightlineConfig:
-        topics = {name: t.model_copy(update={"name": f"{self.tag}.{name}"}) for name, t in self.base.topics}
-        return self.base.model_copy(update={"topics": self.base.topics.model_copy(update=topics)}, deep=True)
-
-    @property
-    def rules_file(self) -> Path:
-        return self.workdir / "rules.yaml"
-
-    def _config(self) -> dict[str, Any]:
-        data = self.config.model_dump(mode="json")
-        cameras = [{"id": self.file_camera, "url": str(media_path(CLIP)), "loop": True, "fps": FPS}]
-        if self.relay is not None:
-            cameras.append({"id": self.live_camera, "url": self.relay.url(self.live_camera),
-                            "rtsp_transport": "udp", "fps": FPS, "stall_timeout_s": 5})  # fmt: skip
-        data["cameras"] = cameras
-        data["frames"]["inline_max_bytes"] = 1024  # every frame goes through the Redis claim check
-        data["inference"].update(registry_dir=str(Path(self.base.inference.registry_dir).resolve()),
-                                 group_id=f"{self.tag}-inference", delivery=self.mode)  # fmt: skip
-        hook = {"name": "chaos", "url": self.receiver.url, "secret_env": "SIGHTLINE_DEMO_WEBHOOK_SECRET"}
-        data["alerts"].update(
-            app_id=self.tag,
-            redis_prefix=f"sightline:{self.tag}",
-            rules_file=str(self.rules_file),
-            rules=None,
-            webhooks=[hook],
-        )
-        data["metrics"].update(decoder_port=0, inference_port=0, alerts_port=0)
-        data["drift"]["metrics_port"] = 0
-        return data
-
-    def start(self, with_api: bool = False) -> None:
-        from inference.registry import ModelRegistry
-        from sightline.rtsp_camera import RtspRelay
-
-        ensure_topics(self.config)
-        fetch_registered_model(self.base.inference.model, ModelRegistry(self.base.inference.registry_dir))
-        if self.live:
-            self.relay = RtspRelay({self.live_camera: media_path(CLIP)}, log_dir=self.workdir).start()
-        self.start_receiver()
-        cameras = [self.file_camera] + ([self.live_camera] if self.live else [])
-        self.rules_file.write_text(
-            yaml.safe_dump({"version": 1, "cameras": [camera_rules(c) for c in cameras]})
-        )
-        (self.workdir / "sightline.yaml").write_text(yaml.safe_dump(self._config(), sort_keys=False))
-        for name in ("decoder", "inference", "alerts") + (("live-decoder",) if self.live else ()):
-            self.spawn(name)
-
-    # -- stages --------------------------------------------------------------------------
-    def spawn(self, name: str) -> None:
-        self._spawn(name, *self.commands[name])
-
-    def kill(self, name: str, sig: signal.Signals = signal.SIGKILL) -> None:
-        proc = self.children[name]
-        if proc.poll() is None:
-            os.killpg(proc.pid, sig)
-            if sig == signal.SIGKILL:
-                proc.wait()
-
-    def supervise(self) -> None:
-        """What a supervisor does: a stage that exited by itself is a finding, and is restarted
-        (at most every 2 s, so a crash loop shows as a count rather than a busy loop)."""
-        now = time.monotonic()
-        for name, proc in list(self.children.items()):
-            if name in self.held or proc.poll() is None or now < self.restart_at.get(name, 0.0):
-                continue
-            self.findings.append(f"{name} exited (rc={proc.returncode})")
-            self.restart_at[name] = now + 2.0
-            self.spawn(name)
-
-    def start_receiver(self) -> None:
-        from alerts.webhooks.receiver import Receiver
-
-        self.receiver = Receiver(self.secret, port=self.receiver_port).start()
-        self.receiver_port = self.receiver.port
-        self.receivers.append(self.receiver)
-
-    def deliveries(self) -> list[Any]:
-        return [d for r in self.receivers for d in list(r.deliveries)]
-
-
-# -- faults ------------------------------------------------------------------------------
-@dataclass
-class Fault:
-    """One failure: `inject` breaks something, `heal` ends the failure `outage_s` later."""
-
-    name: str
-    outage_s: float = 0.0
-    holds: tuple[str, ...] = ()  # stages this fault keeps down on purpose
-
-    def inject(self, chain: Chain) -> None:
-        raise NotImplementedError
-
-    def heal(self, chain: Chain) -> None:
-        raise NotImplementedError
-
-
-@dataclass
-class ServiceKill(Fault):
-    """kill -9 of Kafka or Redis; started again on the same data."""
-
-    service: str = "kafka"
-
-    def inject(self, chain: Chain) -> None:
-        chain.dev.kill(self.service)
-
-    def heal(self, chain: Chain) -> None:
-        chain.dev.start(self.service)
-
-
-@dataclass
-class StageKill(Fault):
-    """kill -9 of one stage's process, then a restart (as a supervisor would)."""
-
-    stage: str = "inference"
-
-    def __post_init__(self) -> None:
-        self.holds = (self.stage,)  # restarted by `heal`, not by the supervisor
-
-    def inject(self, chain: Chain) -> None:
-        chain.kill(self.stage)
-
-    def heal(self, chain: Chain) -> None:
-        chain.spawn(self.stage)
-
-
-@dataclass
-class Zombie(Fault):
-    """SIGSTOP of the worker past its session timeout: a standby worker takes its partitions,
-    then SIGCONT wakes the old one, which must be fenced rather than write stale results."""
-
-    def inject(self, chain: Chain) -> None:
-        chain.kill("inference", signal.SIGSTOP)
-        if "inference-standby" not in chain.children:
-            chain.spawn("inference-standby")
-
-    def heal(self, chain: Chain) -> None:
-        chain.kill("inference", signal.SIGCONT)
-
-
-@dataclass
-class ReceiverDown(Fault):
-    """The webhook endpoint goes away (connection refused), then comes back on the same port."""
-
-    def inject(self, chain: Chain) -> None:
-        chain.receiver.stop()
-
-    def heal(self, chain: Chain) -> None:
-        chain.start_receiver()
-
-
-@dataclass
-class CameraDown(Fault):
-    """The RTSP server dies, and comes back on the same URL."""
-
-    def inject(self, chain: Chain) -> None:
-        assert chain.relay is not None
-        chain.relay.kill()
-
-    def heal(self, chain: Chain) -> None:
-        from sightline.rtsp_camera import RtspRelay
-
-        assert chain.relay is not None
-        chain.relay = RtspRelay(chain.relay.streams, chain.relay.client_port, chain.workdir).start()
-
-
-def make_faults(names: list[str], outage_s: float | None) -> list[Fault]:
-    """The catalogue; `outage_s` shortens every outage (the zombie still outlives its session)."""
-
-    def out(default: float) -> float:
-        return default if outage_s is None else outage_s
-
-    catalogue: dict[str, Callable[[], Fault]] = {
-        "kafka": lambda: ServiceKill("kafka", out(20), service="kafka"),
-        "redis": lambda: ServiceKill("redis", out(20), service="redis"),
-        "worker": lambda: StageKill("worker", stage="inference"),
-        "alerts": lambda: StageKill("alerts", stage="alerts"),
-        "decoder": lambda: StageKill("decoder", stage="decoder"),
-        "zombie": lambda: Zombie("zombie", max(out(SESSION_TIMEOUT_S + 5), SESSION_TIMEOUT_S + 2)),
-        "webhook": lambda: ReceiverDown("webhook", out(60)),
-        "rtsp": lambda: CameraDown("rtsp", out(30)),
-    }  # fmt: skip
-    unknown = [n for n in names if n not in catalogue]
-    if unknown:
-        raise ValueError(f"unknown fault(s) {', '.join(unknown)}; choose from {', '.join(catalogue)}")
-    return [catalogue[n]() for n in names]
-
-
-DETAILS = ("frames", "frames_without_detections", "duplicate_detections", "seq_gaps", "seq_repeats",
-           "dead_letters", "alerts_lost", "alerts_duplicated", "alerts_unexpected")  # fmt: skip
-FAULTS = ("kafka", "redis", "worker", "alerts", "decoder", "zombie", "webhook", "rtsp")
-
-
-# -- reading the topics back -------------------------------------------------------------
-@dataclass(frozen=True)
-class FrameRow:
-    camera: str
-    seq: int
-    capture_ns: int
-    partition: int
-    offset: int
-    ts_ms: int
-
-
-def read_topic(config: SightlineConfig, topic: str, timeout_s: float = 60.0) -> list[Message]:
-    """Every committed record of `topic`, partition by partition in offset order."""
-    consumer = Consumer({**consumer_config(config.kafka, f"chaos-audit-{uuid.uuid4().hex}"), "log_level": 0})
-    try:
-        return list(topic_reader.read_topic(consumer, topic, timeout_s=timeout_s))
-    finally:
-        consumer.close()
-
-
-def frame_rows(messages: list[Any]) -> list[FrameRow]:
-    rows = []
-    for m in messages:
-        h = {k: (v or b"").decode() for k, v in m.headers() or []}
-        rows.append(FrameRow(h["camera-id"], int(h["seq"]), int(h["capture-ns"]), m.partition(), m.offset(),
-                             m.timestamp()[1]))  # fmt: skip
-    return rows
-
-
-def detections(messages: list[Any]) -> list[tuple[DetectionsRecord, int, bytes]]:
-    out = []
-    for m in messages:
-        try:
-            out.append((DetectionsRecord.decode(m.value() or b""), m.timestamp()[1], m.value()))
-        except ContractError:
-            continue
-    return out
-
-
-def replay_alerts(chain: Chain, dets: list[tuple[DetectionsRecord, int, bytes]]) -> list[dict[str, Any]]:
-    """`sightline alerts test-rules` over the committed detections, one per (camera, seq):
-    what a fault-free run delivers."""
-    seen: set[tuple[str, int]] = set()
-    path = chain.workdir / "committed-detections.jsonl"
-    with path.open("w") as fh:
-        for rec, _, value in dets:
-            if (rec.camera_id, rec.seq) not in seen:
-                seen.add((rec.camera_id, rec.seq))
-                fh.write(json.dumps(json.loads(value)) + "\n")
-    env = {**os.environ, "SIGHTLINE_CONFIG": str(chain.workdir / "sightline.yaml")}
-    done = subprocess.run(
-        [sys.executable, "-m", "sightline.cli", "alerts", "test-rules", "--from", str(path),
-         "--rules", str(chain.rules_file), "--no-flush"],
-        capture_output=True, text=True, env=env,
-    )  # fmt: skip
-    if done.returncode != 0:
-        raise RuntimeError(f"alerts test-rules failed: {done.stderr[-2000:]}")
-    return [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
-
-
-# -- the run -----------------------------------------------------------------------------
-class Probe:
-    """Tails the frames and the committed detections: is every camera's output back?"""
-
-    def __init__(self, config: SightlineConfig) -> None:
-        self.consumer = Consumer(
-            {**consumer_config(config.kafka, f"chaos-probe-{uuid.uuid4().hex}"), "log_level": 0}
-        )
-        self.frames, self.detections = config.topics.frames.name, config.topics.detections.name
-        assignment = []
-        for topic in (self.frames, self.detections):
-            parts = topic_reader.partitions_of(self.consumer, topic)
-            assignment += [TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts]
-        self.consumer.assign(assignment)
-        self.frame_ns: dict[tuple[int, int], int] = {}
-        self.pending: list[tuple[str, int, int]] = []
-        self.newest: dict[str, int] = {}  # camera -> newest frame time (ns) that has its detections
-        self.newest_frame: dict[str, int] = {}  # camera -> newest frame time (ns) on the topic
-
-    def poll(self, timeout: float) -> None:
-        for m in self.consumer.consume(200, timeout):
-            if m.error() is not None:
-                continue
-            if m.topic() == self.frames:
-                ts = self.frame_ns[(m.partition(), m.offset())] = m.timestamp()[1] * 1_000_000
-                camera = (m.key() or b"").decode(errors="replace")
-                self.newest_frame[camera] = max(self.newest_frame.get(camera, 0), ts)
-            else:
-                try:
-                    rec = json.loads(m.value())
-                    self.pending.append((rec["camera_id"], rec["frame"]["partition"], rec["frame"]["offset"]))
-                except (ValueError, KeyError, TypeError):
-                    continue
-        waiting = []
-        for camera, partition, offset in self.pending:
-            ts = self.frame_ns.get((partition, offset))
-            if ts is None:
-                waiting.append((camera, partition, offset))
-            else:
-                self.newest[camera] = max(self.newest.get(camera, 0), ts)
-        self.pending = waiting
-
-    def back_since(self, t_ns: int, cameras: list[str]) -> bool:
-        """Every camera has a frame newer than `t_ns` with its detections."""
-        return all(self.newest.get(c, 0) > t_ns for c in cameras)
-
-    def close(self) -> None:
-        self.consumer.close()
+SETTLE_TIMEOUT_S = 900.0  # a fault running in steps (a rolling restart of three brokers) ends by then
 
 
 @dataclass
@@ -420,6 +46,8 @@ class Window:
     fault: Fault
     start_ns: int
     healed_ns: int = 0
+    injected_ns: int = 0
+    recovered_ns: int = 0  # every camera had new detections (0: not within the timeout)
     findings: list[str] = field(default_factory=list)
 
 
@@ -430,6 +58,7 @@ class ChaosOptions:
     duration_s: float = 30.0  # normal running before each fault: a seeded 50-100% of this
     outage_s: float | None = None
     recovery_timeout_s: float = 90.0
+    brokers: int = 1  # 3: a KRaft cluster, replication 3, min.insync.replicas 2
     seed: int = 0
 
 
@@ -495,13 +124,17 @@ class ModeRun:
         self.tick(self.rng.uniform(0.5, 1.0) * self.options.duration_s)
         self.log(f"{fault.name}: inject (outage {fault.outage_s:.0f} s)")
         chain.held.update(fault.holds)
+        window.injected_ns = time.time_ns()
         fault.inject(chain)
         self.tick(fault.outage_s)
+        self.wait(fault.settled, SETTLE_TIMEOUT_S)
         fault.heal(chain)
         chain.held.difference_update(fault.holds)
         window.healed_ns = time.time_ns()
         self.log(f"{fault.name}: healed; waiting for new frames with detections from every camera")
-        if not self.wait(lambda: self.back_since(window.healed_ns), self.options.recovery_timeout_s):
+        if self.wait(lambda: self.back_since(window.healed_ns), self.options.recovery_timeout_s):
+            window.recovered_ns = time.time_ns()
+        else:
             self.restart_stuck(window)
         window.findings[:] = [f"{m} x{n}" if n > 1 else m for m, n in Counter(window.findings).items()]
         for finding in window.findings:
@@ -621,6 +254,18 @@ class ModeRun:
             return None
         return round(max(0.0, max(first.values()) * 1e6 - healed_ns) / 1e9, 1)
 
+    @staticmethod
+    def detections_gap_s(w: Window, dets: list[Any]) -> float | None:
+        """The longest time without a new committed detections record, from the injection until
+        every camera was back (`back_since`: the end of the fault's wait): how long the chain
+        paused. None for a window with no fault injected."""
+        if not w.injected_ns:
+            return None
+        end_ns = w.recovered_ns or w.healed_ns
+        times = sorted(t * 1_000_000 for _, t, _ in dets if w.injected_ns < t * 1_000_000 <= end_ns)
+        edges = [w.injected_ns, *times, end_ns]
+        return round(max(b - a for a, b in zip(edges, edges[1:], strict=False)) / 1e9, 1)
+
     def summary(
         self, w: Window, row: Counter[str], dets: list[Any], frame_ns: dict[Any, int]
     ) -> dict[str, Any]:
@@ -629,8 +274,10 @@ class ModeRun:
             "fault": w.fault.name,
             "mode": self.chain.mode,
             "outage_s": w.fault.outage_s,
+            "fault_s": round((w.healed_ns - w.injected_ns) / 1e9, 1) if w.injected_ns else None,
             "recovery_s": self.recovery_s(w.healed_ns, dets),
             "catch_up_s": self.catch_up_s(w.healed_ns, dets, frame_ns),
+            "detections_gap_s": self.detections_gap_s(w, dets),
             "alerts_expected": row["alerts_expected"],
             "alerts_delivered": row["alerts_delivered"],
             "lost": row["frames_without_detections"] + row["seq_gaps"] + row["alerts_lost"],
@@ -646,10 +293,11 @@ def run_modes(
     rng = random.Random(options.seed)
     results = []
     for mode in options.modes:
-        faults = make_faults(options.faults, options.outage_s)
+        faults = make_faults(options.faults, options.outage_s, options.brokers)
         chain = Chain(workdir / mode, base, dev, mode, live=any(f.name == "rtsp" for f in faults))
         results += ModeRun(chain, options, rng, log).run(faults)
     recoveries = [r["recovery_s"] for r in results]
+    gaps = [r["detections_gap_s"] for r in results if r["detections_gap_s"] is not None]
     return {
         "faults": results,
         "lost": sum(r["lost"] for r in results),
@@ -658,7 +306,9 @@ def run_modes(
         "max_catch_up_s": None
         if any(r["catch_up_s"] is None for r in results)
         else max((r["catch_up_s"] for r in results), default=0.0),
+        "max_detections_gap_s": max(gaps, default=None),
         "findings": sum(len(r["findings"]) for r in results),
+        "brokers": options.brokers,
         "seed": options.seed,
         "duration_s": options.duration_s,
         "workdir": str(workdir),
@@ -666,14 +316,15 @@ def run_modes(
 
 
 def run_chaos(base: SightlineConfig, options: ChaosOptions, workdir: Path | None, log: Log) -> dict[str, Any]:
-    """On a throw-away Kafka + Redis of its own (free ports, a temp dir): it kills them."""
+    """On a throw-away Kafka + Redis of its own (free ports, a temp dir), behind Toxiproxy: it
+    kills them. Every broker advertises its proxy's address, so no client goes around it."""
     workdir = Path(workdir or tempfile.mkdtemp(prefix="sightline-chaos-")).resolve()
     os.environ.setdefault("PYTHONFAULTHANDLER", "1")  # stages inherit it: a stuck one is SIGABRTed
-    make_faults(options.faults, options.outage_s)  # fail fast on a bad --faults
+    make_faults(options.faults, options.outage_s, options.brokers)  # fail fast on a bad --faults
     settings = DevSettings(kafka_port=free_port(), kafka_controller_port=free_port(), redis_port=free_port(),
                            data_dir=workdir / "stack")  # fmt: skip
-    dev = DevStack(settings)
-    log(f"starting a private Kafka and Redis in {settings.data_dir} ...")
+    dev = DevStack(settings, brokers=options.brokers, proxied=True)
+    log(f"starting {options.brokers} Kafka broker(s), Redis and Toxiproxy in {settings.data_dir} ...")
     dev.up()
     config = base.model_copy(
         update={

@@ -153,9 +153,10 @@ def bench_batch(
 
 @app.command("chaos")
 def bench_chaos(
-    faults: str = typer.Option(
-        "kafka,redis,worker,alerts,decoder,zombie,webhook,rtsp", help="Comma-separated faults, run in order."
+    faults: str | None = typer.Option(
+        None, help="Comma-separated faults, run in order (default: all; the cluster's two with --brokers 3)."
     ),
+    brokers: int = typer.Option(1, min=1, help="Kafka brokers: 3 runs a cluster (replication 3, min ISR 2)."),
     delivery: str = typer.Option("both", help="at-least-once, exactly-once or both (one after the other)."),
     duration: float = typer.Option(
         30.0, min=1, help="Seconds of normal running before each fault (seeded 50-100%)."
@@ -179,13 +180,15 @@ def bench_chaos(
     from pathlib import Path
 
     from sightline.bench.chaos import MODES, ChaosOptions, run_chaos
+    from sightline.bench.chaos_faults import default_faults
 
     modes = list(MODES) if delivery == "both" else [delivery]
     if any(m not in MODES for m in modes):
         typer.echo("error: --delivery must be at-least-once, exactly-once or both", err=True)
         raise typer.Exit(2)
     options = ChaosOptions(
-        faults=[f.strip() for f in faults.split(",") if f.strip()],
+        faults=[f.strip() for f in faults.split(",") if f.strip()] if faults else default_faults(brokers),
+        brokers=brokers,
         modes=modes,
         duration_s=duration,
         outage_s=outage_s,
@@ -204,7 +207,9 @@ def bench_chaos(
     if not as_json:
         for row in result["faults"]:
             summary = f"recovery {row['recovery_s']} s, lost {row['lost']}, duplicates {row['duplicates']}"
-            typer.echo(f"{row['mode']:14} {row['fault']:8} {summary}  {'; '.join(row['findings'])}", err=True)
+            typer.echo(
+                f"{row['mode']:14} {row['fault']:16} {summary}  {'; '.join(row['findings'])}", err=True
+            )
     print_json_line(result)
     slow = result["max_recovery_s"] is None or result["max_recovery_s"] > RECOVERY_TARGET_S
     if result["lost"] or result["duplicates"] or result["findings"] or slow:

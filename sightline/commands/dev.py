@@ -11,7 +11,9 @@ from streams.devinfra import DevStack, DevStackError
 from streams.kafka_dist import KafkaDistError, kafka_libs
 from streams.topics import ensure_topics
 
-app = typer.Typer(help="Run a single-node Apache Kafka (KRaft) and Redis on 127.0.0.1.", no_args_is_help=True)
+app = typer.Typer(
+    help="Run Apache Kafka (KRaft: one node, or three) and Redis on 127.0.0.1.", no_args_is_help=True
+)
 
 
 def _print(stack: DevStack, as_json: bool) -> None:
@@ -21,14 +23,19 @@ def _print(stack: DevStack, as_json: bool) -> None:
         return
     for s in statuses:
         state = "running" if s["running"] else "stopped"
-        typer.echo(f"{s['name']:6} {state:8} pid={s['pid']} {s['address']}  log: {s['log_file']}")
+        typer.echo(f"{s['name']:9} {state:8} pid={s['pid']} {s['address']}  log: {s['log_file']}")
 
 
 @app.command()
-def up(as_json: bool = typer.Option(False, "--json", help="Print status as JSON.")) -> None:
+def up(
+    brokers: int | None = typer.Option(
+        None, min=1, help="Kafka nodes on first start: 3 gives replication 3, min.insync.replicas 2."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print status as JSON."),
+) -> None:
     """Start Kafka and Redis (formatting Kafka storage on first start) and create the topics."""
     cfg = config()
-    stack = DevStack(cfg.dev)
+    stack = DevStack(cfg.dev, brokers=brokers)
     try:
         stack.up()
         for report in ensure_topics(cfg):
@@ -43,14 +50,14 @@ def up(as_json: bool = typer.Option(False, "--json", help="Print status as JSON.
 
 @app.command()
 def down() -> None:
-    """Stop Kafka and Redis (data is kept)."""
+    """Stop Kafka (every node) and Redis (data is kept)."""
     DevStack(config().dev).down()
     typer.echo("stopped")
 
 
 @app.command()
 def status(as_json: bool = typer.Option(False, "--json", help="Print status as JSON.")) -> None:
-    """Report whether Kafka and Redis run, their addresses and log files."""
+    """Report whether each Kafka node and Redis run, their addresses and log files."""
     _print(DevStack(config().dev), as_json)
 
 
