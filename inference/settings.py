@@ -40,6 +40,8 @@ class InferenceSettings(Section):
     score_threshold: float | None = Field(None, ge=0, le=1, description="None uses the model manifest's.")
     nms_iou: float | None = Field(None, gt=0, le=1)
     tracking: bool = True
+    # A camera silent this long loses its tracker (memory); its next frame starts new tracks.
+    tracker_idle_ttl_s: float = Field(600.0, gt=0)
     group_id: str = "sightline-inference"
     delivery: Literal["at-least-once", "exactly-once"] = "at-least-once"
     # Frames from cameras not listed under `cameras:` go to the dead-letter topic when true.

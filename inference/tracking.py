@@ -200,9 +200,13 @@ class CameraTrackers:
         if self.idle_ttl_s is None:
             return []
         now = time.monotonic() if now is None else now
-        stale = [cam for cam, t in self._last_used.items() if now - t > self.idle_ttl_s]
-        for cam in stale:
-            self.reset(cam)
+        with self.lock:
+            pending = self._undo or {}  # an open transaction may still roll these back
+            stale = [
+                cam for cam, t in self._last_used.items() if now - t > self.idle_ttl_s and cam not in pending
+            ]
+            for cam in stale:
+                self.reset(cam)
         return stale
 
     @property

@@ -80,7 +80,10 @@ class InferenceWorker:
         self.paused = False  # back-pressure: partitions paused while too many batches are in flight
         self.kafka = KafkaWatch(self.health, config.topics.frames.name, transactional=self.exactly_once)
         self.detectors = DetectorSource(config, detector)
-        self.trackers = CameraTrackers(enabled=inf.tracking, frame_rate=10.0)
+        self.trackers = CameraTrackers(
+            enabled=inf.tracking, idle_ttl_s=inf.tracker_idle_ttl_s, frame_rate=10.0
+        )
+        self._next_eviction = 0.0
         # Tracker snapshots on a compacted topic, so tracks survive restarts and rebalances.
         self.tracker_state = TrackerStateStore(
             config, self.trackers, client_id=f"sightline-inference-{self.worker_id}-tracker-state"
@@ -384,6 +387,7 @@ class InferenceWorker:
                 ):
                     self._close_batch()
                 self._service()
+                self._evict_idle_trackers()
                 if self._idle_for(max_idle_s):
                     break
             self._drain()
@@ -403,6 +407,17 @@ class InferenceWorker:
                 if not stuck:  # a model a stuck stage is still inside is left to the process's exit
                     self.detectors.close()
         return self.stats
+
+    def _evict_idle_trackers(self) -> None:
+        """Now and then, drop the trackers of cameras gone silent (on this thread, which also
+        updates them; never one in the open transaction's undo log)."""
+        now = time.monotonic()
+        if now < self._next_eviction:
+            return
+        self._next_eviction = now + min(60.0, self.config.inference.tracker_idle_ttl_s / 2)
+        evicted = self.trackers.evict_idle(now)
+        if evicted:
+            log.info("trackers of cameras silent for %.0f s dropped: %s", self.trackers.idle_ttl_s, evicted)
 
     def _fetch(self, max_batch: int, max_wait_ms: float) -> None:
         """One poll: add what arrives to the open batch."""

@@ -339,3 +339,17 @@ def test_a_realtime_camera_skips_stale_frames_and_says_so_a_complete_camera_runs
     for r in live[5:] + by_camera["cam-file"]:
         assert r.skipped is None and r.timing is not None
         assert "bus" in r.detections.class_name.tolist(), "a frame that was run has its boxes"
+
+
+def test_a_silent_cameras_tracker_is_dropped_after_its_idle_ttl(
+    stack: Stack, model_registry: Path, bus_jpg: Path
+) -> None:
+    config = _worker_config(stack, model_registry, "evict")
+    config.inference.tracker_idle_ttl_s = 1.0
+    producer = make_producer(config.kafka)
+    _publish_jpeg(producer, config, "cam-quiet", 0, bus_jpg.read_bytes(), 810, 1080)
+    producer.flush(10)
+    worker = InferenceWorker(config, worker_id="evict")
+    worker.run(max_idle_s=4)  # the frame, then 4 s of silence
+    assert len(_detections(config, expected=1)) == 1
+    assert worker.trackers.cameras == [], "the tracker of a camera silent past its TTL is gone"
