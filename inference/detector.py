@@ -33,10 +33,6 @@ class Timings:
     postprocess_ms: float
     batch_size: int
 
-    @property
-    def total_ms(self) -> float:
-        return self.preprocess_ms + self.inference_ms + self.postprocess_ms
-
 
 def model_input_shape(manifest: ModelManifest) -> tuple[int, int, int]:
     """Per-image input shape (no batch dim) implied by the manifest, for engines with symbolic H/W."""

@@ -27,7 +27,7 @@ from inference.batching import Batch, FrameJob, Rejected, SkippedFrame
 from inference.commits import OffsetCommits
 from inference.detector import Detector
 from inference.detector_source import DetectorSource
-from inference.exactly_once import ExactlyOnce, TransactionsUnavailable, send_offsets_with_deadline
+from inference.exactly_once import ExactlyOnce, TransactionsUnavailable
 from inference.frames import accept_frame_record, frame_payload, load_image
 from inference.freshness import FreshnessPolicy
 from inference.kafka_health import KafkaWatch
@@ -47,7 +47,7 @@ from streams.kafka import (
     worker_consumer_config,
 )
 
-__all__ = ["InferenceWorker", "WorkerError", "send_offsets_with_deadline"]
+__all__ = ["InferenceWorker", "WorkerError"]
 
 log = logging.getLogger(__name__)
 

@@ -9,10 +9,6 @@ from __future__ import annotations
 
 import errno
 import socket
-import threading
-from typing import Any
-
-from prometheus_client import start_http_server
 
 
 class ListenError(OSError):
@@ -37,11 +33,3 @@ def bind_socket(host: str, port: int, setting: str) -> socket.socket:
         raise ListenError(describe(host, port, setting, exc)) from None
     sock.set_inheritable(True)
     return sock
-
-
-def serve_metrics(host: str, port: int, setting: str) -> tuple[Any, threading.Thread]:
-    """prometheus_client's /metrics server bound to `host` (never the 0.0.0.0 default)."""
-    try:
-        return start_http_server(port, addr=host)
-    except OSError as exc:
-        raise ListenError(describe(host, port, setting, exc)) from None

@@ -17,7 +17,7 @@ import yaml
 
 from streams.health import Health
 from streams.http_health import serve_health
-from streams.listen import ListenError, serve_metrics
+from streams.listen import ListenError
 from streams.processes import stop_process
 from tests.conftest import Stack
 
@@ -65,7 +65,7 @@ def _one_line_error(result: subprocess.CompletedProcess[str], port: int, setting
 
 def test_metrics_listener_binds_only_the_configured_host(other_loopback: None) -> None:
     port = _free_port()
-    server, _thread = serve_metrics("127.0.0.1", port, "metrics.inference_port")
+    server = serve_health(Health("inference"), "127.0.0.1", port, "metrics.inference_port")
     try:
         assert _accepts("127.0.0.1", port)
         assert not _accepts(OTHER_LOOPBACK, port), "the metrics port listens beyond metrics.host"
@@ -78,7 +78,7 @@ def test_a_taken_metrics_or_drift_port_names_the_setting() -> None:
         with pytest.raises(ListenError, match=rf"127\.0\.0\.1:{port} \(address already in use\).*drift"):
             serve_health(Health("drift"), "127.0.0.1", port, "drift.metrics_port")
         with pytest.raises(ListenError, match="metrics.decoder_port"):
-            serve_metrics("127.0.0.1", port, "metrics.decoder_port")
+            serve_health(None, "127.0.0.1", port, "metrics.decoder_port")
 
 
 def test_api_on_a_taken_port_fails_with_one_line() -> None:

@@ -28,7 +28,8 @@ from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, C
 from decoders.runner import run_cameras
 from inference import kafka_health
 from inference.detector import Detector
-from inference.worker import InferenceWorker, WorkerError, send_offsets_with_deadline
+from inference.exactly_once import send_offsets_with_deadline
+from inference.worker import InferenceWorker, WorkerError
 from schemas.dead_letter import parse_dead_letter
 from schemas.detections import DetectionsRecord
 from schemas.frame import FrameMeta

@@ -11,7 +11,6 @@ import simplejpeg
 from schemas.detections import DetectionsRecord
 
 INPUT_FEATURES = ("brightness", "contrast", "sharpness")
-OUTPUT_FEATURES = ("mean_confidence", "detections_per_frame")
 CLASS_MIX = "class_mix"
 
 
