@@ -24,9 +24,9 @@ class Frame:
     tracker_id: NDArray[np.int64]
     # The worker skipped the frame (too old under a realtime freshness policy): not seen.
     skipped: bool = False
-    # Class masks are asked for by several rules per record; computed once each.
-    _masks: dict[tuple[str, ...], NDArray[np.bool_]] = field(default_factory=dict)
-    _keys: list[list[str]] = field(default_factory=list)
+    # What several rules of a camera ask of the same record (class masks, the tracked mask,
+    # track keys), computed once per record. Arrays handed out are read-only: shared, not copied.
+    _memo: dict[object, Any] = field(default_factory=dict)
 
     @classmethod
     def from_record(cls, record: DetectionsRecord) -> Frame:
@@ -47,18 +47,29 @@ class Frame:
         return len(self.confidence)
 
     def select(self, classes: list[str] | None, min_confidence: float = 0.0) -> NDArray[np.bool_]:
-        """Mask of boxes whose class is listed (all when empty/None) and confident enough."""
-        key = tuple(classes) if classes else ()
-        mask = self._masks.get(key)
+        """Read-only mask of boxes whose class is listed (all when empty/None) and confident
+        enough (combine with `&`, never in place)."""
+        key = (tuple(classes) if classes else (), min_confidence)
+        mask = self._memo.get(key)
         if mask is None:
-            n = len(self.class_name)
-            if key:
-                wanted = set(key)
-                mask = np.fromiter((c in wanted for c in self.class_name), dtype=bool, count=n)
+            if min_confidence > 0:
+                mask = self.select(classes) & (self.confidence >= min_confidence)
+            elif key[0]:
+                wanted = set(key[0])
+                mask = np.fromiter((c in wanted for c in self.class_name), dtype=bool, count=len(self))
             else:
-                mask = np.ones(n, dtype=bool)
-            self._masks[key] = mask
-        return mask & (self.confidence >= min_confidence) if min_confidence > 0 else mask.copy()
+                mask = np.ones(len(self), dtype=bool)
+            mask.flags.writeable = False
+            self._memo[key] = mask
+        return mask
+
+    def tracked(self) -> NDArray[np.bool_]:
+        """Read-only mask of boxes with a tracker id."""
+        mask = self._memo.get("tracked")
+        if mask is None:
+            mask = self._memo["tracked"] = self.tracker_id >= 0
+            mask.flags.writeable = False
+        return mask
 
     def track_keys(self) -> list[str]:
         """Each box's tracker id as the string the rules key their track state by ("-1": none).
@@ -66,9 +77,10 @@ class Frame:
         Rules walk the few tracked boxes of a record in Python (their state is per track); a
         list of str, made once per record, spares each of them numpy scalar indexing per box.
         """
-        if not self._keys:
-            self._keys.append([str(t) for t in self.tracker_id.tolist()])
-        return self._keys[0]
+        keys = self._memo.get("keys")
+        if keys is None:
+            keys = self._memo["keys"] = [str(t) for t in self.tracker_id.tolist()]
+        return keys
 
     def frame_key(self) -> str:
         """Claim-check key when the frame had one, else topic:partition:offset."""

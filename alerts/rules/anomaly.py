@@ -36,7 +36,7 @@ class AnomalyEvaluator(Evaluator):
             return []
         mask = frame.select(self.cfg.classes, self.cfg.min_confidence)
         if self.zone is not None and mask.any():
-            mask &= self.zone.contains(points)
+            mask = mask & self.zone.contains(points)
         bucket = st["buckets"].setdefault(str(start), [0, {}])
         bucket[0] += 1
         sums = bucket[1]

@@ -28,7 +28,7 @@ class DefectEvaluator(Evaluator):
         return {"tracks": {}}
 
     def on_frame(self, frame: Frame, points: NDArray[np.float64]) -> list[AlertRecord]:
-        tracked = frame.tracker_id >= 0
+        tracked = frame.tracked()
         if not tracked.any():
             return []
         hit = frame.select(self.cfg.classes, self.cfg.min_confidence) & tracked
@@ -38,7 +38,7 @@ class DefectEvaluator(Evaluator):
         alerts = []
         keys = frame.track_keys()
         hits = hit.tolist()
-        for i in np.flatnonzero(tracked).tolist():
+        for i in tracked.nonzero()[0].tolist():
             tid = keys[i]
             tr = tracks.get(tid)
             if tr is None:

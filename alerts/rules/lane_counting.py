@@ -30,8 +30,8 @@ class LineCounter:
         self, frame: Frame, points: NDArray[np.float64], tracks: dict[str, list[int]]
     ) -> list[tuple[int, str]]:
         """(box index, track id) of the tracks this record counts, in box order."""
-        mask = frame.select(self.cfg.classes, self.cfg.min_confidence) & (frame.tracker_id >= 0)
-        idx = np.flatnonzero(mask)
+        mask = frame.select(self.cfg.classes, self.cfg.min_confidence) & frame.tracked()
+        idx = mask.nonzero()[0]
         if idx.size == 0:
             return []
         pts = points[idx]

@@ -79,7 +79,7 @@ class ThresholdEvaluator(Evaluator):
             st["first"] = t
         mask = frame.select(self.cfg.classes, self.cfg.min_confidence)
         if self.zone is not None and mask.any():
-            mask &= self.zone.contains(points)
+            mask = mask & self.zone.contains(points)
         active = self.active_at(t)
         if self.cfg.metric == "dwell":
             return self._dwell(frame, mask, active)
@@ -94,7 +94,7 @@ class ThresholdEvaluator(Evaluator):
     def _rate(self, frame: Frame, mask: NDArray[np.bool_]) -> float:
         st = self.state
         t = frame.capture_ns
-        for tid in frame.tracker_id[mask & (frame.tracker_id >= 0)].tolist():
+        for tid in frame.tracker_id[mask & frame.tracked()].tolist():
             key = str(tid)
             if key not in st["tracks"]:
                 st["tracks"][key] = [t, t, -1, False]
@@ -144,10 +144,10 @@ class ThresholdEvaluator(Evaluator):
         tracks = self.state["tracks"]
         t = frame.capture_ns
         alerts = []
-        tracked = frame.select(self.cfg.classes, self.cfg.min_confidence) & (frame.tracker_id >= 0)
+        tracked = frame.select(self.cfg.classes, self.cfg.min_confidence) & frame.tracked()
         keys = frame.track_keys()
         in_zone = inside.tolist()
-        for i in np.flatnonzero(tracked).tolist():
+        for i in tracked.nonzero()[0].tolist():
             key = keys[i]
             tr = tracks.setdefault(key, [t, t, -1, False])
             tr[1] = t
