@@ -18,7 +18,6 @@ import httpx
 
 from streams.paths import cache_dir
 
-VERSION = "2.5.0"
 Stream = Literal["upstream", "downstream"]  # client -> server, server -> client
 
 
@@ -64,15 +63,9 @@ class Toxiproxy:
             raise ToxiproxyError(f"toxiproxy {method} {path}: {response.status_code} {response.text}")
         return response.json() if response.content else None
 
-    def version(self) -> str:
-        return self.http.get("/version").text.strip()
-
     def populate(self, proxies: list[Proxy]) -> None:
         """Create the proxies, or leave them as they are when they already exist."""
         self._call("POST", "/populate", [p.as_json() for p in proxies])
-
-    def proxies(self) -> dict[str, Any]:
-        return self._call("GET", "/proxies")
 
     def add_toxic(
         self, proxy: str, kind: str, stream: Stream = "downstream", name: str | None = None,

@@ -85,7 +85,7 @@ def proxied(tmp_path: Path) -> Iterator[DevStack]:
 
 
 @pytest.mark.infra
-def test_behind_the_proxy_replies_can_be_dropped_while_writes_land(proxied: DevStack) -> None:
+def test_behind_the_proxy_replies_can_be_dropped_while_writes_land_or_delayed(proxied: DevStack) -> None:
     node = proxied.nodes[0]
     metadata = AdminClient({"bootstrap.servers": proxied.bootstrap_servers}).list_topics(timeout=10)
     assert [(b.host, b.port) for b in metadata.brokers.values()] == [("127.0.0.1", node.advertised_port)]
@@ -108,6 +108,13 @@ def test_behind_the_proxy_replies_can_be_dropped_while_writes_land(proxied: DevS
     producer.flush(60)
     assert acked[1] == 1, "the retried write must be acked at its first offset (idempotence)"
     assert _values(proxied.bootstrap_servers, topic, 3, timeout=5) == [b"before", b"unknown outcome"]
+
+    toxiproxy.add_toxic(node.service, "latency", "downstream", latency=1500)
+    started = time.monotonic()
+    producer.produce(topic, b"late", partition=0)
+    producer.flush(30)
+    assert acked[2:] == [2] and time.monotonic() - started >= 1.5, "the reply was not delayed"
+    toxiproxy.remove_toxic(node.service, "latency_downstream")
 
 
 @pytest.mark.infra
