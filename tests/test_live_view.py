@@ -23,10 +23,10 @@ from schemas.alert import AlertRecord, TimeWindow, alert_id
 from schemas.camera_event import CameraEvent
 from schemas.frame import FrameMeta
 from sightline.api import create_app
-from sightline.api.render import box_color
 from sightline.api.server import ServerThread
 from sightline.api.tail import RATE_WINDOW_S, Rate, TailState
 from sightline.config import CameraSettings, SightlineConfig
+from sightline.drawing import box_color
 from streams.kafka import make_producer
 from tests.conftest import Stack
 

@@ -20,8 +20,9 @@ from alerts.settings import CameraRules
 from schemas.detections import DetectionsRecord
 from schemas.errors import ContractError
 from sightline.api.errors import DependencyDown
-from sightline.api.render import FrameFetcher, overlays, render_jpeg
+from sightline.api.render import FrameFetcher, render_jpeg
 from sightline.api.tail import TailState
+from sightline.drawing import overlays
 
 log = logging.getLogger(__name__)
 

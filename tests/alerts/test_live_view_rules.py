@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from sightline.api.render import camera_rules, overlays
 from sightline.config import load_config
+from sightline.drawing import camera_rules, overlays
 
 DEMO = Path(__file__).resolve().parents[2] / "alerts" / "demo_rules.yaml"
 
@@ -32,4 +32,4 @@ def test_an_unusable_rules_file_means_no_overlays_not_a_crash(
     path = tmp_path / "sightline.yaml"
     path.write_text(f"alerts:\n  rules_file: {rules_file}\n")
     assert camera_rules(load_config(path)) == {}
-    assert "live view: cannot read the rules file" in caplog.text
+    assert "cannot read the rules file" in caplog.text

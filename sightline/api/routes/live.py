@@ -15,7 +15,7 @@ from sightline.api.errors import ApiError
 from sightline.api.live_page import LIVE_HTML
 from sightline.api.login_page import PAGE_HEADERS
 from sightline.api.mjpeg import MEDIA_TYPE, NoFrame
-from sightline.api.render import overlays
+from sightline.drawing import overlays
 
 router = APIRouter(tags=["live"])
 
