@@ -12,6 +12,7 @@ from sightline.commands.decode import decode, frames_app
 from sightline.commands.demo import demo
 from sightline.commands.infer import infer
 from sightline.drift.cli import drift
+from sightline.evidence.cli import evidence
 
 app = typer.Typer(help="Sightline: streaming video analytics over Apache Kafka.", no_args_is_help=True)
 
@@ -41,6 +42,7 @@ app.command()(batch)
 app.command()(demo)
 app.command()(api)
 app.command()(drift)
+app.command()(evidence)
 bench.app.command("api")(bench_api)
 
 

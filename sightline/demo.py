@@ -122,6 +122,7 @@ class Demo:
         self._spawn("decoder", "decode")
         self._spawn("inference", "infer", "--worker-id", "demo")
         self._spawn("alerts", "alerts", "run")
+        self._spawn("evidence", "evidence")
         if with_api:
             self._spawn("api", "api")
             api = self.base.api

@@ -110,6 +110,7 @@ class MetricsSettings(Section):
     decoder_port: int = Field(9101, ge=0, le=65535)
     inference_port: int = Field(9102, ge=0, le=65535)
     alerts_port: int = Field(9103, ge=0, le=65535)
+    evidence_port: int = Field(9105, ge=0, le=65535)
     # On those ports /healthz turns 503 once a main loop was silent this long (the process is
     # hung): longer than any single wait for Kafka/Redis, which beats while it retries anyway.
     liveness_timeout_s: float = Field(60.0, gt=0)

@@ -38,7 +38,7 @@ def test_demo_exits_1_naming_a_killed_stage_and_stops_the_infra_it_started(
         redis={"url": f"redis://127.0.0.1:{dev.redis_port}/0"},
         dev=dev.model_dump(),
         inference={"registry_dir": str(model_registry)},
-        metrics={"decoder_port": 0, "inference_port": 0, "alerts_port": 0},
+        metrics={"decoder_port": 0, "inference_port": 0, "alerts_port": 0, "evidence_port": 0},
         drift={"metrics_port": 0},
     )
     command = [sys.executable, "-m", "sightline.cli", "-c", str(write_config(config, tmp_path / "s.yaml")),

@@ -19,7 +19,8 @@ def test_frames_from_rtsp_reach_a_webhook_receiver_as_signed_alerts(
     config.inference.group_id = f"{config.topics.frames.name}-inference"
     config.alerts.app_id = f"e2e-{config.topics.frames.name.split('.')[0]}"
     config.metrics.decoder_port = config.metrics.inference_port = config.metrics.alerts_port = 0
-    config.drift.metrics_port = 0
+    config.drift.metrics_port = config.metrics.evidence_port = 0
+    config.evidence.dir = tmp_path / "evidence"
     config.api.port = free_port()
     demo = Demo(tmp_path / "demo", config)
     try:

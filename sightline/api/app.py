@@ -14,10 +14,12 @@ from sightline.api import errors
 from sightline.api.batcher import DetectBatcher
 from sightline.api.mjpeg import FrameRenderer, LiveFeeds
 from sightline.api.probe import DependencyProbe
-from sightline.api.render import FrameFetcher, camera_rules
-from sightline.api.routes import cameras, detect, health, live, models, session, stream
+from sightline.api.render import FrameFetcher
+from sightline.api.routes import cameras, detect, evidence, health, live, models, session, stream
 from sightline.api.tail import TailConsumer, TailState
 from sightline.config import SightlineConfig
+from sightline.drawing import camera_rules
+from sightline.evidence.store import LocalDirStore
 from streams.health import Health
 
 
@@ -69,6 +71,7 @@ def create_app(
     app.state.tail_state = TailState(config)
     app.state.fetcher = FrameFetcher(config, app.state.health)
     app.state.rules = camera_rules(config)
+    app.state.evidence_store = LocalDirStore(config.evidence.dir)
     # Annotated frames for frame.jpg and the live MJPEG streams.
     renderer = FrameRenderer(
         app.state.tail_state, app.state.fetcher, app.state.rules, config.api.live_jpeg_quality
@@ -77,6 +80,6 @@ def create_app(
     # Set on shutdown so open SSE streams end instead of holding the server up.
     app.state.stopping = threading.Event()
     errors.install(app)
-    for module in (health, detect, models, cameras, stream, live, session):
+    for module in (health, detect, models, cameras, evidence, stream, live, session):
         app.include_router(module.router)
     return app

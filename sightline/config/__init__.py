@@ -17,6 +17,7 @@ from alerts.settings import AlertsSettings
 from decoders.settings import CameraSettings
 from inference.settings import InferenceSettings
 from sightline.config.service import ApiSettings, DriftSettings
+from sightline.evidence.settings import EvidenceSettings
 from streams.config_files import (
     ConfigError,
     describe_validation_error,
@@ -42,6 +43,7 @@ __all__ = [
     "ConfigError",
     "DevSettings",
     "DriftSettings",
+    "EvidenceSettings",
     "FramesSettings",
     "InferenceSettings",
     "KafkaSettings",
@@ -80,6 +82,7 @@ class SightlineConfig(BaseSettings):
     api: ApiSettings = Field(default_factory=ApiSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     drift: DriftSettings = Field(default_factory=DriftSettings)
+    evidence: EvidenceSettings = Field(default_factory=EvidenceSettings)
 
     @classmethod
     def settings_customise_sources(
