@@ -43,6 +43,7 @@ SIGHTLINE_SERVICES = {
     "alerts": ["alerts", "run"],
     "api": ["api"],
     "drift": ["drift"],
+    "evidence": ["evidence"],
 }
 ONE_SHOT = {"topics", "setup"}
 # Variables named SIGHTLINE_* that are not config fields, and the module that reads each.
@@ -57,6 +58,7 @@ JOB_PORTS = {
     "sightline-inference": MetricsSettings().inference_port,
     "sightline-alerts": MetricsSettings().alerts_port,
     "sightline-drift": SightlineConfig().drift.metrics_port,
+    "sightline-evidence": MetricsSettings().evidence_port,
     "sightline-api": ApiSettings().port,
 }
 SERVICE_PORTS = {
@@ -66,12 +68,13 @@ SERVICE_PORTS = {
     "alerts": JOB_PORTS["sightline-alerts"],
     "api": JOB_PORTS["sightline-api"],
     "drift": JOB_PORTS["sightline-drift"],
+    "evidence": JOB_PORTS["sightline-evidence"],
 }
 # Dashboard metrics that come from outside the Sightline code, with the compose service exporting them.
 EXTERNAL_METRICS = {"up": "prometheus", "kafka_consumergroup_lag": "kafka-exporter"}
 # Packages whose modules define Prometheus metrics (all their submodules are imported).
 METRICS_MODULES = ("decoders.metrics", "inference.metrics", "alerts.metrics")
-METRICS_PACKAGES = ("sightline.api", "sightline.drift")
+METRICS_PACKAGES = ("sightline.api", "sightline.drift", "sightline.evidence")
 
 
 # -- helpers --------------------------------------------------------------------------------
@@ -138,7 +141,7 @@ def _check_env_overrides(env: dict[str, str], monkeypatch: pytest.MonkeyPatch, w
 def test_compose_has_every_service(compose: dict[str, Any]) -> None:
     expected = {
         "kafka", "redis", "topics", "setup", "decoder", "inference", "inference-gpu", "alerts", "api",
-        "prometheus", "grafana", "kafka-exporter",
+        "evidence", "prometheus", "grafana", "kafka-exporter",
     }  # fmt: skip
     assert expected <= set(_services(compose))
 
@@ -485,13 +488,14 @@ K8S_WORKLOADS = {
     "sightline-inference": ("Deployment", ["infer"]),
     "sightline-alerts": ("StatefulSet", ["alerts", "run"]),
     "sightline-drift": ("Deployment", ["drift"]),
+    "sightline-evidence": ("Deployment", ["evidence"]),
     "sightline-api": ("Deployment", ["api"]),
 }
 # Every workload's server has /healthz and /readyz (sightline/api/routes/health.py for the API,
 # streams/http_health.py on the metrics port of the others).
 K8S_HEALTH_ENDPOINTS = set(K8S_WORKLOADS)
 # Those whose /healthz watches a main loop's heartbeat (streams/health.py `Health.loop`).
-K8S_HEARTBEAT = {"sightline-decoder", "sightline-inference", "sightline-alerts"}
+K8S_HEARTBEAT = {"sightline-decoder", "sightline-inference", "sightline-alerts", "sightline-evidence"}
 
 
 def kustomize_cli() -> list[str] | None:
@@ -651,6 +655,7 @@ def test_k8s_workloads(k8s: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatc
         "sightline-inference": config.metrics.inference_port,
         "sightline-alerts": config.metrics.alerts_port,
         "sightline-drift": config.drift.metrics_port,
+        "sightline-evidence": config.metrics.evidence_port,
         "sightline-api": config.api.port,
     }
     for name, (kind, args) in K8S_WORKLOADS.items():
