@@ -7,6 +7,7 @@ import time
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import cv2
 import numpy as np
@@ -60,7 +61,15 @@ def _gaps(missing: list[tuple[int, str]]) -> list[Gap]:
     ]
 
 
+def _count(part: Part, gaps: list[Gap]) -> None:
+    """One count per alert, part and cause (however many frames the cause took)."""
+    for cause in {gap.cause for gap in gaps}:
+        INCOMPLETE.labels(part, cause).inc()
+
+
 class Renderer:
+    """Renders and stores the parts of a job; `rules` give each camera's zones and lines."""
+
     def __init__(
         self,
         settings: EvidenceSettings,
@@ -69,13 +78,8 @@ class Renderer:
         claims: ClaimCheckStore,
         rules: dict[str, CameraRules],
     ) -> None:
-        self.settings, self.store, self.reader, self.claims, self.rules = (
-            settings,
-            store,
-            reader,
-            claims,
-            rules,
-        )
+        self.settings, self.store, self.reader, self.claims = settings, store, reader, claims
+        self.shapes = {camera: overlays(r) for camera, r in rules.items()}
 
     def work(self, job: Job, now: float) -> None:
         """One step: read what arrived, render the parts that can be, save the record on change."""
@@ -91,7 +95,7 @@ class Renderer:
                 parts["snapshot"] = self._snapshot(job, key)
                 changed = True
             elif overdue:
-                parts["snapshot"] = self._missing(job, "snapshot", self._no_key(job))
+                parts["snapshot"] = self._missing("snapshot", self._no_key(job))
                 changed = True
         if parts["clip"].status == "pending" and (job.scan.reached_end or overdue):
             parts["clip"] = self._clip(job, records)
@@ -110,16 +114,14 @@ class Renderer:
         self.store.put(key, data)
         stored_ns = time.time_ns()
         LATENCY.labels(part).observe(max(0.0, (stored_ns - job.alert.created_ns) / NS))
-        for gap in gaps:
-            INCOMPLETE.labels(part, gap.cause).inc()
+        _count(part, gaps)
         state = PartState(
             status="partial" if gaps else "stored", key=key, bytes=len(data), stored_ns=stored_ns
         )
         return state.model_copy(update={"missing": gaps, **fields})
 
-    def _missing(self, job: Job, part: Part, gaps: list[Gap]) -> PartState:
-        for gap in gaps:
-            INCOMPLETE.labels(part, gap.cause).inc()
+    def _missing(self, part: Part, gaps: list[Gap]) -> PartState:
+        _count(part, gaps)
         return PartState(status="missing", missing=gaps)
 
     def _no_key(self, job: Job) -> list[Gap]:
@@ -136,11 +138,11 @@ class Renderer:
         if frame.payload is None:
             gap = Gap(cause=_cause(frame.missing or ""), reason=frame.missing or "", frames=1)
             gap.first_seq = gap.last_seq = key.seq
-            return self._missing(job, "snapshot", [gap])
+            return self._missing("snapshot", [gap])
         try:
             image = decode_frame(frame.payload)
         except ValueError as exc:
-            return self._missing(job, "snapshot", [Gap(cause="undecodable", reason=str(exc), frames=1)])
+            return self._missing("snapshot", [Gap(cause="undecodable", reason=str(exc), frames=1)])
         drawn = draw(image, key, self._shapes(job), job.plan.highlight)
         jpeg = simplejpeg.encode_jpeg(drawn, self.settings.jpeg_quality, colorspace="BGR")
         return self._stored(
@@ -148,8 +150,8 @@ class Renderer:
             first_capture_ns=key.capture_ns, last_capture_ns=key.capture_ns,
         )  # fmt: skip
 
-    def _shapes(self, job: Job) -> list[dict[str, object]]:
-        return overlays(self.rules.get(job.alert.camera_id))
+    def _shapes(self, job: Job) -> list[dict[str, Any]]:
+        return self.shapes.get(job.alert.camera_id, [])
 
     def _clip(self, job: Job, records: list[DetectionsRecord]) -> PartState:
         plan, cam, settings = job.plan, job.alert.camera_id, self.settings
@@ -159,7 +161,7 @@ class Renderer:
                 f"no detections records of camera {cam!r} captured between {plan.clip_start_ns} and "
                 f"{plan.clip_end_ns} on {job.scan.topic} (expired from the topic, or nothing was running)"
             )
-            return self._missing(job, "clip", [Gap(cause="no_detections", reason=reason)])
+            return self._missing("clip", [Gap(cause="no_detections", reason=reason)])
         frames = read_frames(self.reader, self.claims, records)
         have = [r for r in records if frames[r.seq].payload is not None]
         gaps += _gaps(
@@ -185,7 +187,7 @@ class Renderer:
             )
             gaps.append(Gap(cause="post_roll", reason=reason))
         if not have:
-            return self._missing(job, "clip", gaps)
+            return self._missing("clip", gaps)
         first = decode_frame(frames[have[0].seq].payload or b"")
         size = (first.shape[1], first.shape[0])
         data = encode_clip(
