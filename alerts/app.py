@@ -256,7 +256,7 @@ class AlertsApp:
         self.dlq_topic = topics.dead_letter.name
         # Through faust's own aiokafka producer: one Kafka client stack in this process.
         self.dead_letters = DeadLetters(self.dlq_topic, self._produce_acked)
-        self.dispatcher = Dispatcher.build(settings, self.redis, self.dead_letters)
+        self.dispatcher = Dispatcher.build(settings, self.redis, self.dead_letters, config.evidence.urls)
         largest = max((w.max_pending for w in settings.webhooks), default=0)
         self.slots = asyncio.Semaphore(largest + EXTRA_IN_FLIGHT)
         self._rules_lock = asyncio.Lock()

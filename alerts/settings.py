@@ -16,6 +16,7 @@ from typing import Annotated, Literal, Protocol, Self
 from pydantic import AfterValidator, Field, SecretStr, field_validator, model_validator
 
 from schemas.alert import AlertType, Severity
+from streams.evidence_urls import EvidenceUrlSettings
 from streams.settings import Section, StreamsConfig
 
 Point = tuple[float, float]
@@ -359,8 +360,17 @@ class AlertsSettings(Section):
         return self
 
 
+class EvidenceLinks(Protocol):
+    """Of the evidence section, what the webhooks need: how to sign the evidence URLs."""
+
+    @property
+    def urls(self) -> EvidenceUrlSettings: ...
+
+
 class AlertsConfig(StreamsConfig, Protocol):
     """The sections the alert processors read."""
 
     @property
     def alerts(self) -> AlertsSettings: ...
+    @property
+    def evidence(self) -> EvidenceLinks: ...

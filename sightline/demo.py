@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import yaml
 from confluent_kafka import KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
@@ -64,6 +65,7 @@ class Demo:
         # environment only (never written into the generated config, never printed). Reads
         # stay open on the loopback-bound demo, so the live view needs no login.
         self.token = secrets.token_urlsafe(24)
+        self.evidence_secret = secrets.token_urlsafe(24)  # signs the evidence links in webhook bodies
         self.relay: RtspRelay | None = None
         self.children: dict[str, subprocess.Popen[bytes]] = {}
         self.receiver: Any = None
@@ -85,6 +87,10 @@ class Demo:
             {"name": "demo-receiver", "url": self.receiver.url, "secret_env": "SIGHTLINE_DEMO_WEBHOOK_SECRET",
              "max_attempts": 8, "backoff_initial_s": 0.2}
         ]  # fmt: skip
+        # Webhook bodies carry signed links to each alert's snapshot and clip, served by the API.
+        api = self.base.api
+        data["evidence"]["urls"] = {"secret_env": "SIGHTLINE_DEMO_EVIDENCE_SECRET",
+                                    "public_url": f"http://{api.host}:{api.port}"}  # fmt: skip
         return data
 
     def log_path(self, name: str) -> Path:
@@ -93,7 +99,8 @@ class Demo:
     def _spawn(self, name: str, *args: str) -> None:
         log = self.log_path(name).open("ab")
         env = {**os.environ, "SIGHTLINE_CONFIG": str(self.workdir / "sightline.yaml"),
-               "SIGHTLINE_DEMO_WEBHOOK_SECRET": self.secret}  # fmt: skip
+               "SIGHTLINE_DEMO_WEBHOOK_SECRET": self.secret,
+               "SIGHTLINE_DEMO_EVIDENCE_SECRET": self.evidence_secret}  # fmt: skip
         if name == "api":
             env["SIGHTLINE_API__ADMIN_TOKEN"] = self.token
         self.children[name] = subprocess.Popen(
@@ -156,6 +163,9 @@ class Demo:
                 alert = f"{delivery.type:10} {delivery.alert_id[:12]}"
                 earlier = " (captured before this run)" if delivery.capture_ns < started_ns else ""
                 say(f"  webhook ✓ {alert}  capture→webhook {latency_ms:,.0f} ms{earlier}")
+                clip = orjson.loads(delivery.body).get("evidence", {}).get("clip_url")
+                if clip:
+                    say(f"            evidence {clip.split('?')[0]}?…")
             seen = len(deliveries)
             by_type = Counter(d.type for d in deliveries)
             elapsed = time.monotonic() - started

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+import orjson
 from redis.asyncio import Redis
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential
 
@@ -19,15 +20,22 @@ from alerts.webhooks.dead_letters import DeadLetterSink, Source
 from alerts.webhooks.dedup import DeliveryLedger
 from alerts.webhooks.delivery import Endpoint, Outcome
 from schemas.alert import AlertRecord
+from streams.evidence_urls import EvidenceUrlSettings, evidence_urls
 from streams.retry import acall_with_retry
 
 log = logging.getLogger(__name__)
 
 
 class Dispatcher:
-    def __init__(self, endpoints: list[Endpoint], dead_letters: DeadLetterSink) -> None:
+    def __init__(
+        self,
+        endpoints: list[Endpoint],
+        dead_letters: DeadLetterSink,
+        evidence: EvidenceUrlSettings | None = None,
+    ) -> None:
         self.endpoints = endpoints
         self.dead_letters = dead_letters
+        self.evidence = evidence  # signs the evidence URLs put in each body
 
     @classmethod
     def build(
@@ -35,10 +43,11 @@ class Dispatcher:
         settings: AlertsSettings,
         redis: Redis,
         dead_letters: DeadLetterSink,
+        evidence: EvidenceUrlSettings | None = None,
     ) -> Dispatcher:
         ledger = DeliveryLedger(redis, settings.redis_prefix, settings.dedup_ttl_s)
         endpoints = [Endpoint(w, ledger) for w in settings.webhooks]
-        return cls(endpoints, dead_letters)
+        return cls(endpoints, dead_letters, evidence)
 
     async def dispatch(
         self,
@@ -47,7 +56,7 @@ class Dispatcher:
         source: Source | None = None,
         only: str | None = None,
     ) -> dict[str, Outcome]:
-        payload = body if body is not None else alert.encode()
+        payload = with_evidence_urls(body if body is not None else alert.encode(), alert, self.evidence)
         targets = [e for e in self.endpoints if e.wants(alert) and (only is None or e.name == only)]
         outcomes = await asyncio.gather(*(self._one(e, alert, payload, source) for e in targets))
         return {e.name: o for e, o in zip(targets, outcomes, strict=True)}
@@ -109,3 +118,15 @@ class Dispatcher:
     async def aclose(self) -> None:
         for endpoint in self.endpoints:
             await endpoint.aclose()
+
+
+def with_evidence_urls(body: bytes, alert: AlertRecord, settings: EvidenceUrlSettings | None) -> bytes:
+    """The alert's body with `evidence.snapshot_url` and `evidence.clip_url`: signed, expiring API
+    URLs a receiver can fetch without a token (streams/evidence_urls.py). Unchanged when signing
+    is not configured. The alert is never held back: until its evidence exists they answer 503."""
+    urls = evidence_urls(settings, alert.alert_id) if settings is not None else None
+    if urls is None:
+        return body
+    data = orjson.loads(body)
+    data.setdefault("evidence", {}).update(snapshot_url=urls["snapshot"], clip_url=urls["clip"])
+    return orjson.dumps(data)

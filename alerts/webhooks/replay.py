@@ -95,7 +95,7 @@ async def replay(
     report = ReplayReport(scanned=batch.scanned)
     redis = connect(config.redis.url)
     sink = KafkaDeadLetters(config.kafka, config.topics.dead_letter.name)
-    dispatcher = Dispatcher.build(config.alerts, redis, sink)
+    dispatcher = Dispatcher.build(config.alerts, redis, sink, config.evidence.urls)
     known = {e.name for e in dispatcher.endpoints}
     try:
         jobs = []

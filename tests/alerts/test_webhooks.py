@@ -6,6 +6,8 @@ import asyncio
 import time
 import uuid
 
+import httpx
+import orjson
 import pytest
 from redis.asyncio import Redis
 from standardwebhooks import Webhook, WebhookVerificationError
@@ -18,6 +20,7 @@ from alerts.webhooks.receiver import Receiver, Reply
 from alerts.webhooks.retry_policy import retry_after_seconds
 from alerts.webhooks.signing import Signer
 from schemas.alert import AlertRecord, TimeWindow, alert_id
+from streams.evidence_urls import EvidenceUrlSettings, verify
 from tests.conftest import Stack
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # the Standard Webhooks spec's example secret
@@ -61,10 +64,12 @@ def settings(*hooks: dict) -> AlertsSettings:
     return AlertsSettings(webhooks=[{**base, **h} for h in hooks], redis_prefix=f"t-{uuid.uuid4().hex[:8]}")
 
 
-async def dispatch_all(stack: Stack, cfg: AlertsSettings, alerts: list[AlertRecord]) -> tuple[list, ListSink]:
+async def dispatch_all(
+    stack: Stack, cfg: AlertsSettings, alerts: list[AlertRecord], evidence: EvidenceUrlSettings | None = None
+) -> tuple[list, ListSink]:
     redis = Redis.from_url(stack.config.redis.url)
     sink = ListSink()
-    dispatcher = Dispatcher.build(cfg, redis, sink)
+    dispatcher = Dispatcher.build(cfg, redis, sink, evidence)
     try:
         results = await asyncio.gather(*(dispatcher.dispatch(a) for a in alerts))
     finally:
@@ -221,3 +226,23 @@ def test_dead_endpoint_trips_the_breaker_and_parks_alerts(stack: Stack) -> None:
     assert len(sink.items) == 30
     # Each alert gave up by attempts or by age (max_age_s), whichever came first; never hung.
     assert all(r.startswith(("gave up after", "circuit open for over 2s")) for *_, r in sink.items)
+
+
+def test_the_body_carries_signed_evidence_urls_a_receiver_can_fetch(stack: Stack) -> None:
+    """With evidence URL signing configured, every webhook body names its alert's snapshot and clip
+    as absolute, signed, expiring API URLs; without it, the body is the alert record unchanged."""
+    evidence = EvidenceUrlSettings(secret="evidence-secret-0123456789", public_url="https://sl.example.com")
+    alert = make_alert(1)
+    with Receiver(SECRET) as rx:
+        asyncio.run(dispatch_all(stack, settings({"name": "ops", "url": rx.url}), [alert], evidence))
+        asyncio.run(dispatch_all(stack, settings({"name": "plain", "url": rx.url}), [make_alert(2)]))
+        signed, plain = rx.deliveries
+    assert signed.verified and plain.verified
+    urls = orjson.loads(signed.body)["evidence"]
+    for part, file in (("snapshot_url", "snapshot.jpg"), ("clip_url", "clip.mp4")):
+        url = httpx.URL(urls[part])
+        assert url.host == "sl.example.com" and url.path == f"/v1/alerts/{alert.alert_id}/{file}"
+        query = dict(url.params)
+        assert verify(url.path, query["expires"], query["sig"], evidence.secrets()) is None
+        assert verify(url.path, query["expires"], query["sig"], ["another-secret-0123456789"]) is not None
+    assert "snapshot_url" not in orjson.loads(plain.body).get("evidence", {})
