@@ -22,7 +22,7 @@ test: setup
 # Long fault-injection tests (broker and Redis killed and restarted); .ci/run calls it after `make test`.
 # The edit-test loop: every test that needs no broker, Redis, model, camera or browser (< 60 s).
 test-fast:
-	.venv/bin/python -m pytest -q -m 'not infra and not slow and not chaos and not deploy' $(PYTEST_ARGS)
+	.venv/bin/python -m pytest -q -m 'not infra and not slow and not chaos and not deploy' $(PYTEST_PARALLEL) $(PYTEST_ARGS)
 
 test-chaos: setup
 	.venv/bin/python -m pytest -q -m chaos $(PYTEST_PARALLEL) $(PYTEST_ARGS)
