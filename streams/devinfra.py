@@ -8,6 +8,7 @@ every broker and Redis behind Toxiproxy (`proxied`), so clients can only reach t
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -295,9 +296,11 @@ class DevStack:
         quorum and wait it out), then wait for each, killing what outlives `timeout`."""
         running = {name: pid for name in self.services() if (pid := self.pid(name)) is not None}
         for pid in running.values():
-            os.killpg(pid, signal.SIGTERM)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGTERM)
         for name, pid in running.items():
-            stop_process_group(pid, timeout)
+            with contextlib.suppress(ProcessLookupError):  # it may be gone already: the point
+                stop_process_group(pid, timeout)
             (self.root / name / "pid").unlink(missing_ok=True)
 
     def stop(self, name: str, timeout: float = 60.0) -> None:
