@@ -109,8 +109,8 @@ class CameraTrackers:
                 return self._untracked(detections)
             self._remember(camera_id)
             tracker = self._trackers.get(camera_id)
-            if tracker is None:
-                tracker = self._trackers[camera_id] = self._new_tracker()
+            if tracker is None or _went_back(tracker, timestamp):
+                tracker = self._trackers[camera_id] = self._new_tracker(tracker)
             self._last_used[camera_id] = time.monotonic()
             if seq is not None:
                 self._positions[camera_id] = FramePosition(seq, partition, offset)
@@ -126,8 +126,13 @@ class CameraTrackers:
         result.tracker_id = np.full(len(result), -1, dtype=np.int64)
         return result[result.tracker_id >= 0] if self.drop_untracked else result
 
-    def _new_tracker(self) -> ByteTrackTracker:
-        return ByteTrackTracker(**self.tracker_options)
+    def _new_tracker(self, previous: ByteTrackTracker | None = None) -> ByteTrackTracker:
+        """A fresh tracker; after a `previous` one, its ids carry on (rules still remember the old
+        tracks for a while, and a new track must never be mistaken for one of them)."""
+        tracker = ByteTrackTracker(**self.tracker_options)
+        if previous is not None:
+            tracker._next_track_id = previous._next_track_id
+        return tracker
 
     # -- transactions: undo what a batch did when its Kafka transaction aborts ------------
     def begin(self) -> None:
@@ -263,3 +268,12 @@ def _import_bytetrack(tracker: ByteTrackTracker, state: dict[str, Any]) -> None:
     tracker.tracks = tracks
     tracker._next_track_id = int(state["next_id"])
     tracker._last_timestamp = None if last is None else float(last)
+
+
+def _went_back(tracker: ByteTrackTracker, timestamp: float | None) -> bool:
+    """The stream's clock went backwards: the camera reconnected, a file looped, a new decoder
+    started (or a tracker was restored from an earlier run). ByteTrack would skip every update
+    until the clock passed its last time again, leaving the frames untracked; the caller starts
+    new tracks instead. (``_last_timestamp`` is the tracker's own record of that time.)"""
+    last = getattr(tracker, "_last_timestamp", None)
+    return timestamp is not None and last is not None and timestamp < last

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections import Counter
 
 import numpy as np
@@ -63,3 +64,20 @@ def test_drop_untracked_and_eviction(vtest_detections) -> None:
 def test_empty_detections_are_fine() -> None:
     tracked = CameraTrackers().update("cam", sv.Detections.empty())
     assert len(tracked) == 0 and tracked.tracker_id is not None
+
+
+def test_a_stream_whose_clock_goes_back_gets_new_tracks_with_new_ids(vtest_detections) -> None:
+    """A camera that reconnects (or a file that loops, or a tracker restored from an earlier run)
+    starts its stream time again: ByteTrack alone would skip every update until the time passed
+    its last one, leaving those frames untracked; the tracker starts over, ids counting on."""
+    trackers = CameraTrackers()
+    for i, det in enumerate(vtest_detections[:20]):
+        before = trackers.update("cam", det, timestamp=100.0 + i / 10)
+    old_ids = set(before.tracker_id.tolist()) - {-1}
+    assert old_ids
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # ByteTrack's "earlier than the previous timestamp"
+        after = [trackers.update("cam", det, timestamp=i / 10) for i, det in enumerate(vtest_detections[:5])]
+    new_ids = set(after[-1].tracker_id.tolist()) - {-1}
+    assert new_ids, "frames after the restart are tracked"
+    assert min(new_ids) > max(old_ids), "a new track never reuses an id the rules may still remember"
