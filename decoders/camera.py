@@ -163,13 +163,15 @@ class CameraRunner:
         while not self._done():
             container, stream = open_source(self.camera)
             self._event("online")
+            # Read before closing: PyAV 18.1.1 asserts on a closed container's stream properties.
+            frame_s = 1.0 / float(stream.average_rate or 25)
             try:
                 last_t = self._pump(container, stream, base_ns, offset_s, live=False)
             finally:
                 container.close()
             if not self.camera.loop:
                 break
-            step = last_t + (1.0 / float(stream.average_rate or 25))
+            step = last_t + frame_s
             offset_s += step
             while self._resume_ts is not None and offset_s + last_t <= self._resume_ts + _TS_TOLERANCE_S:
                 offset_s += step  # a whole pass already published before a restart: skip it undecoded
