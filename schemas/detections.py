@@ -80,8 +80,8 @@ class DetectionArrays(BaseModel):
         return self
 
 
-class DetectionsContract(Contract):
-    """Value of a detections record; key = camera id. The JSON Schema's source."""
+class _Envelope(Contract):
+    """Everything but the boxes, validated by pydantic (a handful of fields per record)."""
 
     schema_version: Literal[1] = 1
     camera_id: str
@@ -95,8 +95,13 @@ class DetectionsContract(Contract):
     # null only on a skipped frame: no batch ran it.
     timing: Timing | None
     produced_ns: int = Field(ge=0)
-    detections: DetectionArrays
     skipped: Skipped | None = None
+
+
+class DetectionsContract(_Envelope):
+    """Value of a detections record; key = camera id. The JSON Schema's source."""
+
+    detections: DetectionArrays
 
     @model_validator(mode="after")
     def _skipped_has_no_boxes(self) -> DetectionsContract:
@@ -105,23 +110,6 @@ class DetectionsContract(Contract):
         if self.skipped is None and self.timing is None:
             raise ValueError("timing is required unless the frame was skipped")
         return self
-
-
-class _Envelope(Contract):
-    """Everything but the boxes, validated by pydantic (a handful of fields per record)."""
-
-    schema_version: Literal[1] = 1
-    camera_id: str
-    seq: int = Field(ge=0)
-    capture_ns: int = Field(ge=0)
-    stream_ts: float | None = None
-    width: int = Field(ge=1)
-    height: int = Field(ge=1)
-    frame: FrameRef
-    model: ModelRef
-    timing: Timing | None
-    produced_ns: int = Field(ge=0)
-    skipped: Skipped | None = None
 
 
 _FLOAT = np.float64
