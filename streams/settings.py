@@ -73,6 +73,17 @@ class TopicsSettings(Section):
         )
     )
 
+    # Review verdicts (schemas/feedback.py), keyed by alert id; compacted, so the latest verdict
+    # of every alert is kept as long as the dataset export may want it.
+    feedback: TopicSettings = Field(
+        default_factory=lambda: TopicSettings(
+            name="sightline.feedback",
+            partitions=1,
+            retention_ms=-1,
+            configs={"cleanup.policy": "compact", "min.compaction.lag.ms": "86400000"},
+        )
+    )
+
     def all(self) -> list[TopicSettings]:
         return [getattr(self, name) for name in type(self).model_fields]
 

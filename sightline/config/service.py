@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal, Self
 
 from pydantic import AliasChoices, ConfigDict, Field, SecretStr, model_validator
 
 from streams.settings import Section
+
+REVIEWER = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 
 
 class ApiSettings(Section):
@@ -21,6 +24,9 @@ class ApiSettings(Section):
     admin_token: SecretStr | None = Field(None, validation_alias=AliasChoices("admin_token", "token"))
     # When set, read endpoints need this token or the admin token (header or login cookie).
     read_token: SecretStr | None = None
+    # Reviewers, by name: each token may read and give verdicts on alerts (Confirm / False
+    # positive); the name is who the feedback record says gave it.
+    review_tokens: dict[str, SecretStr] = Field(default_factory=dict)
     # Without a read_token, reads are open while this is true, else they need the admin token.
     public_reads: bool = True
     # Lifetime of the live view's login cookie.
@@ -64,6 +70,16 @@ class ApiSettings(Section):
                 # silently make "**********" the token.
                 env = f"SIGHTLINE_API__{name.upper()}"
                 raise ValueError(f"api.{name} is a masked placeholder; set the real one, e.g. in {env}")
+        for name, secret in self.review_tokens.items():
+            if not REVIEWER.match(name):
+                raise ValueError(f"api.review_tokens: reviewer name {name!r} must match {REVIEWER.pattern}")
+            value = secret.get_secret_value()
+            if not value.strip() or set(value) == {"*"}:
+                raise ValueError(f"api.review_tokens.{name} is empty or a masked placeholder")
+            others = [s.get_secret_value() for s in (self.admin_token, self.read_token) if s is not None]
+            others += [s.get_secret_value() for n, s in self.review_tokens.items() if n != name]
+            if value in others:
+                raise ValueError(f"api.review_tokens.{name} must differ from every other token")
         admin, read = self.admin_token, self.read_token
         if admin is not None and read is not None and admin.get_secret_value() == read.get_secret_value():
             raise ValueError("api.read_token must differ from api.admin_token")
