@@ -13,12 +13,14 @@ from schemas.alert import AlertRecord
 from schemas.base import Contract
 from schemas.camera_event import CameraEvent
 from schemas.detections import DetectionsContract
+from schemas.feedback import FeedbackRecord
 
 HERE = Path(__file__).parent
 JSON_CONTRACTS: dict[str, type[Contract]] = {
     "detections.schema.json": DetectionsContract,
     "alert.schema.json": AlertRecord,
     "camera_event.schema.json": CameraEvent,
+    "feedback.schema.json": FeedbackRecord,
 }
 
 
