@@ -34,6 +34,9 @@ class AlertRecord(Contract):
     created_ns: int = Field(ge=0)
     summary: str
     evidence: dict[str, Any] = Field(default_factory=dict)
+    # The version of the rules (schemas/rules_version.py) that raised it; 0 = the rules file
+    # (no version saved yet); None = not raised by the rules (drift alerts).
+    rules_version: int | None = Field(None, ge=0)
 
 
 def alert_id(*parts: object) -> str:

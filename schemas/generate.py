@@ -14,6 +14,7 @@ from schemas.base import Contract
 from schemas.camera_event import CameraEvent
 from schemas.detections import DetectionsContract
 from schemas.feedback import FeedbackRecord
+from schemas.rules_version import RulesVersionRecord
 
 HERE = Path(__file__).parent
 JSON_CONTRACTS: dict[str, type[Contract]] = {
@@ -21,6 +22,7 @@ JSON_CONTRACTS: dict[str, type[Contract]] = {
     "alert.schema.json": AlertRecord,
     "camera_event.schema.json": CameraEvent,
     "feedback.schema.json": FeedbackRecord,
+    "rules_version.schema.json": RulesVersionRecord,
 }
 
 

@@ -83,6 +83,16 @@ class TopicsSettings(Section):
             configs={"cleanup.policy": "compact", "min.compaction.lag.ms": "86400000"},
         )
     )
+    # Saved versions of the alert rules (schemas/rules_version.py), one key per version, so
+    # compaction keeps every one; every processor and the API read all of it.
+    rules: TopicSettings = Field(
+        default_factory=lambda: TopicSettings(
+            name="sightline.rules",
+            partitions=1,
+            retention_ms=-1,
+            configs={"cleanup.policy": "compact"},
+        )
+    )
 
     def all(self) -> list[TopicSettings]:
         return [getattr(self, name) for name in type(self).model_fields]
