@@ -11,15 +11,17 @@ from fastapi import FastAPI
 
 from inference.detector import Detector
 from sightline.api import errors
+from sightline.api.alert_index import AlertIndex
 from sightline.api.batcher import DetectBatcher
 from sightline.api.mjpeg import FrameRenderer, LiveFeeds
 from sightline.api.probe import DependencyProbe
 from sightline.api.render import FrameFetcher
-from sightline.api.routes import cameras, detect, evidence, health, live, models, session, stream
+from sightline.api.routes import cameras, detect, evidence, health, live, models, review, session, stream
 from sightline.api.tail import TailConsumer, TailState
 from sightline.config import SightlineConfig
 from sightline.drawing import camera_rules
 from sightline.evidence.store import LocalDirStore
+from sightline.review.verdicts import VerdictView
 from streams.health import Health
 
 
@@ -40,6 +42,7 @@ def create_app(
         tail_thread = TailConsumer(config, app.state.tail_state, app.state.health) if tail else None
         if tail_thread is not None:
             tail_thread.start()
+            app.state.verdicts.start()
         if load_model:
             batcher = DetectBatcher(config, detector)
             await batcher.start()
@@ -54,6 +57,10 @@ def create_app(
             if tail_thread is not None:
                 tail_thread.stop()
                 tail_thread.join(timeout=5)
+                app.state.verdicts.stop()
+                app.state.verdicts.join(timeout=5)
+            if app.state.feedback_producer is not None:
+                app.state.feedback_producer.flush(5)
             probe.stop()
             app.state.fetcher.close()
 
@@ -72,6 +79,12 @@ def create_app(
     app.state.fetcher = FrameFetcher(config, app.state.health)
     app.state.rules = camera_rules(config)
     app.state.evidence_store = LocalDirStore(config.evidence.dir)
+    # Review verdicts (the feedback topic) and the alerts the review page lists.
+    app.state.verdicts = VerdictView(config.kafka, config.topics.feedback.name)
+    app.state.feedback_producer = None
+    app.state.alert_index = AlertIndex(
+        app.state.evidence_store, app.state.tail_state, app.state.verdicts, config.api.recent_alerts
+    )
     # Annotated frames for frame.jpg and the live MJPEG streams.
     renderer = FrameRenderer(
         app.state.tail_state, app.state.fetcher, app.state.rules, config.api.live_jpeg_quality
@@ -80,6 +93,6 @@ def create_app(
     # Set on shutdown so open SSE streams end instead of holding the server up.
     app.state.stopping = threading.Event()
     errors.install(app)
-    for module in (health, detect, models, cameras, evidence, stream, live, session):
+    for module in (health, detect, models, cameras, evidence, review, stream, live, session):
         app.include_router(module.router)
     return app

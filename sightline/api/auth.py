@@ -1,10 +1,13 @@
-"""Who may call what: the read token (or admin) for reads, the admin token for anything that mutates.
+"""Who may call what: the read token (or admin) for reads, the admin token for anything that mutates,
+a review token (or admin) for verdicts on alerts.
 
 Tokens come in the `Authorization: Bearer` header, never in a URL (URLs end up in proxy logs,
 browser history and Referer headers). Browsers, whose `<img>` and `EventSource` cannot send that
-header, log in once (`POST /login`) and get a session cookie (HttpOnly, SameSite=Strict) that
-authorises reads only: a cookie rides along on any same-site request, so it never authorises a
-mutation.
+header, log in once (`POST /login`) and get a session cookie (HttpOnly, SameSite=Strict). A
+cookie rides along on any same-site request, so it never authorises an admin mutation; the one
+thing it does authorise beyond reads is a reviewer's verdict, and only from a same-origin JSON
+request (`require_reviewer`: the Origin header must be this server's, which a form on another
+site, even on the same host, cannot fake).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from sightline.api.errors import ApiError
 from sightline.api.parsing import ascii_int
 from sightline.config import ApiSettings
 
-Role = Literal["read", "admin"]
+Role = Literal["read", "review", "admin"]
 SESSION_COOKIE = "sightline_session"
 
 
@@ -33,13 +36,22 @@ def _same(given: str, secret: SecretStr | None) -> bool:
     return secret is not None and hmac.compare_digest(given.encode(), secret.get_secret_value().encode())
 
 
+def principal_of(api: ApiSettings, given: str) -> tuple[Role, str] | None:
+    """The role a presented token grants and who holds it ("admin", "read", or a reviewer's name)."""
+    if _same(given, api.admin_token):
+        return "admin", "admin"
+    if _same(given, api.read_token):
+        return "read", "read"
+    for name, secret in api.review_tokens.items():
+        if _same(given, secret):
+            return "review", name
+    return None
+
+
 def role_of(api: ApiSettings, given: str) -> Role | None:
     """The role a presented token grants, compared in constant time."""
-    if _same(given, api.admin_token):
-        return "admin"
-    if _same(given, api.read_token):
-        return "read"
-    return None
+    found = principal_of(api, given)
+    return found[0] if found is not None else None
 
 
 def _bearer(request: Request) -> str | None:
@@ -52,7 +64,8 @@ def _bearer(request: Request) -> str | None:
 # -- session cookies ---------------------------------------------------------------------------------
 # Hand-written (stdlib hmac) rather than a session library: the value is "<role>.<expiry>.<mac>"
 # keyed by that role's token, so the cookie never contains a token and rotating a token ends
-# every session made with it; nothing is stored server-side.
+# every session made with it; nothing is stored server-side. A reviewer's role field is
+# "review:<name>" (names have no dots), keyed by that reviewer's token.
 
 
 def _mac(secret: SecretStr, payload: str) -> str:
@@ -61,18 +74,22 @@ def _mac(secret: SecretStr, payload: str) -> str:
 
 
 def _key(api: ApiSettings, role: str) -> SecretStr | None:
+    if role.startswith("review:"):
+        return api.review_tokens.get(role.removeprefix("review:"))
     return api.admin_token if role == "admin" else api.read_token if role == "read" else None
 
 
-def make_session(api: ApiSettings, role: Role, now: float | None = None) -> str:
-    key = _key(api, role)
+def make_session(api: ApiSettings, role: Role, now: float | None = None, who: str | None = None) -> str:
+    """`who` names the reviewer of a "review" session."""
+    field = f"review:{who}" if role == "review" else role
+    key = _key(api, field)
     assert key is not None, "a session is only made for a token that matched"
-    payload = f"{role}.{int((now or time.time()) + api.session_ttl_s)}"
+    payload = f"{field}.{int((now or time.time()) + api.session_ttl_s)}"
     return f"{payload}.{_mac(key, payload)}"
 
 
-def session_role(api: ApiSettings, value: str, now: float | None = None) -> Role | None:
-    """The role of a valid, unexpired session cookie, else None.
+def session_principal(api: ApiSettings, value: str, now: float | None = None) -> tuple[Role, str] | None:
+    """The role and holder of a valid, unexpired session cookie, else None.
 
     The MAC is compared as bytes: ``hmac.compare_digest`` raises on a ``str`` with non-ASCII
     characters, and a cookie is whatever the client sends.
@@ -85,7 +102,15 @@ def session_role(api: ApiSettings, value: str, now: float | None = None) -> Role
         return None
     if not hmac.compare_digest(mac.encode(), _mac(key, f"{role}.{expires}").encode()):
         return None
-    return "admin" if role == "admin" else "read"
+    if role.startswith("review:"):
+        return "review", role.removeprefix("review:")
+    return ("admin", "admin") if role == "admin" else ("read", "read")
+
+
+def session_role(api: ApiSettings, value: str, now: float | None = None) -> Role | None:
+    """The role of a valid, unexpired session cookie, else None."""
+    found = session_principal(api, value, now)
+    return found[0] if found is not None else None
 
 
 # -- dependencies ------------------------------------------------------------------------------------
@@ -106,8 +131,8 @@ def require_admin(request: Request) -> None:
     if given is None:
         raise _unauthorized("missing bearer token (the admin token)")
     role = role_of(api, given)
-    if role == "read":
-        raise ApiError(403, "forbidden", "the read token cannot change anything; use the admin token")
+    if role in ("read", "review"):
+        raise ApiError(403, "forbidden", f"the {role} token cannot change this; use the admin token")
     if role != "admin":
         raise ApiError(403, "forbidden", "invalid token")
 
@@ -117,7 +142,7 @@ def require_read(request: Request) -> None:
     api = _settings(request)
     if api.reads_open:
         return
-    if api.read_token is None and api.admin_token is None:
+    if api.read_token is None and api.admin_token is None and not api.review_tokens:
         raise _not_configured("api.read_token or api.admin_token")
     given = _bearer(request)
     if given is not None:
@@ -128,3 +153,39 @@ def require_read(request: Request) -> None:
     if cookie and session_role(api, cookie) is not None:
         return
     raise _unauthorized("missing bearer token or session (log in at /login)")
+
+
+def _same_origin(request: Request) -> bool:
+    """The request came from a page of this server: its Origin is this scheme, host and port."""
+    origin = request.headers.get("origin")
+    host = request.headers.get("host")
+    return origin is not None and host is not None and origin == f"{request.url.scheme}://{host}"
+
+
+def require_reviewer(request: Request) -> str:
+    """Dependency for verdicts: who gives it (an admin or a reviewer), from the header or session.
+
+    A session cookie counts only on a same-origin JSON request, so another site (another port of
+    the same host included, which SameSite does not tell apart) cannot post a verdict with it.
+    """
+    api = _settings(request)
+    if api.admin_token is None and not api.review_tokens:
+        raise _not_configured("api.admin_token or api.review_tokens")
+    given = _bearer(request)
+    if given is not None:
+        found = principal_of(api, given)
+    else:
+        cookie = request.cookies.get(SESSION_COOKIE)
+        found = session_principal(api, cookie) if cookie else None
+        if found is None:
+            raise _unauthorized("log in at /login with an admin or review token")
+        if not _same_origin(request):
+            raise ApiError(403, "forbidden", "a verdict from a session must come from this server's pages")
+        if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+            raise ApiError(415, "unsupported_media_type", "send the verdict as application/json")
+    if found is None:
+        raise ApiError(403, "forbidden", "invalid token")
+    role, who = found
+    if role not in ("admin", "review"):
+        raise ApiError(403, "forbidden", "the read token cannot give verdicts; use a review token")
+    return who

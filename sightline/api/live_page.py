@@ -31,7 +31,8 @@ LIVE_HTML = r"""<!doctype html>
 </style>
 </head>
 <body>
-<header><h1>Sightline live view</h1><span id="status">connecting…</span></header>
+<header><h1>Sightline live view</h1><a href="/live/alerts" style="color:#9cf">alerts</a>
+  <span id="status">connecting…</span></header>
 <div id="auth" role="alert">Your session has ended or is not valid, so the live view stopped.
   <a href="/login">Log in again</a></div>
 <main>

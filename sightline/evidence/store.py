@@ -28,6 +28,10 @@ class EvidenceStore(Protocol):
         """Keys stored before `cutoff_s` (Unix seconds)."""
         ...
 
+    def alert_ids(self) -> list[str]:
+        """The alerts that have anything stored (the first part of the keys)."""
+        ...
+
 
 def checked_key(key: str) -> str:
     """Keys are built from alert ids that arrive over the network: no path may leave the store."""
@@ -73,6 +77,11 @@ class LocalDirStore:
         target.unlink(missing_ok=True)
         with contextlib.suppress(OSError):  # the alert's folder, once empty
             target.parent.rmdir()
+
+    def alert_ids(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(f.name for f in self.root.iterdir() if f.is_dir() and KEY.match(f"{f.name}/x"))
 
     def list_older_than(self, cutoff_s: float) -> list[str]:
         if not self.root.is_dir():

@@ -40,9 +40,8 @@ def _record(request: Request, alert_id: str) -> EvidenceRecord | None:
     return load_record(store, alert_id)
 
 
-@router.get("/alerts/{alert_id}", dependencies=[Depends(require_read)])
-def alert_with_evidence(alert_id: str, request: Request) -> dict[str, Any]:
-    """The alert, its evidence status (what is stored, pending or missing, and why) and signed URLs."""
+def known_alert(request: Request, alert_id: str) -> dict[str, Any]:
+    """The alert from its evidence record, else from the API's recent alerts; else 404."""
     record = _record(request, alert_id)
     alert = record.alert if record is not None else None
     if alert is None:
@@ -51,11 +50,22 @@ def alert_with_evidence(alert_id: str, request: Request) -> dict[str, Any]:
         alert = next((a for _seq, a in recent if a["alert_id"] == alert_id), None)
     if alert is None:
         raise ApiError(404, "unknown_alert", f"no alert {alert_id} is known (yet)")
+    return alert
+
+
+@router.get("/alerts/{alert_id}", dependencies=[Depends(require_read)])
+def alert_with_evidence(alert_id: str, request: Request) -> dict[str, Any]:
+    """The alert, its evidence status (what is stored, pending or missing, and why), signed URLs
+    and the latest review verdict (null until someone gives one)."""
+    alert = known_alert(request, alert_id)
+    record = _record(request, alert_id)
     settings = request.app.state.config.evidence.urls
+    verdict = request.app.state.verdicts.get(alert_id)
     return {
         "alert": alert,
         "evidence": record.public() if record is not None else {"status": "pending"},
         "urls": evidence_urls(settings, alert_id, str(request.base_url)),
+        "verdict": verdict.model_dump() if verdict is not None else None,
     }
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from sightline.api.auth import SESSION_COOKIE, make_session, role_of
+from sightline.api.auth import SESSION_COOKIE, make_session, principal_of, session_principal
 from sightline.api.errors import ApiError
 from sightline.api.login_page import PAGE_HEADERS, login_html
 from sightline.api.parsing import ascii_int
@@ -24,7 +26,7 @@ async def login_page() -> HTMLResponse:
 async def login(request: Request) -> Response:
     """Form field `token` (read or admin token) -> session cookie for reads, then the live view."""
     api = request.app.state.config.api
-    if api.read_token is None and api.admin_token is None:
+    if api.read_token is None and api.admin_token is None and not api.review_tokens:
         raise ApiError(503, "auth_not_configured", "no api.read_token or api.admin_token is configured")
     length = ascii_int(request.headers.get("content-length", ""))
     if length is None:
@@ -33,13 +35,14 @@ async def login(request: Request) -> Response:
         raise ApiError(413, "login_too_large", f"a login form is at most {MAX_LOGIN_BYTES} bytes")
     form = await request.form(max_files=0, max_fields=4)
     token = form.get("token")
-    role = role_of(api, token.strip()) if isinstance(token, str) and token.strip() else None
-    if role is None:
+    found = principal_of(api, token.strip()) if isinstance(token, str) and token.strip() else None
+    if found is None:
         return HTMLResponse(login_html("That token is not valid."), status_code=401, headers=PAGE_HEADERS)
+    role, who = found
     response = RedirectResponse("/live", status_code=303, headers=PAGE_HEADERS)
     response.set_cookie(
         SESSION_COOKIE,
-        make_session(api, role),
+        make_session(api, role, who=who),
         max_age=api.session_ttl_s,
         path="/",
         httponly=True,
@@ -55,3 +58,12 @@ async def logout() -> Response:
     response = RedirectResponse("/login", status_code=303, headers=PAGE_HEADERS)
     response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
     return response
+
+
+@router.get("/v1/session")
+async def whoami(request: Request) -> dict[str, Any]:
+    """Who this browser's session is, and whether it may give verdicts (the review page asks)."""
+    cookie = request.cookies.get(SESSION_COOKIE)
+    found = session_principal(request.app.state.config.api, cookie) if cookie else None
+    role, who = found if found is not None else (None, None)
+    return {"role": role, "who": who, "can_review": role in ("admin", "review")}
