@@ -8,6 +8,9 @@ the last checkpoint are applied again to the checkpointed state, with backoff, u
 That bookkeeping is `alerts.progress.RulesProgress`; this module adds faust, the lock that keeps
 the agent, the checkpoint timer and revocations from interleaving, and the backoff.
 docs/alerts.md says what that guarantees.
+
+A newly saved rules version (followed by `alerts.rules_watch.RulesWatch`) takes over between two
+batches: checkpoint, switch, checkpoint again, then the next records (docs/rules.md).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from alerts.checkpoint import CheckpointFenced, CheckpointStore, connect
 from alerts.engine import Engine
 from alerts.metrics import HEALTH
 from alerts.progress import RulesProgress
+from alerts.rules_watch import RulesWatch
 from alerts.runner import BatchResult, RawRecord
 from alerts.settings import AlertsConfig, RulesSettings
 from alerts.webhooks.dead_letters import DeadLetters, Headers, Source
@@ -220,7 +224,7 @@ def _dependency(exc: BaseException) -> str:
 class AlertsApp:
     """Builds the faust app from the configuration; `app.main()`/a Worker runs it."""
 
-    def __init__(self, config: AlertsConfig, rules: RulesSettings) -> None:
+    def __init__(self, config: AlertsConfig, rules: RulesSettings, watch: RulesWatch | None = None) -> None:
         self.config = config
         settings = config.alerts
         topics = config.topics
@@ -249,8 +253,11 @@ class AlertsApp:
         )
         self.redis = connect(config.redis.url)
         store = CheckpointStore(self.redis, settings.redis_prefix, settings.app_id)
+        # The saved versions (the rules file is version 0 until one is saved).
+        self.watch = watch or RulesWatch(config.kafka, topics.rules.name, rules)
+        engine = Engine(self.watch.rules(self.watch.latest), self.watch.latest)
         self.progress = RulesProgress(
-            Engine(rules), store, topics.detections.name, topics.pos_events.name, self._publish
+            engine, store, topics.detections.name, topics.pos_events.name, self._publish
         )
         self.alerts_topic = topics.alerts.name
         self.dlq_topic = topics.dead_letter.name
@@ -268,6 +275,7 @@ class AlertsApp:
             source = self.app.topic(topics.detections.name, topics.pos_events.name, value_serializer="raw")
             self.app.agent(source, name="rules", concurrency=1)(self._rules_agent)
             self.app.timer(max(settings.checkpoint_interval_ms / 1000, 0.05))(self._checkpoint_timer)
+            self.app.task(self._follow_rules)
         if settings.run_webhooks and settings.webhooks:
             alerts = self.app.topic(self.alerts_topic, value_serializer="raw")
             self.app.agent(alerts, name="deliver", concurrency=1)(self._deliver_agent)
@@ -345,6 +353,8 @@ class AlertsApp:
             if epoch != self._epoch:
                 return  # revoked meanwhile: the batch is re-read after the rebalance
             try:
+                if self.watch.latest != self.progress.engine.version:
+                    await self._switch_rules()
                 if pending:
                     await self.progress.advance(pending)
                     pending = []
@@ -356,6 +366,27 @@ class AlertsApp:
                 raise
             except Exception as exc:
                 await self._abort(exc)
+
+    async def _follow_rules(self) -> None:
+        await self.watch.follow()
+
+    async def _switch_rules(self) -> None:
+        """The version in force changed: between two records, with a checkpoint on each side,
+        so the checkpoint says which version the state after it was built with."""
+        version = self.watch.latest
+        rules = self.watch.rules(version)
+        if self.progress.pending:
+            await self._checkpoint()
+        was = self.progress.engine.version
+        converted = self.progress.switch(rules, version)
+        await self._checkpoint()
+        log.warning(
+            "rules: version %d in force from %s (was %d; %d camera(s) in memory converted)",
+            version,
+            self.progress.position(),
+            was,
+            len(converted),
+        )
 
     async def _checkpoint(self) -> None:
         """Commit the progress, then ack what it committed (faust commits acked offsets)."""

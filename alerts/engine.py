@@ -3,10 +3,17 @@
 Pure and deterministic: no clocks, no I/O, JSON-only state. The faust app wraps it with
 Kafka and Redis checkpoints; `sightline alerts test-rules` feeds it recorded records. Same input, same
 order, same alerts (ids included).
+
+Rules can change between two records (`Engine.switch`, a new saved version): each rule's state
+is kept when its settings (and its camera's) are unchanged, and starts fresh otherwise. That is
+decided by a digest of each rule's settings stored with the state, so a checkpoint written under
+an older version is converted the same way when it is loaded (docs/rules.md).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from typing import Any
 
@@ -29,12 +36,29 @@ log = logging.getLogger(__name__)
 STATE_VERSION = 1
 
 
+def rule_digests(rules: CameraRules) -> dict[str, str]:
+    """Per rule, a digest of its settings and of the camera's (anchor, lateness, track TTL):
+    a rule whose digest changed starts with fresh state after a switch."""
+    camera = rules.model_dump(mode="json", include={"anchor", "lateness_s", "track_ttl_s"})
+    out: dict[str, str] = {}
+    for kind in ("lanes", "defects", "anomalies", "thresholds"):
+        for rule in getattr(rules, kind):
+            text = json.dumps([kind, camera, rule.model_dump(mode="json")], sort_keys=True)
+            out[rule.name] = hashlib.sha256(text.encode()).hexdigest()[:16]
+    return out
+
+
 class CameraEngine:
     """All rules of one camera, sharing one event-time clock."""
 
-    def __init__(self, rules: CameraRules) -> None:
+    def __init__(self, rules: CameraRules, version: int = 0) -> None:
         self.rules = rules
+        self.version = version
+        self.digests = rule_digests(rules)
+        # Where this camera started on `version` ("topic:partition:offset"), for operators.
+        self.since: str | None = None
         self.ctx = CameraContext(rules.camera, rules.lateness_s, rules.track_ttl_s, rules.anchor)
+        self.ctx.rules_version = version
         self.evaluators: list[Evaluator] = [
             *(LaneEvaluator(c, self.ctx) for c in rules.lanes),
             *(DefectEvaluator(c, self.ctx) for c in rules.defects),
@@ -81,24 +105,47 @@ class CameraEngine:
             "v": STATE_VERSION,
             "clock": self.ctx.state(),
             "rules": {ev.name: ev.state for ev in self.evaluators},
+            "rules_version": self.version,
+            "digests": self.digests,
+            "since": self.since,
         }
 
     def restore(self, snapshot: dict[str, Any]) -> None:
-        """Load a checkpoint; rules added since start empty, rules removed are dropped."""
+        """Load a checkpoint, possibly written under other rules: the clock is kept, and each
+        rule's state only if its digest is unchanged; new or changed rules start empty, removed
+        rules are dropped. (A checkpoint from before digests were kept restores by name.)"""
         if snapshot.get("v") != STATE_VERSION:
             raise ValueError(f"unsupported state version {snapshot.get('v')!r}")
         self.ctx.load(snapshot["clock"])
+        digests = snapshot.get("digests")
         for ev in self.evaluators:
-            if ev.name in snapshot["rules"]:
+            if ev.name not in snapshot["rules"]:
+                continue
+            if digests is None or digests.get(ev.name) == self.digests[ev.name]:
                 ev.state = snapshot["rules"][ev.name]
+        if snapshot.get("rules_version") == self.version:
+            self.since = snapshot.get("since")
+
+    def switched(self, rules: CameraRules, version: int) -> CameraEngine:
+        """This camera's engine under other rules, keeping the state of unchanged rules."""
+        engine = CameraEngine(rules, version)
+        engine.restore(self.snapshot())
+        return engine
 
 
 class Engine:
-    """Routes records to their camera's rules; cameras without rules are ignored."""
+    """Routes records to their camera's rules; cameras without rules are ignored.
 
-    def __init__(self, rules: RulesSettings) -> None:
-        self.rules = {cam.camera: cam for cam in rules.cameras}
+    `version` is the saved rules version in force (0: the rules file); every alert carries it.
+    """
+
+    def __init__(self, rules: RulesSettings, version: int = 0) -> None:
         self.cameras: dict[str, CameraEngine] = {}
+        self._set(rules, version)
+
+    def _set(self, rules: RulesSettings, version: int) -> None:
+        self.version = version
+        self.rules = {cam.camera: cam for cam in rules.cameras}
         self.registers: dict[str, tuple[str, str]] = {
             lane.pos_register: (cam.camera, lane.name)
             for cam in rules.cameras
@@ -106,14 +153,41 @@ class Engine:
             if lane.pos_register is not None
         }
 
+    def switch(self, rules: RulesSettings, version: int) -> list[str]:
+        """From the next record on, apply `rules`; returns the cameras in memory it converted.
+
+        Cameras in memory are converted now (state of unchanged rules kept); the others are
+        converted when their checkpoint is loaded, by the same digests, which gives the same
+        state. A camera without rules in `rules` is dropped.
+        """
+        self._set(rules, version)
+        converted = []
+        for camera_id in sorted(self.cameras):
+            if camera_id in self.rules:
+                self.cameras[camera_id] = self.cameras[camera_id].switched(self.rules[camera_id], version)
+                converted.append(camera_id)
+            else:
+                del self.cameras[camera_id]
+        return converted
+
     def has_camera(self, camera_id: str) -> bool:
         return camera_id in self.rules
 
     def camera(self, camera_id: str) -> CameraEngine:
         engine = self.cameras.get(camera_id)
         if engine is None:
-            engine = self.cameras[camera_id] = CameraEngine(self.rules[camera_id])
+            engine = self.cameras[camera_id] = CameraEngine(self.rules[camera_id], self.version)
         return engine
+
+    def pin(self, camera_id: str, rules: CameraRules, version: int) -> CameraEngine:
+        """Run `camera_id` on an older version for now (a processor finishing what its
+        predecessor applied under that version); the next `switch` converts it."""
+        engine = self.cameras[camera_id] = CameraEngine(rules, version)
+        return engine
+
+    def behind(self) -> list[str]:
+        """Cameras in memory on another version than the one in force."""
+        return sorted(c for c, e in self.cameras.items() if e.version != self.version)
 
     def on_record(self, record: DetectionsRecord) -> list[AlertRecord]:
         if record.camera_id not in self.rules:
@@ -129,7 +203,10 @@ class Engine:
         if target is None:
             return []
         camera, lane = target
-        return self.camera(camera).on_pos(lane, event)
+        engine = self.camera(camera)
+        if lane not in engine.lanes:  # the camera is pinned to a version without that lane
+            return []
+        return engine.on_pos(lane, event)
 
     def flush(self) -> list[AlertRecord]:
         alerts: list[AlertRecord] = []

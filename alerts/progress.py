@@ -11,6 +11,8 @@ published since the last commit, and the checkpoint it all goes back to on abort
   are not published twice, and no tally counts a record twice.
 - `drop()` is the abort of a revocation: the held records go too, since whoever owns the
   partitions next re-reads them from the committed offset.
+- `switch(rules, version)` changes the rules between two records, right after a commit; the
+  next commit saves the converted cameras with their new version (docs/rules.md).
 
 Holding the records instead of seeking the consumer back keeps faust's fetch position alone:
 a rewind here is a re-application of records already in memory.
@@ -26,6 +28,7 @@ from alerts import metrics
 from alerts.checkpoint import CheckpointStore
 from alerts.engine import Engine
 from alerts.runner import BatchResult, RawRecord, RulesRunner
+from alerts.settings import RulesSettings
 
 log = logging.getLogger(__name__)
 # Sends a batch's alerts and rejected records; returns once the broker acknowledged them all.
@@ -54,12 +57,30 @@ class RulesProgress:
         self._held: list[RawRecord] = []  # taken since the last commit, in order
         self._published: dict[str, int] = {}  # partition -> last offset whose output is out
         self._rewound = False  # state dropped by abort(): the held records go in again first
+        self._switch_point: str | None = None  # where the rules in force took over
         self.committed_at = time.monotonic()
 
     @property
     def pending(self) -> bool:
         """Records taken since the last commit (so a commit has something to do)."""
         return bool(self._held)
+
+    def position(self) -> str:
+        """The next record of every partition applied so far, as `topic:partition:offset`."""
+        return ",".join(f"{tp}:{off + 1}" for tp, off in sorted(self._applied.items())) or "start"
+
+    def switch(self, rules: RulesSettings, version: int) -> list[str]:
+        """Apply `rules` (labelled `version`) from the next record on; returns the cameras in
+        memory it converted. Call it right after a commit and commit again before publishing
+        anything, so that the checkpoint records the version at the same point."""
+        if self._held or self._rewound:
+            raise RuntimeError("switch rules only right after a commit")
+        point = self._switch_point = self.position()
+        converted = self.engine.switch(rules, version)
+        for camera_id in converted:
+            self.engine.cameras[camera_id].since = point
+        self._dirty |= set(converted)
+        return converted
 
     def commit_due(self, interval_s: float) -> bool:
         return time.monotonic() - self.committed_at >= interval_s
@@ -100,10 +121,14 @@ class RulesProgress:
             return
         snapshot = await self.store.camera(camera_id, expected=self._committed)
         if snapshot is not None:
+            camera = self.engine.camera(camera_id)
             try:
-                self.engine.camera(camera_id).restore(snapshot)
+                camera.restore(snapshot)
             except (KeyError, ValueError) as exc:
                 log.error("state of camera %s unusable (%s); starting it afresh", camera_id, exc)
+            if snapshot.get("rules_version", 0) != camera.version:  # converted: saved as such
+                camera.since = self._switch_point or self.position()
+                self._dirty.add(camera_id)
         self._loaded.add(camera_id)
 
     def _unpublished(self, result: BatchResult) -> BatchResult:

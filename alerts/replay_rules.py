@@ -3,6 +3,9 @@
 Input is a JSONL file of DetectionsRecord values or a topic range (`topic:partition:a-b`);
 optional POS events (JSONL) are merged in by time. The engine is the one the live app runs,
 with alert times taken from capture times, so the same input always gives the same alerts.
+
+Rules can switch mid-input (`Switch`): at the first record at or past a position, as the live
+processors switch to a newly saved version between two records (docs/rules.md).
 """
 
 from __future__ import annotations
@@ -26,6 +29,41 @@ from streams.kafka import consumer_config
 from streams.settings import KafkaSettings
 
 RANGE = re.compile(r"^(?P<topic>[A-Za-z0-9._-]+)(?::(?P<partition>\d+)(?::(?P<start>\d+)-(?P<end>\d*))?)?$")
+
+
+@dataclass(frozen=True)
+class Located:
+    """A record and where it was read: topic partition and offset, or (files) partition 0 and
+    the record's index among the file's non-empty lines."""
+
+    record: DetectionsRecord
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True)
+class Switch:
+    """From the first record of `partition` (None: any) at or past `offset` on, `rules` apply,
+    labelled `version` in the alerts."""
+
+    rules: RulesSettings
+    version: int
+    offset: int
+    partition: int | None = None
+
+    def due(self, where: Located) -> bool:
+        return (self.partition is None or self.partition == where.partition) and where.offset >= self.offset
+
+
+POINT = re.compile(r"^(?:(?P<partition>\d+):)?(?P<offset>\d+)$")
+
+
+def parse_point(text: str) -> tuple[int | None, int]:
+    """`OFFSET` or `PARTITION:OFFSET` (a switch point), as (partition, offset)."""
+    m = POINT.match(text)
+    if m is None:
+        raise ValueError(f"{text!r} is not a switch point like 1200 or 0:1200")
+    return (int(m["partition"]) if m["partition"] is not None else None), int(m["offset"])
 
 
 @dataclass(frozen=True)
@@ -53,17 +91,27 @@ class TopicRange:
 
 
 def read_jsonl(path: Path, errors: list[str]) -> Iterator[DetectionsRecord]:
+    return (where.record for where in read_jsonl_located(path, errors))
+
+
+def read_jsonl_located(path: Path, errors: list[str]) -> Iterator[Located]:
+    index = 0
     with path.open("rb") as fh:
         for n, line in enumerate(fh, 1):
             if not line.strip():
                 continue
+            index += 1
             try:
-                yield DetectionsRecord.decode(line)
+                yield Located(DetectionsRecord.decode(line), 0, index - 1)
             except ContractError as exc:
                 errors.append(f"{path}:{n}: {exc.reason}")
 
 
 def read_topic(kafka: KafkaSettings, rng: TopicRange, errors: list[str]) -> Iterator[DetectionsRecord]:
+    return (where.record for where in read_topic_located(kafka, rng, errors))
+
+
+def read_topic_located(kafka: KafkaSettings, rng: TopicRange, errors: list[str]) -> Iterator[Located]:
     """Partition by partition, in offset order: per camera that is the order the app saw.
 
     Committed records only (read_committed, as the live app reads): an aborted exactly-once batch
@@ -78,7 +126,7 @@ def read_topic(kafka: KafkaSettings, rng: TopicRange, errors: list[str]) -> Iter
             consumer, rng.topic, partitions=partitions, start=rng.start, end=end, timeout_s=5.0
         ):
             try:
-                yield DetectionsRecord.decode(msg.value() or b"")
+                yield Located(DetectionsRecord.decode(msg.value() or b""), msg.partition(), msg.offset())
             except ContractError as exc:
                 errors.append(f"{rng.topic}:{msg.partition()}:{msg.offset()}: {exc.reason}")
     except topic_reader.TopicReadError as exc:
@@ -100,16 +148,33 @@ def read_pos(path: Path) -> list[PosEvent]:
 
 def evaluate(
     rules: RulesSettings,
-    records: Iterable[DetectionsRecord],
+    records: Iterable[DetectionsRecord | Located],
     pos: list[PosEvent] | None = None,
     flush: bool = True,
+    *,
+    version: int = 0,
+    switches: Iterable[Switch] = (),
 ) -> list[AlertRecord]:
-    """Records in their given order; each POS event goes in before the first later record."""
-    engine = Engine(rules)
+    """Records in their given order; each POS event goes in before the first later record.
+
+    `version` labels the alerts of `rules`; each of `switches` (records must then be `Located`)
+    takes over at its point, in the given order.
+    """
+    engine = Engine(rules, version)
+    todo = list(switches)
     pending = list(pos or [])
     alerts: list[AlertRecord] = []
     i = 0
-    for record in records:
+    for item in records:
+        if isinstance(item, Located):
+            while todo and todo[0].due(item):
+                engine.switch(todo[0].rules, todo[0].version)
+                todo.pop(0)
+            record = item.record
+        elif todo:
+            raise ValueError("switch points need records with their positions (Located)")
+        else:
+            record = item
         while i < len(pending) and pending[i].at_ns <= record.capture_ns:
             alerts += engine.on_pos(pending[i])
             i += 1
@@ -121,13 +186,13 @@ def evaluate(
     return alerts
 
 
-def open_source(source: str, kafka: KafkaSettings, errors: list[str]) -> Iterator[DetectionsRecord]:
+def open_source(source: str, kafka: KafkaSettings, errors: list[str]) -> Iterator[Located]:
     path = Path(source)
     if path.is_file():
-        return read_jsonl(path, errors)
+        return read_jsonl_located(path, errors)
     if path.suffix in (".jsonl", ".json") or "/" in source:
         raise ValueError(f"file {source} does not exist")
-    return read_topic(kafka, TopicRange.parse(source), errors)
+    return read_topic_located(kafka, TopicRange.parse(source), errors)
 
 
 def print_alerts(alerts: list[AlertRecord], out: object = None) -> None:

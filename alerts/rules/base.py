@@ -38,6 +38,8 @@ class CameraContext:
         self.last_seq = -1
         # Capture time of the record being handled; alerts raised now carry it.
         self.trigger_ns = 0
+        # The saved rules version in force (0: the rules file); alerts carry it.
+        self.rules_version = 0
 
     @property
     def watermark_ns(self) -> int:
@@ -105,6 +107,7 @@ class CameraContext:
             created_ns=at,
             summary=summary,
             evidence={"camera_id": self.camera_id, **evidence},
+            rules_version=self.rules_version,
         )
 
 
