@@ -11,6 +11,7 @@ from sightline.commands.batch import batch
 from sightline.commands.decode import decode, frames_app
 from sightline.commands.demo import demo
 from sightline.commands.infer import infer
+from sightline.dataset.cli import app as dataset_app
 from sightline.drift.cli import drift
 from sightline.evidence.cli import evidence
 
@@ -35,6 +36,7 @@ app.add_typer(frames_app, name="frames")
 app.add_typer(bench.app, name="bench")
 app.add_typer(models.app, name="models")
 app.add_typer(alerts_cli.app, name="alerts")
+app.add_typer(dataset_app, name="dataset")
 bench.app.command("alerts")(alerts_cli.bench)
 app.command()(decode)
 app.command()(infer)
