@@ -180,7 +180,7 @@ def to_yaml(document: dict[str, Any]) -> str:
     return yaml.safe_dump(document, sort_keys=False, default_flow_style=None, width=100)
 
 
-def diff(old: dict[str, Any], new: dict[str, Any], old_name: str, new_name: str) -> str:
+def unified_diff(old: dict[str, Any], new: dict[str, Any], old_name: str, new_name: str) -> str:
     """A unified diff of two documents as YAML (empty when equal)."""
     lines = difflib.unified_diff(
         to_yaml(old).splitlines(keepends=True),
