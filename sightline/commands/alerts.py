@@ -10,14 +10,18 @@ import asyncio
 import functools
 import json
 import logging
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, ParamSpec
+from typing import TYPE_CHECKING, Annotated, ParamSpec
 
 import typer
 
 from sightline.config import ConfigError, SightlineConfig, load_config
+
+if TYPE_CHECKING:
+    from alerts.settings import RulesSettings
 
 app = typer.Typer(
     help="Alert processors: rules over detections, webhooks, dead letters.", no_args_is_help=False
@@ -116,25 +120,50 @@ def test_rules(
             "--from", help="JSONL file of DetectionsRecord values, or TOPIC[:PARTITION[:FIRST-LAST]]."
         ),
     ],
-    rules: Annotated[Path, typer.Option("--rules", help="Rules YAML file to test.")],
+    rules: Annotated[
+        str, typer.Option("--rules", help="Rules YAML file to test, or a saved version (v3; v0: the file).")
+    ],
     config: ConfigOpt = None,
     pos: Annotated[Path | None, typer.Option("--pos", help="JSONL file of POS events to merge in.")] = None,
     flush: Annotated[bool, typer.Option(help="Close open windows/sessions at the end of input.")] = True,
+    switch: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--switch",
+            help="RULES@[PARTITION:]OFFSET: from that record on, other rules (a file or vN), as the "
+            "processors switch to a saved version; repeatable, in order. Files: OFFSET counts records.",
+        ),
+    ] = None,
 ) -> None:
     """Print (JSONL) the alerts a rules file raises on recorded detections; deterministic."""
-    from alerts.replay_rules import evaluate, open_source, print_alerts, read_pos
-    from alerts.rules.loader import load_rules
+    from alerts.replay_rules import Switch, evaluate, open_source, parse_point, print_alerts, read_pos
 
-    try:
-        rules_settings = load_rules(rules)
-    except ConfigError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(2) from None
-    kafka = _config(config).kafka
+    cfg = _config(config)
+    rules_settings, version = _rules_spec(rules, cfg)
+    switches = []
+    for spec in switch or []:
+        what, sep, where = spec.rpartition("@")
+        if not sep or not what:
+            typer.echo(f"error: --switch {spec!r}: expected RULES@[PARTITION:]OFFSET", err=True)
+            raise typer.Exit(2)
+        try:
+            partition, offset = parse_point(where)
+        except ValueError as exc:
+            typer.echo(f"error: --switch: {exc}", err=True)
+            raise typer.Exit(2) from None
+        switch_rules, switch_version = _rules_spec(what, cfg)
+        switches.append(Switch(switch_rules, switch_version, offset, partition))
     errors: list[str] = []
     try:
-        records = open_source(source, kafka, errors)
-        alerts = evaluate(rules_settings, records, read_pos(pos) if pos else None, flush=flush)
+        records = open_source(source, cfg.kafka, errors)
+        alerts = evaluate(
+            rules_settings,
+            records,
+            read_pos(pos) if pos else None,
+            flush=flush,
+            version=version,
+            switches=switches,
+        )
     except (ValueError, TimeoutError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -142,6 +171,27 @@ def test_rules(
     for line in errors[:20]:
         typer.echo(f"skipped invalid record: {line}", err=True)
     typer.echo(f"{len(alerts)} alert(s); {len(errors)} invalid record(s) skipped", err=True)
+
+
+def _rules_spec(spec: str, cfg: SightlineConfig) -> tuple[RulesSettings, int]:
+    """A rules file (labelled version 0, as before any version is saved) or `vN`, a saved
+    version read from the rules topic (`v0`: the configured rules file)."""
+    from alerts.rules.loader import load_rules, rules_for
+    from alerts.rules_store import read_catalog
+
+    m = re.match(r"^v(\d+)$", spec)
+    try:
+        if m is None or Path(spec).is_file():
+            return load_rules(spec), 0
+        catalog, _ = read_catalog(cfg.kafka, cfg.topics.rules.name)
+        version = int(m[1])
+        return catalog.rules(version, rules_for(cfg.alerts)), version
+    except ConfigError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+    except KeyError as exc:
+        typer.echo(f"error: {exc.args[0]}", err=True)
+        raise typer.Exit(2) from None
 
 
 def _old_name(old: str, new: str, command: Callable[P, None]) -> Callable[P, None]:
