@@ -16,7 +16,19 @@ from sightline.api.batcher import DetectBatcher
 from sightline.api.mjpeg import FrameRenderer, LiveFeeds
 from sightline.api.probe import DependencyProbe
 from sightline.api.render import FrameFetcher
-from sightline.api.routes import cameras, detect, evidence, health, live, models, review, session, stream
+from sightline.api.routes import (
+    cameras,
+    detect,
+    evidence,
+    health,
+    live,
+    models,
+    review,
+    rules,
+    session,
+    stream,
+)
+from sightline.api.rules_state import RulesState, file_rules
 from sightline.api.tail import TailConsumer, TailState
 from sightline.config import SightlineConfig
 from sightline.drawing import camera_rules
@@ -42,6 +54,7 @@ def create_app(
         tail_thread = TailConsumer(config, app.state.tail_state, app.state.health) if tail else None
         if tail_thread is not None:
             tail_thread.start()
+            app.state.rules_state.start()  # the overlays follow the rules version in force
             app.state.verdicts.start()
         if load_model:
             batcher = DetectBatcher(config, detector)
@@ -57,6 +70,7 @@ def create_app(
             if tail_thread is not None:
                 tail_thread.stop()
                 tail_thread.join(timeout=5)
+                app.state.rules_state.stop()
                 app.state.verdicts.stop()
                 app.state.verdicts.join(timeout=5)
             if app.state.feedback_producer is not None:
@@ -78,6 +92,7 @@ def create_app(
     app.state.tail_state = TailState(config)
     app.state.fetcher = FrameFetcher(config, app.state.health)
     app.state.rules = camera_rules(config)
+    app.state.rules_state = RulesState(config, file_rules(config), app.state.rules)
     app.state.evidence_store = LocalDirStore(config.evidence.dir)
     # Review verdicts (the feedback topic) and the alerts the review page lists.
     app.state.verdicts = VerdictView(config.kafka, config.topics.feedback.name)
@@ -93,6 +108,6 @@ def create_app(
     # Set on shutdown so open SSE streams end instead of holding the server up.
     app.state.stopping = threading.Event()
     errors.install(app)
-    for module in (health, detect, models, cameras, evidence, review, stream, live, session):
+    for module in (health, detect, models, cameras, evidence, review, stream, live, session, rules):
         app.include_router(module.router)
     return app
