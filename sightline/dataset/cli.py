@@ -52,7 +52,8 @@ def export(
     if fmt not in ("yolo", "coco"):
         raise typer.BadParameter("--format is yolo or coco")
     if out.exists() and any(out.iterdir()):
-        raise typer.BadParameter(f"{out} is not empty: export into a new folder")
+        typer.echo(f"dataset export: {out} is not empty; export into a new folder", err=True)
+        raise typer.Exit(2)
     cfg = config()
     since_ns = parse_time(since)
     until_ns = parse_time(until) if until else None

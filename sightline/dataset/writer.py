@@ -83,7 +83,7 @@ def _manifest_line(frame: KeyFrame, split: str, image: str, verdict: FeedbackRec
         "model": record.model.model_dump(),
         # What the alert was about: its track(s), class(es) or box(es); the label to fix first.
         "about": {
-            "track_ids": sorted(highlight.tracks),
+            "track_ids": sorted(highlight.track_ids),
             "classes": sorted(highlight.classes),
             "boxes": [list(b) for b in highlight.boxes],
         },
