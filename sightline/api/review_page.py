@@ -99,10 +99,12 @@ function row(item) {
     li.querySelector(".severity").textContent = a.severity;
     li.querySelector(".summary").textContent = a.summary;
     li.querySelector(".when").textContent = new Date(a.created_ns / 1e6).toLocaleString() + " · " + a.rule;
-    li.addEventListener("click", e => { if (!e.target.closest("button")) open(li, item); });
+    // The row outlives refreshes: a click opens what the latest refresh said about the alert.
+    li.addEventListener("click", e => { if (!e.target.closest("button")) open(li, li.item); });
     li.querySelector(".confirm").addEventListener("click", () => judge(a.alert_id, "confirmed"));
     li.querySelector(".false-positive").addEventListener("click", () => judge(a.alert_id, "false_positive"));
   }
+  li.item = item;
   li.className = a.severity + (selected === a.alert_id ? " selected" : "");
   li.dataset.evidence = item.evidence.status;
   li.dataset.clip = item.evidence.clip;
