@@ -46,7 +46,8 @@ def records(cameras: int = 2, frames: int = 300) -> list[DetectionsRecord]:
             for i in range(1, 40)
         ]
         walkers += [
-            Walker(1000 + i, "scratch", (600, 300), (610, 300), 15 * i + c, 4) for i in range(frames // 15)
+            Walker(1000 + i, "scratch", (600, 300), (610, 300), 15 * i + c, 2 + i % 3)
+            for i in range(frames // 15)
         ]
         out += list(scene(f"cam-{c}", walkers, frames, start_ns=T0))
     out.sort(key=lambda r: (r.capture_ns, r.camera_id))
