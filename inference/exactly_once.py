@@ -70,6 +70,8 @@ class ExactlyOnce:
         self.pending: list[Batch] = []  # finished, waiting for the next transaction
         self.committed = 0  # transactions committed, for tests and benchmarks
         self._pending_since = 0.0
+        # Why the producer must be replaced before its next transaction (None: it need not be).
+        self._stale: str | None = None
         self.producer = Producer(producer_config)
         self._init_transactions()
         self._watching = threading.Event()
@@ -91,6 +93,8 @@ class ExactlyOnce:
         batches, self.pending = self.pending, []
         batches = self._committable(batches, stopping=stopping)
         if not batches:
+            return
+        if self._stale is not None and not self._renew(batches):
             return
         try:
             self._commit(batches)
@@ -136,6 +140,22 @@ class ExactlyOnce:
     def lost(self) -> None:
         self.pending.clear()  # never in a transaction yet: whoever owns them now reads them again
         self.holds.release()
+        # The group coordinator went away for a session timeout (a broker outage, a pause): the
+        # producer still has it cached, and its next send_offsets_to_transaction would wait on that
+        # stale entry past its timeout (librdkafka#5456, #5511) until cut off 15 s later.
+        self._stale = "partitions lost"
+
+    def _renew(self, batches: list[Batch]) -> bool:
+        """A fresh producer (same transactional.id) before the next transaction; False: stopping."""
+        reason, self._stale = self._stale, None
+        log.info("new transactional producer before the next transaction (%s)", reason)
+        try:
+            self._new_producer(None)
+        except TransactionsUnavailable as exc:
+            if not self.stop.is_set():
+                raise
+            return self._stop_uncommitted(batches, KafkaError(KafkaError._TIMED_OUT, str(exc)))
+        return True
 
     def revoked(self, partitions: list[TopicPartition]) -> None:
         self.holds.release(partitions)  # offsets travel in the transactions; the next owner starts there
@@ -275,7 +295,9 @@ class ExactlyOnce:
         self._new_producer(err)
 
     def _new_producer(self, error: KafkaError | None) -> None:
-        log.warning("transactional producer unusable (%s); starting a new one", error)
+        if error is not None:
+            log.warning("transactional producer unusable (%s); starting a new one", error)
+        self._stale = None
         old, self.producer = self.producer, Producer(self._producer_config)
         # Destroying a producer can wait on a broker that is away: the last reference goes on
         # another thread (Thread.run drops its args when done).

@@ -26,7 +26,7 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
 
 from decoders.runner import run_cameras
-from inference import kafka_health
+from inference import exactly_once, kafka_health
 from inference.detector import Detector
 from inference.exactly_once import send_offsets_with_deadline
 from inference.worker import InferenceWorker, WorkerError
@@ -497,3 +497,64 @@ def test_a_stop_is_prompt_with_a_hung_engine_and_nothing_is_committed_past_it(
     InferenceWorker(config, worker_id="hung-stop").run(max_idle_s=3)
     got = Counter((r.camera_id, r.seq) for r in _records(config, expected=frames))
     assert got == Counter(("cam1", s) for s in range(frames)), "every frame once, none skipped"
+
+
+@pytest.mark.chaos
+def test_exactly_once_worker_is_back_promptly_after_a_broker_restart(
+    own_stack: Stack, model_registry: Path, bus_jpg: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 21's open finding: kill -9 of the broker while no transaction is open, past the
+    session timeout, then the broker back. The transactional producer kept the group coordinator
+    it had looked up before the outage, and its first ``send_offsets_to_transaction`` afterwards
+    waited on that stale coordinator past its timeout (librdkafka#5456, #5511) until the worker cut
+    it off 15 s later: 15 s more without detections, with the consumer thread blocked, on every
+    broker restart. The worker must not hang there."""
+    config = _config(own_stack, model_registry, "eo-restart", "exactly-once")
+    calls: list[tuple[float, float]] = []  # (monotonic start, seconds) of each send_offsets call
+    deadline_call = exactly_once.send_offsets_with_deadline
+
+    def timed(*args: object, **kwargs: object) -> None:
+        started = time.monotonic()
+        try:
+            deadline_call(*args, **kwargs)  # type: ignore[arg-type]
+        finally:
+            calls.append((started, time.monotonic() - started))
+
+    monkeypatch.setattr(exactly_once, "send_offsets_with_deadline", timed)
+    jpeg = bus_jpg.read_bytes()
+
+    def publish(seqs: range) -> None:
+        producer = make_producer(config.kafka)
+        for seq in seqs:
+            meta = FrameMeta("cam1", seq, time.time_ns(), 810, 1080)
+            producer.produce(config.topics.frames.name, key=b"cam1", value=jpeg, headers=meta.headers())
+        assert producer.flush(60) == 0
+
+    publish(range(8))
+    running = Running(config, "eo-restart")
+    try:
+        _wait(
+            lambda: running.worker.stats.records >= 8 and not running.worker.in_flight,
+            120,
+            "the first detections",
+        )
+        time.sleep(1)  # committed; no transaction open when the broker dies
+        own_stack.dev.kill("kafka")
+        time.sleep(15)  # past the session timeout: the worker's partitions are lost
+        own_stack.dev.start("kafka")
+        back = time.monotonic()
+        publish(range(8, 16))
+        _wait(
+            lambda: running.error is not None or len(_records(config)) >= 16,
+            90,
+            running,
+        )
+        recovered_s = time.monotonic() - back
+        assert running.error is None, f"the worker died: {running.error!r}"
+        hung = [round(s, 1) for started, s in calls if started >= back and s > 10]
+        assert not hung, f"send_offsets_to_transaction blocked {hung} s after the broker came back"
+        assert recovered_s < 25, f"new frames committed {recovered_s:.1f} s after the broker came back"
+    finally:
+        running.finish()
+    got = Counter((r.camera_id, r.seq) for r in _records(config, expected=16))
+    assert got == Counter(("cam1", s) for s in range(16)), "every frame once"

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -97,6 +98,7 @@ class Probe:
         self.pending: list[tuple[str, int, int]] = []
         self.newest: dict[str, int] = {}  # camera -> newest frame time (ns) that has its detections
         self.newest_frame: dict[str, int] = {}  # camera -> newest frame time (ns) on the topic
+        self.last_detections_ns = 0  # when the last committed detections record was read (wall clock)
 
     def poll(self, timeout: float) -> None:
         for m in self.consumer.consume(200, timeout):
@@ -107,6 +109,7 @@ class Probe:
                 camera = (m.key() or b"").decode(errors="replace")
                 self.newest_frame[camera] = max(self.newest_frame.get(camera, 0), ts)
             else:
+                self.last_detections_ns = time.time_ns()
                 try:
                     rec = json.loads(m.value())
                     self.pending.append((rec["camera_id"], rec["frame"]["partition"], rec["frame"]["offset"]))
