@@ -87,6 +87,20 @@ def _defect(config: SightlineConfig, start_ns: int, best: int) -> AlertRecord:
     return alert
 
 
+def _threshold(config: SightlineConfig, start_ns: int, seq: int) -> AlertRecord:
+    """An alert about the frame at its capture time: 50 ms after frame `seq` was captured."""
+    capture = start_ns + seq * NS // FPS + 50_000_000
+    alert = AlertRecord(
+        alert_id=alert_id("dataset", uuid.uuid4().hex), type="threshold", severity="info", camera_id="dock",
+        rule="crowd", window=TimeWindow(start_ns=capture - NS, end_ns=capture), capture_ns=capture,
+        created_ns=time.time_ns(), summary="two objects at the dock", evidence={"classes": ["car"]},
+    )  # fmt: skip
+    producer = make_producer(config.kafka)
+    producer.produce(config.topics.alerts.name, key=b"dock", value=alert.encode())
+    assert producer.flush(30) == 0
+    return alert
+
+
 def _export(config_file: Path, out: Path, fmt: str, since: str) -> subprocess.CompletedProcess[str]:
     cmd = [sys.executable, "-m", "sightline.cli", "-c", str(config_file), "dataset", "export",
            "--since", since, "--out", str(out), "--format", fmt]  # fmt: skip
@@ -114,6 +128,7 @@ def test_export_writes_key_frames_with_labels_and_verdict_splits(stack: Stack, t
     start_ns = time.time_ns() - 120 * NS
     refs = _publish_frames(config, 40, start_ns, claimed={20})
     confirmed, wrong, open_, expired = (_defect(config, start_ns, best) for best in (20, 25, 30, 5))
+    by_time = _threshold(config, start_ns, 35)  # its key frame: the last one captured before it
     # Retention took frames 0-9 off the frames topic: the last alert's key frame is gone.
     gone = TopicPartition(refs[10].topic, refs[10].partition, refs[10].offset)
     admin = make_admin(config.kafka)
@@ -128,7 +143,7 @@ def test_export_writes_key_frames_with_labels_and_verdict_splits(stack: Stack, t
 
     out = tmp_path / "yolo"
     done = _export(config_file, out, "yolo", "1h")
-    assert "confirmed=1 false_positive=1 unreviewed=1 left_out=1" in done.stdout, done.stdout
+    assert "confirmed=1 false_positive=1 unreviewed=2 left_out=1" in done.stdout, done.stdout
     assert f"left out alert {expired.alert_id}" in done.stderr and "expired from Kafka" in done.stderr
 
     data = yaml.safe_load((out / "data.yaml").read_text())
@@ -137,6 +152,7 @@ def test_export_writes_key_frames_with_labels_and_verdict_splits(stack: Stack, t
         ("confirmed", confirmed, 20),
         ("false_positive", wrong, 25),
         ("unreviewed", open_, 30),
+        ("unreviewed", by_time, 35),
     ]:
         image = out / split / "images" / f"{alert.alert_id}.jpg"
         pixels = cv2.imread(str(image))
@@ -152,7 +168,10 @@ def test_export_writes_key_frames_with_labels_and_verdict_splits(stack: Stack, t
 
     manifest = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
     by_alert = {m["alert_id"]: m for m in manifest}
-    assert set(by_alert) == {confirmed.alert_id, wrong.alert_id, open_.alert_id}
+    assert set(by_alert) == {confirmed.alert_id, wrong.alert_id, open_.alert_id, by_time.alert_id}
+    assert by_alert[by_time.alert_id]["seq"] == 35 and by_alert[by_time.alert_id]["about"]["classes"] == [
+        "car"
+    ]
     assert (by_alert[confirmed.alert_id]["verdict"], by_alert[confirmed.alert_id]["by"]) == (
         "confirmed",
         "bob",
