@@ -134,6 +134,7 @@ class Demo:
             self._spawn("api", "api")
             api = self.base.api
             say(f"live view: http://{api.host}:{api.port}/   (API docs: /docs)")
+            say(f"alerts with snapshots and clips: http://{api.host}:{api.port}/live/alerts")
         for name, proc in self.children.items():
             say(f"stage {name}: pid {proc.pid}, log {self.log_path(name)}")
 
