@@ -13,6 +13,7 @@ import pytest
 
 from schemas.alert import AlertRecord, TimeWindow, alert_id
 from sightline.api import create_app
+from sightline.api.auth import make_session, principal_of, session_principal
 from sightline.api.server import ServerThread
 from sightline.config import SightlineConfig
 from sightline.evidence.record import EvidenceRecord, record_key
@@ -169,3 +170,17 @@ def test_reviewer_names_are_checked(name: str) -> None:
 def test_review_tokens_must_differ_from_other_tokens() -> None:
     with pytest.raises(ValueError, match="must differ"):
         SightlineConfig(api={"read_token": READ, "review_tokens": {"bob": READ}})
+
+
+def test_a_review_session_names_its_reviewer_and_ends_with_the_token() -> None:
+    api = SightlineConfig(api=_api_settings()).api
+    cookie = make_session(api, "review", who="alice")
+    assert session_principal(api, cookie) == ("review", "alice")
+    _field, expires, mac = cookie.split(".")
+    assert session_principal(api, f"review:bob.{expires}.{mac}") is None, "the name is under the MAC"
+    assert session_principal(api, f"admin.{expires}.{mac}") is None
+    rotated = SightlineConfig(
+        api={**_api_settings(), "review_tokens": {"alice": "a-new-token-0123456789"}}
+    ).api
+    assert session_principal(rotated, cookie) is None, "a new token ends the sessions of the old one"
+    assert principal_of(api, ALICE) == ("review", "alice") and principal_of(api, ADMIN) == ("admin", "admin")
