@@ -13,6 +13,7 @@ alert the engine computes offline from the same records must arrive exactly once
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
 import subprocess
@@ -34,8 +35,9 @@ from alerts.synthetic import Box, Walker, box_at, record
 from alerts.webhooks.receiver import Receiver
 from schemas.detections import DetectionsRecord
 from sightline.config import DevSettings, SightlineConfig
-from streams.kafka import make_producer
+from streams.kafka import make_consumer, make_producer
 from streams.processes import stop_process
+from streams.topic_reader import read_topic
 from streams.topics import ensure_topics
 
 SECRET_ENV = "SIGHTLINE_BENCH_WEBHOOK_SECRET"
@@ -189,6 +191,18 @@ def _start_processor(
         return subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
 
 
+def _alert_timestamps(config: SightlineConfig) -> dict[str, int]:
+    """alert id -> the CreateTime (ms) the processor's producer stamped on its alerts record."""
+    consumer = make_consumer(config.kafka, f"bench-read-{uuid.uuid4().hex[:6]}")
+    try:
+        return {
+            json.loads(msg.value())["alert_id"]: msg.timestamp()[1]
+            for msg in read_topic(consumer, config.topics.alerts.name)
+        }
+    finally:
+        consumer.close()
+
+
 def run_bench(
     config: SightlineConfig, options: BenchOptions, *, private_stack: bool, log: Callable[[str], None]
 ) -> dict[str, Any]:
@@ -332,9 +346,15 @@ def _run(
             stop_process(proc, 30)
         receiver.stop()
     counts = receiver.ids()
-    latencies = [
-        (d.received_ns - d.capture_ns) / 1e6 for d in receiver.deliveries if d.capture_ns >= phase2_start
-    ]
+    timed = [d for d in receiver.deliveries if d.capture_ns >= phase2_start]
+    latencies = [(d.received_ns - d.capture_ns) / 1e6 for d in timed]
+    # Where the time goes: the alert record's Kafka timestamp (set when the processor produced it,
+    # ms) splits capture -> published (fetch, batch, engine) from published -> webhook (the
+    # delivery agent's fetch, the ledger, HTTP).
+    produced_ms = _alert_timestamps(config)
+    split = [(d, produced_ms[d.alert_id]) for d in timed if d.alert_id in produced_ms]
+    to_created = [(ms * 1e6 - d.capture_ns) / 1e6 for d, ms in split]
+    to_received = [(d.received_ns - ms * 1e6) / 1e6 for d, ms in split]
     return {
         "records_per_s": round(throughput, 1),
         "boxes_per_s": round(throughput * boxes),
@@ -342,6 +362,8 @@ def _run(
         "p99_ms": round(_percentile(latencies, 0.99), 1),
         "p50_ms": round(_percentile(latencies, 0.50), 1),
         "latency_samples": len(latencies),
+        "capture_to_published_p99_ms": round(_percentile(to_created, 0.99), 1),
+        "published_to_webhook_p99_ms": round(_percentile(to_received, 0.99), 1),
         "latency_phase_rate": round(rate, 1),
         "lost": len(expected - set(counts)),
         "duplicates": sum(n - 1 for n in counts.values() if n > 1),
