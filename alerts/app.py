@@ -48,7 +48,6 @@ from schemas.alert import AlertRecord
 from schemas.dead_letter import dead_letter_headers
 from schemas.errors import ContractError
 from streams.health import Heartbeat
-from streams.heap import freeze_startup_heap
 
 log = logging.getLogger(__name__)
 RULES_STAGE = "alerts"  # a `dlq-stage` value of schemas/dead_letter.headers.schema.json
@@ -256,7 +255,7 @@ class AlertsApp:
         store = CheckpointStore(self.redis, settings.redis_prefix, settings.app_id)
         # The saved versions (the rules file is version 0 until one is saved).
         self.watch = watch or RulesWatch(config.kafka, topics.rules.name, rules)
-        engine = Engine(self.watch.rules(self.watch.latest), self.watch.latest)
+        engine = Engine(self.watch.rules(self.watch.latest), self.watch.latest, self.watch.rules)
         self.progress = RulesProgress(
             engine, store, topics.detections.name, topics.pos_events.name, self._publish
         )
@@ -354,7 +353,7 @@ class AlertsApp:
             if epoch != self._epoch:
                 return  # revoked meanwhile: the batch is re-read after the rebalance
             try:
-                if self.watch.latest != self.progress.engine.version:
+                if self.watch.latest != self.progress.engine.version and not self.progress.replaying:
                     await self._switch_rules()
                 if pending:
                     await self.progress.advance(pending)
@@ -507,7 +506,6 @@ def run(config: AlertsConfig, rules: RulesSettings, loglevel: str = "warning") -
 
     alerts_app = AlertsApp(config, rules)
     worker = _Worker(alerts_app.app, loglevel=loglevel, quiet=True)
-    freeze_startup_heap()
     worker.execute_from_commandline()
 
 

@@ -83,6 +83,21 @@ class CheckpointStore:
     def _offsets_key(self) -> str:
         return f"{self.base}:offsets"
 
+    @property
+    def _marks_key(self) -> str:
+        return f"{self.base}:published"
+
+    async def marks(self, tp: str) -> list[list[int]]:
+        """What the partition's last owner published since its checkpoint, under which rules
+        version: `[[last offset, version], ...]`, in offset order (see `alerts.progress`)."""
+        value = await self.redis.hget(self._marks_key, tp)
+        return loads(value) if value is not None else []
+
+    async def mark(self, marks: dict[str, list[list[int]]]) -> None:
+        """Record, before publishing, the versions the records up to each offset went in under."""
+        if marks:
+            await self.redis.hset(self._marks_key, mapping={tp: dumps(m) for tp, m in marks.items()})
+
     async def offset(self, tp: str) -> int:
         """Last applied offset of `topic:partition`, -1 when none."""
         value = await self.redis.hget(self._offsets_key, tp)

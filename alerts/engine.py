@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from alerts.frame import Frame
@@ -139,8 +140,14 @@ class Engine:
     `version` is the saved rules version in force (0: the rules file); every alert carries it.
     """
 
-    def __init__(self, rules: RulesSettings, version: int = 0) -> None:
+    def __init__(
+        self, rules: RulesSettings, version: int = 0, resolve: Callable[[int], RulesSettings] | None = None
+    ) -> None:
         self.cameras: dict[str, CameraEngine] = {}
+        # The rules of older versions, for cameras that must finish records under one (a
+        # processor re-applying what its predecessor published under it; docs/rules.md).
+        self._resolve = resolve
+        self._older: dict[int, dict[str, CameraRules]] = {}
         self._set(rules, version)
 
     def _set(self, rules: RulesSettings, version: int) -> None:
@@ -161,6 +168,7 @@ class Engine:
         state. A camera without rules in `rules` is dropped.
         """
         self._set(rules, version)
+        self._older.clear()
         converted = []
         for camera_id in sorted(self.cameras):
             if camera_id in self.rules:
@@ -170,13 +178,32 @@ class Engine:
                 del self.cameras[camera_id]
         return converted
 
-    def has_camera(self, camera_id: str) -> bool:
-        return camera_id in self.rules
+    def rules_at(self, version: int) -> dict[str, CameraRules]:
+        """Rules per camera of `version` (the one in force, or an older one)."""
+        if version == self.version:
+            return self.rules
+        if version not in self._older:
+            if self._resolve is None:
+                raise KeyError(f"rules version {version} is not known to this engine")
+            self._older[version] = {c.camera: c for c in self._resolve(version).cameras}
+        return self._older[version]
 
-    def camera(self, camera_id: str) -> CameraEngine:
+    def has_camera(self, camera_id: str, version: int | None = None) -> bool:
+        return camera_id in self.rules_at(self.version if version is None else version)
+
+    def camera(self, camera_id: str, version: int | None = None) -> CameraEngine:
+        """The camera's engine; one not in memory yet starts on `version` (default: in force)."""
         engine = self.cameras.get(camera_id)
         if engine is None:
-            engine = self.cameras[camera_id] = CameraEngine(self.rules[camera_id], self.version)
+            v = self.version if version is None else version
+            engine = self.cameras[camera_id] = CameraEngine(self.rules_at(v)[camera_id], v)
+        return engine
+
+    def at_version(self, camera_id: str, version: int) -> CameraEngine:
+        """The camera's engine on `version`, converted if it is on another one."""
+        engine = self.camera(camera_id, version)
+        if engine.version != version:
+            engine = self.cameras[camera_id] = engine.switched(self.rules_at(version)[camera_id], version)
         return engine
 
     def pin(self, camera_id: str, rules: CameraRules, version: int) -> CameraEngine:

@@ -14,6 +14,12 @@ published since the last commit, and the checkpoint it all goes back to on abort
 - `switch(rules, version)` changes the rules between two records, right after a commit; the
   next commit saves the converted cameras with their new version (docs/rules.md).
 
+Rules versions across a crash: before publishing, the owner records per partition which
+version the records since the checkpoint went in under (`CheckpointStore.mark`:
+`[[last offset, version], ...]`). A successor applies those records under the same versions (it
+may have started on a newer one) and only then goes on with its own, so the alerts its
+predecessor published are raised again identically and none under another version.
+
 Holding the records instead of seeking the consumer back keeps faust's fetch position alone:
 a rewind here is a re-application of records already in memory.
 """
@@ -46,7 +52,8 @@ class RulesProgress:
     ) -> None:
         self.engine = engine
         self.store = store
-        self.runner = RulesRunner(engine, detections_topic, pos_topic, self._load_camera)
+        self.detections_topic = detections_topic
+        self.runner = RulesRunner(engine, detections_topic, pos_topic, self._load_camera, self.version_of)
         self._publish = publish
         # Per topic:partition: the checkpointed offset the in-memory state started from (or was
         # last saved at; saves and camera loads are fenced on it), and the last applied.
@@ -58,12 +65,55 @@ class RulesProgress:
         self._published: dict[str, int] = {}  # partition -> last offset whose output is out
         self._rewound = False  # state dropped by abort(): the held records go in again first
         self._switch_point: str | None = None  # where the rules in force took over
+        # Per detections partition, [[last offset, version], ...] since the checkpoint: what the
+        # previous owner published under (`_zones`, read-only) and what this one applied under.
+        self._zones: dict[str, list[list[int]]] = {}
+        self._segments: dict[str, list[list[int]]] = {}
+        self._marked: dict[str, list[list[int]]] = {}
         self.committed_at = time.monotonic()
 
     @property
     def pending(self) -> bool:
         """Records taken since the last commit (so a commit has something to do)."""
         return bool(self._held)
+
+    def version_of(self, raw: RawRecord) -> int:
+        """The version a record goes in under: its predecessor's, else the one in force."""
+        for end, version in self._zones.get(raw.tp, ()):
+            if raw.offset <= end:
+                return version
+        return self.engine.version
+
+    @property
+    def replaying(self) -> bool:
+        """Records a predecessor published are still to be re-applied (no switch meanwhile)."""
+        return any(zone and self._applied.get(tp, -1) < zone[-1][0] for tp, zone in self._zones.items())
+
+    def _note(self, raw: RawRecord) -> None:
+        zone = self._zones.get(raw.tp, [])
+        if zone and raw.offset == zone[-1][0] + 1 and zone[-1][1] != self.engine.version:
+            log.warning(
+                "rules: %s re-applied up to offset %d under version %d, as its previous owner "
+                "published them; version %d from %s:%d on",
+                raw.tp, zone[-1][0], zone[-1][1], self.engine.version, raw.tp, raw.offset,
+            )  # fmt: skip
+        version = self.version_of(raw)
+        segments = self._segments.setdefault(raw.tp, [])
+        if segments and segments[-1][1] == version:
+            segments[-1][0] = raw.offset
+        else:
+            segments.append([raw.offset, version])
+
+    def _marks(self) -> dict[str, list[list[int]]]:
+        """Per partition: the predecessor's marks, then this owner's beyond them."""
+        out = {}
+        for tp, mine in self._segments.items():
+            zone = self._zones.get(tp, [])
+            end = zone[-1][0] if zone else -1
+            marks = zone + [s for s in mine if s[0] > end]
+            if marks != self._marked.get(tp):
+                out[tp] = [list(m) for m in marks]
+        return out
 
     def position(self) -> str:
         """The next record of every partition applied so far, as `topic:partition:offset`."""
@@ -72,9 +122,10 @@ class RulesProgress:
     def switch(self, rules: RulesSettings, version: int) -> list[str]:
         """Apply `rules` (labelled `version`) from the next record on; returns the cameras in
         memory it converted. Call it right after a commit and commit again before publishing
-        anything, so that the checkpoint records the version at the same point."""
-        if self._held or self._rewound:
-            raise RuntimeError("switch rules only right after a commit")
+        anything, so that the checkpoint records the version at the same point; not while
+        `replaying`."""
+        if self._held or self._rewound or self.replaying:
+            raise RuntimeError("switch rules only right after a commit, and not while replaying")
         point = self._switch_point = self.position()
         converted = self.engine.switch(rules, version)
         for camera_id in converted:
@@ -92,11 +143,19 @@ class RulesProgress:
         """
         todo = (self._held if self._rewound else []) + records
         fresh, replayed = await self._fresh(todo)
+        for raw in fresh:
+            if raw.topic == self.detections_topic:
+                self._note(raw)
         result = await self.runner.process(fresh)
         result.replayed = replayed
         self._dirty |= result.touched
         if self._publish is not None:
-            await self._publish(self._unpublished(result))
+            out = self._unpublished(result)
+            if out.alerts or out.rejected:
+                marks = self._marks()
+                await self.store.mark(marks)
+                self._marked.update(marks)
+            await self._publish(out)
         for raw in todo:
             self._published[raw.tp] = max(raw.offset, self._published.get(raw.tp, -1))
         self._held += records
@@ -109,6 +168,9 @@ class RulesProgress:
         for raw in records:
             if raw.tp not in self._applied:
                 self._applied[raw.tp] = self._committed[raw.tp] = await self.store.offset(raw.tp)
+                if raw.topic == self.detections_topic:
+                    committed = self._committed[raw.tp]
+                    self._zones[raw.tp] = [m for m in await self.store.marks(raw.tp) if m[0] > committed]
             if raw.offset <= self._applied[raw.tp]:
                 metrics.SKIPPED.labels("already applied").inc()  # in the checkpoint already
                 continue
@@ -116,12 +178,12 @@ class RulesProgress:
             fresh.append(raw)
         return fresh, len(records) - len(fresh)
 
-    async def _load_camera(self, camera_id: str) -> None:
+    async def _load_camera(self, camera_id: str, version: int) -> None:
         if camera_id in self._loaded:
             return
         snapshot = await self.store.camera(camera_id, expected=self._committed)
         if snapshot is not None:
-            camera = self.engine.camera(camera_id)
+            camera = self.engine.camera(camera_id, version)
             try:
                 camera.restore(snapshot)
             except (KeyError, ValueError) as exc:
@@ -159,6 +221,10 @@ class RulesProgress:
             await self.store.save(states, moved, expected=self._committed)
             self._committed.update(moved)
             self._dirty.clear()
+            for tp, offset in moved.items():
+                for marks in (self._zones, self._segments):
+                    if tp in marks:
+                        marks[tp] = [m for m in marks[tp] if m[0] > offset]
             metrics.CHECKPOINT.observe(time.perf_counter() - started)
         done, self._held = self._held, []
         self._published.clear()
@@ -183,3 +249,6 @@ class RulesProgress:
         self._applied.clear()
         self._loaded.clear()
         self._dirty.clear()
+        self._zones.clear()
+        self._segments.clear()
+        self._marked.clear()

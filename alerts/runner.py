@@ -60,16 +60,28 @@ class BatchResult:
     touched: set[str] = field(default_factory=set)
 
 
-# Makes a camera's checkpointed state current in the engine before its first record.
-CameraLoader = Callable[[str], Awaitable[None]]
+# Makes a camera's checkpointed state current in the engine, on a rules version, before its
+# first record.
+CameraLoader = Callable[[str, int], Awaitable[None]]
+# The rules version a detections record is applied under (the one in force, unless a
+# predecessor published its alerts under another; see `alerts.progress`).
+VersionOf = Callable[[RawRecord], int]
 
 
 class RulesRunner:
-    def __init__(self, engine: Engine, detections_topic: str, pos_topic: str, load: CameraLoader) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        detections_topic: str,
+        pos_topic: str,
+        load: CameraLoader,
+        version_of: VersionOf | None = None,
+    ) -> None:
         self.engine = engine
         self.detections_topic = detections_topic
         self.pos_topic = pos_topic
         self._load = load
+        self._version_of = version_of
 
     async def process(self, batch: list[RawRecord]) -> BatchResult:
         """Apply `batch` (records not applied before, in offset order per partition)."""
@@ -98,11 +110,12 @@ class RulesRunner:
         if raw.topic == self.detections_topic:
             record = DetectionsRecord.decode(raw.value or b"")
             metrics.DETECTIONS.inc()
-            if not self.engine.has_camera(record.camera_id):
+            version = self.engine.version if self._version_of is None else self._version_of(raw)
+            if not self.engine.has_camera(record.camera_id, version):
                 metrics.SKIPPED.labels("no rules for camera").inc()
                 return []
-            await self._load(record.camera_id)
-            camera = self.engine.camera(record.camera_id)
+            await self._load(record.camera_id, version)
+            camera = self.engine.at_version(record.camera_id, version)
             if camera.ctx.seen(record.seq):
                 self._duplicate(record, camera.ctx.last_seq)
                 return []
@@ -113,7 +126,7 @@ class RulesRunner:
         if target is None:
             metrics.SKIPPED.labels("unknown POS register").inc()
             return []
-        await self._load(target[0])
+        await self._load(target[0], self.engine.version)
         touched.add(target[0])
         return self.engine.on_pos(event)
 

@@ -186,3 +186,55 @@ def test_try_a_draft_on_recent_detections(stack: Stack) -> None:
     # Only records of the last N minutes: produced now, so a tiny window still holds them; none
     # are older than that.
     assert try_rules(config.kafka, config.topics.detections.name, "cam-9", draft, live, 4).records == 0
+
+
+@pytest.mark.timeout(60)
+def test_a_successor_finishes_what_was_published_under_the_older_version(stack: Stack) -> None:
+    """A version is saved, then the processor crashes before switching to it, with alerts of
+    records after its checkpoint published under the older version; its successor (twice: it
+    crashes too) starts on the newer version yet re-applies those records under the older one."""
+    import asyncio
+    import uuid
+
+    from alerts.checkpoint import CheckpointStore, connect
+    from alerts.engine import Engine
+    from alerts.progress import RulesProgress
+    from alerts.runner import BatchResult, RawRecord
+
+    recs = records(cameras=2, frames=150)
+    raws = [RawRecord("det", 0, i, r.encode()) for i, r in enumerate(recs)]
+    v1, v2 = RulesSettings(**rules_v1()), RulesSettings(**rules_v2())
+    resolve = {0: v1, 1: v2}.__getitem__
+    published: dict[str, AlertRecord] = {}
+
+    async def publish(result: BatchResult) -> None:
+        for alert in result.alerts:
+            assert published.setdefault(alert.alert_id, alert) == alert, "re-published differently"
+
+    async def scenario() -> tuple[bool, bool]:
+        store = CheckpointStore(connect(stack.config.redis.url), f"test:marks:{uuid.uuid4().hex[:8]}", "app")
+
+        def progress(version: int) -> RulesProgress:
+            return RulesProgress(Engine(resolve(version), version, resolve), store, "det", "pos", publish)
+
+        first = progress(0)
+        await first.advance(raws[:100])
+        await first.commit()
+        await first.advance(raws[100:200])  # published, not checkpointed: then a crash
+        second = progress(1)  # version 1 was saved meanwhile
+        await second.advance(raws[100:150])
+        midway = second.replaying  # and it crashes too
+        third = progress(1)
+        for i in range(100, len(raws), 40):
+            await third.advance(raws[i : i + 40])
+        await third.commit()
+        await store.redis.aclose()
+        return midway, third.replaying
+
+    midway, after = asyncio.run(scenario())
+    assert midway and not after
+    where = [Located(r, 0, i) for i, r in enumerate(recs)]
+    expected = evaluate(v1, where, flush=False, switches=[Switch(v2, 1, 200)])
+    too_early = evaluate(v1, where, flush=False, switches=[Switch(v2, 1, 100)])
+    assert {a.alert_id for a in too_early} != {a.alert_id for a in expected}, "the scenario tells them apart"
+    assert published == {a.alert_id: a for a in expected}
