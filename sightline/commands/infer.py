@@ -8,6 +8,7 @@ import typer
 
 from sightline.commands.common import config, fail, serve_stage_health
 from sightline.commands.models import missing_model_hint
+from streams.heap import freeze_startup_heap
 from streams.http_health import HealthServer
 from streams.signals import stop_on_signals
 
@@ -38,6 +39,7 @@ def infer(
         fail(f"{exc}\n  hint: {missing_model_hint(cfg.inference.model, cfg.inference.registry_dir)}")
     if server is not None:
         server.attach(worker.health)
+    freeze_startup_heap()  # the model and libraries are loaded: keep full GC passes off them
     with stop_on_signals(stop):
         try:
             stats = worker.run(max_idle_s=max_idle)
