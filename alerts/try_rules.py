@@ -104,16 +104,14 @@ def try_rules(
     records = [
         r for r in recent_records(kafka, topic, camera_id, minutes, errors) if r.camera_id == camera_id
     ]
-    only = _only(camera_id)
     draft_alerts = [
-        a.model_copy(update={"rules_version": None}) for a in evaluate(only(draft), records, flush=flush)
+        a.model_copy(update={"rules_version": None})
+        for a in evaluate(_only(draft, camera_id), records, flush=flush)
     ]
-    live_alerts = evaluate(only(live), records, flush=flush, version=live_version)
+    live_alerts = evaluate(_only(live, camera_id), records, flush=flush, version=live_version)
     return TryResult(camera_id, minutes, len(records), live_version, draft_alerts, live_alerts, errors)
 
 
-def _only(camera_id: str):  # noqa: ANN202 - a small closure
-    def keep(rules: RulesSettings) -> RulesSettings:
-        return rules.model_copy(update={"cameras": [c for c in rules.cameras if c.camera == camera_id]})
-
-    return keep
+def _only(rules: RulesSettings, camera_id: str) -> RulesSettings:
+    """The camera's rules alone (the others would see none of these records anyway)."""
+    return rules.model_copy(update={"cameras": [c for c in rules.cameras if c.camera == camera_id]})

@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from alerts.engine import rule_digests
 from alerts.settings import CameraRules, RulesSettings
 from schemas.rules_version import RulesVersionRecord
 from streams.config_files import valid_keys
@@ -193,8 +194,6 @@ def unified_diff(old: dict[str, Any], new: dict[str, Any], old_name: str, new_na
 
 def changed_rules(old: RulesSettings, new: RulesSettings) -> dict[str, dict[str, list[str]]]:
     """Per camera: rules added, removed, changed (their state starts fresh) and kept."""
-    from alerts.engine import rule_digests
-
     before = {c.camera: rule_digests(c) for c in old.cameras}
     after = {c.camera: rule_digests(c) for c in new.cameras}
     out: dict[str, dict[str, list[str]]] = {}
