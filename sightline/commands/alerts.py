@@ -81,7 +81,11 @@ def run(
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None
     if not rules.cameras:
-        typer.echo("warning: no alert rules configured; only webhook delivery will run", err=True)
+        typer.echo(
+            "note: no alert rules in the configuration; the processors apply saved rules versions "
+            "if there are any (`sightline rules list`), else only webhook delivery runs",
+            err=True,
+        )
     for hook in cfg.alerts.webhooks:
         try:
             hook.secret_value()
