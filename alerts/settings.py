@@ -286,6 +286,11 @@ class WebhookSettings(Section):
     breaker_failures: int = Field(5, ge=1, description="Consecutive failures that open the breaker.")
     breaker_reset_s: float = Field(10.0, gt=0, description="Open breaker lets a probe through after this.")
     max_pending: int = Field(10_000, ge=1, description="Backlog beyond this is dead-lettered at once.")
+    evidence_ready: bool = Field(
+        False,
+        description="Also send `alert.evidence_ready` once an alert's snapshot and clip are stored "
+        "(sent by `sightline evidence`; docs/evidence.md).",
+    )
 
     @model_validator(mode="after")
     def _one_secret(self) -> Self:

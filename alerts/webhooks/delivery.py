@@ -82,17 +82,20 @@ class Endpoint:
             and SEVERITY_RANK[alert.severity] >= SEVERITY_RANK[s.min_severity]
         )
 
-    async def deliver(self, alert: AlertRecord, body: bytes) -> Outcome:
-        running = self._inflight.get(alert.alert_id)
+    async def deliver(self, alert: AlertRecord, body: bytes, msg_id: str | None = None) -> Outcome:
+        """`msg_id` (the `webhook-id`, and the ledger's key) defaults to the alert id; another
+        event about the alert (`alert.evidence_ready`) passes its own stable id."""
+        msg_id = msg_id or alert.alert_id
+        running = self._inflight.get(msg_id)
         if running is not None:
             await asyncio.shield(running)
             return Outcome("duplicate")
         future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
-        self._inflight[alert.alert_id] = future
+        self._inflight[msg_id] = future
         self.pending += 1
         metrics.PENDING.labels(self.name).set(self.pending)
         try:
-            outcome = await self._deliver(alert, body)
+            outcome = await self._deliver(alert, body, msg_id)
             future.set_result(outcome)
             return outcome
         except BaseException as exc:
@@ -100,12 +103,12 @@ class Endpoint:
             future.exception()  # retrieved: waiters re-raise it, nobody logs "never retrieved"
             raise
         finally:
-            del self._inflight[alert.alert_id]
+            del self._inflight[msg_id]
             self.pending -= 1
             metrics.PENDING.labels(self.name).set(self.pending)
 
-    async def _deliver(self, alert: AlertRecord, body: bytes) -> Outcome:
-        if await self.ledger.delivered(self.name, alert.alert_id):
+    async def _deliver(self, alert: AlertRecord, body: bytes, msg_id: str) -> Outcome:
+        if await self.ledger.delivered(self.name, msg_id):
             metrics.DUPLICATES.labels(self.name).inc()
             return Outcome("duplicate")
         try:
@@ -114,24 +117,25 @@ class Endpoint:
             return Outcome("dead", 0, "body is not UTF-8; cannot be signed per Standard Webhooks")
         budget = Budget(self.settings, self.rng, self.breaker.retry_in)
         try:
-            await budget.retrying()(self._try, alert, body, text, budget)
+            await budget.retrying()(self._try, alert, msg_id, body, text, budget)
         except Fatal as exc:
             return Outcome("dead", budget.requests, str(exc))
         except Retry:
             return Outcome("dead", budget.requests, budget.gave_up)
-        await self.ledger.mark(self.name, alert.alert_id)
+        await self.ledger.mark(self.name, msg_id)
         metrics.DELIVERED.labels(self.name).inc()
-        metrics.LATENCY.labels(self.name).observe(max(0.0, time.time() - alert.capture_ns / 1e9))
+        if msg_id == alert.alert_id:  # the alert itself: capture -> acknowledged
+            metrics.LATENCY.labels(self.name).observe(max(0.0, time.time() - alert.capture_ns / 1e9))
         return Outcome("delivered", budget.requests)
 
-    async def _try(self, alert: AlertRecord, body: bytes, text: str, budget: Budget) -> None:
+    async def _try(self, alert: AlertRecord, msg_id: str, body: bytes, text: str, budget: Budget) -> None:
         probe = self.breaker.state == "half-open"
         if not self.breaker.allow():
             # Waiting on an open breaker costs no attempt: the endpoint was not even tried.
             raise Retry("circuit open", "circuit_open")
         budget.requests += 1
         try:
-            await self._attempt(alert, body, text, budget.requests)
+            await self._attempt(alert, msg_id, body, text, budget.requests)
         except Retry as exc:
             metrics.ATTEMPT_FAILURES.labels(self.name, exc.reason.split(":")[0]).inc()
             if probe and exc.kind == "failure" and self.breaker.state == "open":
@@ -140,12 +144,12 @@ class Endpoint:
                 raise Retry(exc.reason, "probe") from None
             raise
 
-    async def _attempt(self, alert: AlertRecord, body: bytes, text: str, attempt: int) -> None:
+    async def _attempt(self, alert: AlertRecord, msg_id: str, body: bytes, text: str, attempt: int) -> None:
         """One signed POST; the caller has already been let through by the breaker."""
         try:
             async with self.limit:
                 # Signed per attempt, once a slot is free: the receiver checks the timestamp is fresh.
-                headers = self.signer.headers(alert.alert_id, text)
+                headers = self.signer.headers(msg_id, text)
                 headers["X-Sightline-Alert-Type"] = alert.type
                 headers["X-Sightline-Attempt"] = str(attempt)
                 async with self.client.post(self.settings.url, data=body, headers=headers) as response:
