@@ -216,10 +216,17 @@ class Engine:
         """Cameras in memory on another version than the one in force."""
         return sorted(c for c, e in self.cameras.items() if e.version != self.version)
 
-    def on_record(self, record: DetectionsRecord) -> list[AlertRecord]:
-        if record.camera_id not in self.rules:
+    def adopt(self, rules: RulesSettings, version: int) -> None:
+        """Make `version` the one in force (POS routing, cameras new to memory) without
+        converting the cameras in memory: each converts at its next record (`at_version`)."""
+        self._set(rules, version)
+
+    def on_record(self, record: DetectionsRecord, version: int | None = None) -> list[AlertRecord]:
+        """Apply a record under `version` (default: the one in force), converting its camera."""
+        v = self.version if version is None else version
+        if record.camera_id not in self.rules_at(v):
             return []
-        return self.camera(record.camera_id).on_frame(Frame.from_record(record))
+        return self.at_version(record.camera_id, v).on_frame(Frame.from_record(record))
 
     def route_pos(self, event: PosEvent) -> tuple[str, str] | None:
         """(camera, lane) that owns the event's register, or None when none does."""

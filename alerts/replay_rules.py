@@ -157,20 +157,30 @@ def evaluate(
 ) -> list[AlertRecord]:
     """Records in their given order; each POS event goes in before the first later record.
 
-    `version` labels the alerts of `rules`; each of `switches` (records must then be `Located`)
-    takes over at its point, in the given order.
+    `version` labels the alerts of `rules`. With `switches` (records must then be `Located`), a
+    record goes in under the last switch due at its position, its camera converted as the
+    processors convert it; so each partition switches at its own point, as live.
     """
-    engine = Engine(rules, version)
     todo = list(switches)
+    versions = {version: rules, **{s.version: s.rules for s in todo}}
+    engine = Engine(rules, version, versions.__getitem__)
+    adopted = -1  # the newest switch reached anywhere: POS routing and new cameras follow it
+    last: dict[int, Located] = {}  # per partition, the last record read
+    partition_of: dict[str, int] = {}
     pending = list(pos or [])
     alerts: list[AlertRecord] = []
     i = 0
     for item in records:
+        want: int | None = None
         if isinstance(item, Located):
-            while todo and todo[0].due(item):
-                engine.switch(todo[0].rules, todo[0].version)
-                todo.pop(0)
             record = item.record
+            k = _due(todo, item)
+            if k > adopted:
+                engine.adopt(todo[k].rules, todo[k].version)
+                adopted = k
+            want = version if k < 0 else todo[k].version
+            last[item.partition] = item
+            partition_of[record.camera_id] = item.partition
         elif todo:
             raise ValueError("switch points need records with their positions (Located)")
         else:
@@ -178,12 +188,25 @@ def evaluate(
         while i < len(pending) and pending[i].at_ns <= record.capture_ns:
             alerts += engine.on_pos(pending[i])
             i += 1
-        alerts += engine.on_record(record)
+        alerts += engine.on_record(record, want)
     for event in pending[i:]:
         alerts += engine.on_pos(event)
     if flush:
+        for camera_id, partition in sorted(partition_of.items()):  # switched since its last record
+            k = _due(todo, last[partition])
+            if camera_id not in engine.cameras or k < 0:
+                continue
+            if camera_id in engine.rules_at(todo[k].version):
+                engine.at_version(camera_id, todo[k].version)
+            else:  # no rules for it any more: dropped, as the processors drop it
+                del engine.cameras[camera_id]
         alerts += engine.flush()
     return alerts
+
+
+def _due(switches: list[Switch], where: Located) -> int:
+    """Index of the last switch due at `where`, -1 when none is."""
+    return max((k for k, s in enumerate(switches) if s.due(where)), default=-1)
 
 
 def open_source(source: str, kafka: KafkaSettings, errors: list[str]) -> Iterator[Located]:

@@ -120,7 +120,7 @@ class RulesRunner:
                 self._duplicate(record, camera.ctx.last_seq)
                 return []
             touched.add(record.camera_id)
-            return self.engine.on_record(record)
+            return self.engine.on_record(record, version)
         event = PosEvent.model_validate_json(raw.value or b"")
         target = self.engine.route_pos(event)
         if target is None:

@@ -98,6 +98,25 @@ def test_switch_points_by_partition_and_in_order() -> None:
         evaluate(v1, recs, switches=[Switch(v2, 2, 0)])
 
 
+def test_each_partition_switches_at_its_own_point() -> None:
+    """Read partition after partition (as test-rules reads a topic), each switches at its own
+    offset: the same as each partition on its own, and flushing converts what passed its point."""
+    recs = records(frames=120)
+    v1, v2 = RulesSettings(**rules_v1()), RulesSettings(**rules_v2())
+    parts = {p: [r for r in recs if r.camera_id == f"cam-{p}"] for p in (0, 1)}
+    where = [Located(r, p, 500 + i) for p in (0, 1) for i, r in enumerate(parts[p])]
+    points = [Switch(v2, 2, 530, partition=0), Switch(v2, 2, 590, partition=1)]
+    for flush in (False, True):
+        together = evaluate(v1, where, flush=flush, switches=points)
+        alone = []
+        for p in (0, 1):
+            mine = [w for w in where if w.partition == p]
+            alone += evaluate(v1, mine, flush=flush, switches=[points[p]])
+        assert sorted(a.model_dump_json() for a in together) == sorted(a.model_dump_json() for a in alone)
+    flushed = evaluate(v1, where, flush=True, switches=points)
+    assert {a.rules_version for a in flushed[-4:]} == {2}  # both cameras converted before the flush
+
+
 def test_catalog_first_record_of_a_number_wins_and_invalid_documents_are_ignored() -> None:
     fallback = RulesSettings(**rules_v1())
     catalog = Catalog()
