@@ -62,6 +62,10 @@ class E2EChain(Chain):
             "alerts": ("alerts", "run"),
         }
 
+    def rules(self) -> dict[str, Any]:
+        """The rules file's contents (a subclass may alert at another rate)."""
+        return {"version": 1, "cameras": [camera_rules(c.id) for c in self.cameras]}
+
     def decoder_file(self, overload: bool) -> Path:
         return self.workdir / f"decoder-{'overload' if overload else 'normal'}.yaml"
 
@@ -92,8 +96,7 @@ class E2EChain(Chain):
             elif relay is not None:
                 self.relay = relay.start()
         self.start_receiver()
-        rules = {"version": 1, "cameras": [camera_rules(c.id) for c in self.cameras]}
-        self.rules_file.write_text(yaml.safe_dump(rules))
+        self.rules_file.write_text(yaml.safe_dump(self.rules()))
         config = self._config()
         (self.workdir / "sightline.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
         for overload in (False, True):
