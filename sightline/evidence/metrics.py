@@ -21,3 +21,8 @@ LATENCY = Histogram(
 )
 PENDING = Gauge("sightline_evidence_pending", "Alerts whose evidence is still being gathered")
 DELETED = Counter("sightline_evidence_deleted_total", "Evidence objects deleted by the retention sweep")
+READY = Counter(
+    "sightline_evidence_ready_webhooks_total",
+    "alert.evidence_ready events finished per endpoint: delivered, duplicate (acknowledged before), dead",
+    ["endpoint", "outcome"],
+)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +39,9 @@ class Job:
     deadline: float  # monotonic: render with what came by then
     next_try: float = 0.0
     offsets: set[tuple[int, int]] = field(default_factory=set)  # (partition, offset) of the alert
+    # alert.evidence_ready, once the record is finished (sightline/evidence/notify.py)
+    notify: Future[Any] | None = None
+    resumed: bool = False  # finished before (a restart): only its event may be left to send
 
     @property
     def done(self) -> bool:

@@ -27,6 +27,7 @@ from schemas.errors import ContractError
 from sightline.config import SightlineConfig
 from sightline.drawing import camera_rules
 from sightline.evidence.metrics import DELETED, FINISHED, PENDING
+from sightline.evidence.notify import EvidenceNotifier
 from sightline.evidence.plan import NS, plan_for
 from sightline.evidence.record import EvidenceRecord, load_record
 from sightline.evidence.render import Job, Renderer
@@ -70,6 +71,7 @@ class EvidenceService:
         reader_group = f"{self.settings.group_id}-reader-{uuid.uuid4().hex[:8]}"
         self.reader = Consumer(consumer_config(config.kafka, reader_group, "sightline-evidence"))
         self.renderer = Renderer(self.settings, self.store, self.reader, self.claims, camera_rules(config))
+        self.notifier = EvidenceNotifier(config)
         self.jobs: dict[str, Job] = {}
         # Per alerts partition: offset -> alert id, for the alerts not finished yet.
         self.open: dict[int, dict[int, str]] = {}
@@ -98,11 +100,16 @@ class EvidenceService:
             record = load_record(self.store, alert.alert_id)
             if record is not None and record.status != "pending":
                 self.stats.already += 1
-                return
-            job = self._job(alert, record or EvidenceRecord.new(alert))
-            self.renderer.save(job.record)  # the API shows "pending" from now on
-            self.jobs[alert.alert_id] = job
-            self.stats.alerts += 1
+                if not self.notifier.wants(alert):
+                    return
+                # Its event may not have been acknowledged before a restart: the ledger knows.
+                job = self.jobs[alert.alert_id] = self._job(alert, record)
+                job.resumed = True
+            else:
+                job = self._job(alert, record or EvidenceRecord.new(alert))
+                self.renderer.save(job.record)  # the API shows "pending" from now on
+                self.jobs[alert.alert_id] = job
+                self.stats.alerts += 1
         job.offsets.add((partition, offset))
         self.open.setdefault(partition, {})[offset] = alert.alert_id
 
@@ -120,30 +127,39 @@ class EvidenceService:
     def _work(self) -> None:
         now = time.monotonic()
         for alert_id, job in list(self.jobs.items()):
-            if self.stop.is_set() or job.next_try > now:
+            if self.stop.is_set():
                 continue
-            job.next_try = now + RETRY_EVERY_S
-            try:
-                self.renderer.work(job, now)
-            except (TopicReadError, KafkaException) as exc:  # the broker is away: librdkafka reconnects
-                log.debug("evidence of %s: Kafka not readable now, retrying: %s", alert_id, exc)
-                continue
-            except ClaimCheckUnavailable:  # stopped while Redis was away: resumed after a restart
-                return
-            if job.done:
+            if not job.done and job.next_try <= now:
+                job.next_try = now + RETRY_EVERY_S
+                try:
+                    self.renderer.work(job, now)
+                except (TopicReadError, KafkaException) as exc:  # the broker is away: librdkafka reconnects
+                    log.debug("evidence of %s: Kafka not readable now, retrying: %s", alert_id, exc)
+                    continue
+                except ClaimCheckUnavailable:  # stopped while Redis was away: resumed after a restart
+                    return
+            if job.done and self._notified(job):
                 self._finished(alert_id, job)
         PENDING.set(len(self.jobs))
 
+    def _notified(self, job: Job) -> bool:
+        """alert.evidence_ready acknowledged (or given up on) by every endpoint that asked for it."""
+        if job.notify is None:
+            job.notify = self.notifier.submit(job.alert, job.record)
+        return job.notify.done()
+
     def _finished(self, alert_id: str, job: Job) -> None:
         del self.jobs[alert_id]
+        for partition, offset in job.offsets:
+            self.open.get(partition, {}).pop(offset, None)
+        if job.resumed:  # counted when it was rendered
+            return
         status = job.record.status
         FINISHED.labels(status).inc()
         setattr(self.stats, status, getattr(self.stats, status) + 1)
         if status != "complete":
             why = "; ".join(g.reason for p in job.record.parts.values() for g in p.missing)
             log.warning("evidence %s of alert %s (%s): %s", status, alert_id, job.alert.summary, why)
-        for partition, offset in job.offsets:
-            self.open.get(partition, {}).pop(offset, None)
 
     def _revoked(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Jobs of partitions another member takes over are left to it (it resumes them)."""
@@ -215,6 +231,7 @@ class EvidenceService:
         finally:
             heartbeat.close()
             self._commit(asynchronous=False)
+            self.notifier.close()
             self.consumer.close()
             self.reader.close()
             self.claims.close()
