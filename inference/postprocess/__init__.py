@@ -12,7 +12,7 @@ from inference.postprocess import nanodet, ssd_tf, yolo_nms, yolov5, yolov8
 from inference.postprocess.common import Candidates, finalize
 from inference.preprocess import BatchTransform
 
-DECODERS: dict[str, ModuleType] = {
+PARSERS: dict[str, ModuleType] = {
     "nanodet": nanodet,
     "yolov5": yolov5,
     "yolov8": yolov8,
@@ -20,7 +20,7 @@ DECODERS: dict[str, ModuleType] = {
     "ssd_tf": ssd_tf,
 }
 
-__all__ = ["DECODERS", "Candidates", "postprocess"]
+__all__ = ["PARSERS", "Candidates", "postprocess"]
 
 
 def postprocess(
@@ -32,13 +32,13 @@ def postprocess(
     max_detections: int = 300,
     input_size: tuple[int, int] | None = None,
 ) -> list[sv.Detections]:
-    """Decode ``outputs`` of one batch; thresholds default to the manifest's.
+    """Parse ``outputs`` of one batch; thresholds default to the manifest's.
 
     ``input_size`` is the (w, h) the batch really ran at (dynamic-H/W models), the manifest's by default.
     NMS runs only for formats without NMS inside the graph.
     """
-    decoder = DECODERS[manifest.format]
+    parser = PARSERS[manifest.format]
     threshold = manifest.score_threshold if score_threshold is None else score_threshold
-    candidates = decoder.decode(outputs, manifest, threshold, input_size or manifest.input_size)
-    iou = (manifest.nms_iou if nms_iou is None else nms_iou) if decoder.NEEDS_NMS else None
+    candidates = parser.parse(outputs, manifest, threshold, input_size or manifest.input_size)
+    iou = (manifest.nms_iou if nms_iou is None else nms_iou) if parser.NEEDS_NMS else None
     return finalize(candidates, transform, manifest.labels, iou, max_detections)

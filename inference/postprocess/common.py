@@ -1,4 +1,4 @@
-"""Shared tail of every decoder: class-aware NMS, per-image top-k, mapping back, ``sv.Detections``."""
+"""Shared tail of every output parser: class-aware NMS, per-image top-k, mapping back, ``sv.Detections``."""
 
 from __future__ import annotations
 

@@ -41,7 +41,7 @@ def _pair_levels(outputs: list[np.ndarray], num_classes: int) -> list[tuple[np.n
     return list(zip(scores, boxes, strict=True))
 
 
-def decode(
+def parse(
     outputs: list[np.ndarray], manifest: ModelManifest, score_threshold: float, input_size: tuple[int, int]
 ) -> Candidates:
     """Threshold each level in place (no concatenation of whole score maps), decode only the survivors."""

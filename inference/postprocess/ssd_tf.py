@@ -25,7 +25,7 @@ def _by_role(outputs: list[np.ndarray], names: list[str]) -> dict[str, np.ndarra
     return dict(zip(_ROLES, outputs, strict=True))
 
 
-def decode(
+def parse(
     outputs: list[np.ndarray], manifest: ModelManifest, score_threshold: float, input_size: tuple[int, int]
 ) -> Candidates:
     """Valid rows (index < num_detections) above threshold, boxes scaled to model-input pixels."""

@@ -11,7 +11,7 @@ from inference.postprocess.common import Candidates
 NEEDS_NMS = False
 
 
-def decode(
+def parse(
     outputs: list[np.ndarray], manifest: ModelManifest, score_threshold: float, input_size: tuple[int, int]
 ) -> Candidates:
     """Rows above ``score_threshold``; already de-duplicated by the model."""

@@ -11,7 +11,7 @@ from inference.postprocess.common import Candidates
 NEEDS_NMS = True
 
 
-def decode(
+def parse(
     outputs: list[np.ndarray], manifest: ModelManifest, score_threshold: float, input_size: tuple[int, int]
 ) -> Candidates:
     """Best class per anchor above ``score_threshold``, boxes converted to xyxy."""

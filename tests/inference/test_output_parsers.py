@@ -55,7 +55,7 @@ def check_expected(det, *, names: list[str]) -> None:
     assert det.xyxy.dtype == np.float32
 
 
-def test_yolov8_decode_nms_and_letterbox(const_model) -> None:
+def test_yolov8_parse_nms_and_letterbox(const_model) -> None:
     path = const_model({"output0": yolov8_output()}, metadata={"names": "{0: 'person', 1: 'car', 2: 'dog'}"})
     detector = Detector.from_path(path)
     assert detector.manifest.format == "yolov8"
@@ -64,7 +64,7 @@ def test_yolov8_decode_nms_and_letterbox(const_model) -> None:
     assert timings.batch_size == 1 and timings.inference_ms > 0
 
 
-def test_yolov5_decode_objectness_times_class(const_model) -> None:
+def test_yolov5_parse_objectness_times_class(const_model) -> None:
     detector = Detector.from_path(const_model({"output": yolov5_output()}))
     assert detector.manifest.format == "yolov5"
     (det,), _ = detector.detect([FRAME])
