@@ -2,6 +2,7 @@
 
 from schemas.alert import AlertRecord, alert_id
 from schemas.camera_event import CameraEvent
+from schemas.camera_health import CameraHealth
 from schemas.dead_letter import DeadLetter, dead_letter_headers, original_headers, parse_dead_letter
 from schemas.detections import (
     DetectionColumns,
@@ -18,6 +19,7 @@ from schemas.frame import FrameMeta, parse_frame_headers
 __all__ = [
     "AlertRecord",
     "CameraEvent",
+    "CameraHealth",
     "ContractError",
     "DeadLetter",
     "DetectionColumns",

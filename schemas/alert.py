@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.base import Contract
 
-AlertType = Literal["tally", "defect", "scan_gap", "spike", "drop", "threshold", "drift"]
+AlertType = Literal["tally", "defect", "scan_gap", "spike", "drop", "threshold", "drift", "camera_health"]
 Severity = Literal["info", "warning", "critical"]
 
 

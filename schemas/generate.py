@@ -12,6 +12,7 @@ from pathlib import Path
 from schemas.alert import AlertRecord
 from schemas.base import Contract
 from schemas.camera_event import CameraEvent
+from schemas.camera_health import CameraHealth
 from schemas.detections import DetectionsContract
 from schemas.feedback import FeedbackRecord
 from schemas.rules_version import RulesVersionRecord
@@ -21,6 +22,7 @@ JSON_CONTRACTS: dict[str, type[Contract]] = {
     "detections.schema.json": DetectionsContract,
     "alert.schema.json": AlertRecord,
     "camera_event.schema.json": CameraEvent,
+    "camera_health.schema.json": CameraHealth,
     "feedback.schema.json": FeedbackRecord,
     "rules_version.schema.json": RulesVersionRecord,
 }

@@ -56,6 +56,12 @@ class TopicsSettings(Section):
     camera_events: TopicSettings = Field(
         default_factory=lambda: _topic("sightline.camera-events", 1, 30 * 86400_000)
     )
+    # Image statistics and offline state per camera (schemas/camera_health.py), keyed by camera
+    # from the decoder's producer like frames: keep its partitions equal to the frames topic's so
+    # a camera's health records reach the processor that owns its detections.
+    camera_health: TopicSettings = Field(
+        default_factory=lambda: _topic("sightline.camera-health", 6, 7 * 86400_000)
+    )
     dead_letter: TopicSettings = Field(
         default_factory=lambda: _topic("sightline.dead-letter", 1, 30 * 86400_000)
     )
