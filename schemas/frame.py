@@ -25,6 +25,11 @@ MAGIC = {"jpeg": b"\xff\xd8\xff", "png": b"\x89PNG\r\n\x1a\n"}
 INT64_MAX = 2**63 - 1  # seq and capture-ns travel on as int64 (detections, Kafka, Parquet)
 
 
+def sniff_encoding(payload: bytes) -> str | None:
+    """The image format its magic bytes say (a key of ``MAGIC``), or None for anything else."""
+    return next((name for name, magic in MAGIC.items() if payload.startswith(magic)), None)
+
+
 @dataclass(frozen=True, slots=True)
 class FrameMeta:
     camera_id: str

@@ -22,6 +22,7 @@ import supervision as sv
 from alerts.rules.loader import rules_for
 from alerts.settings import CameraRules
 from schemas.detections import DetectionsRecord
+from schemas.frame import sniff_encoding
 from sightline.config import SightlineConfig
 from streams.config_files import ConfigError
 
@@ -99,7 +100,7 @@ class Highlight:
 
 def decode_frame(payload: bytes) -> np.ndarray:
     """A frame record's image (JPEG, or PNG) as BGR pixels at full size."""
-    if payload.startswith(b"\xff\xd8"):
+    if sniff_encoding(payload) == "jpeg":
         return simplejpeg.decode_jpeg(payload, colorspace="BGR", strict=False)
     image = cv2.imdecode(np.frombuffer(payload, np.uint8), cv2.IMREAD_COLOR)
     if image is None:

@@ -6,34 +6,28 @@ allocate gigabytes; the header tells the dimensions for free.
 
 from __future__ import annotations
 
-import struct
-
 import cv2
 import numpy as np
 import simplejpeg
 
+from inference.frames import image_size as header_size
+from schemas.errors import ContractError
+from schemas.frame import sniff_encoding
 from sightline.api.errors import ApiError
-
-JPEG_MAGIC = b"\xff\xd8\xff"
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def image_size(data: bytes) -> tuple[str, int, int]:
     """(format, width, height) read from the header only."""
     if not data:
         raise ApiError(400, "empty_body", "no image in the request")
-    if data.startswith(JPEG_MAGIC):
-        try:
-            height, width, _cs, _sub = simplejpeg.decode_jpeg_header(data)
-        except ValueError as exc:
-            raise ApiError(400, "invalid_image", f"unreadable JPEG header: {exc}") from None
-        return "jpeg", int(width), int(height)
-    if data.startswith(PNG_MAGIC):
-        if len(data) < 24 or data[12:16] != b"IHDR":
-            raise ApiError(400, "invalid_image", "truncated PNG header")
-        width, height = struct.unpack(">II", data[16:24])
-        return "png", int(width), int(height)
-    raise ApiError(415, "unsupported_media_type", "the body is not a JPEG or PNG image")
+    fmt = sniff_encoding(data)
+    if fmt is None:
+        raise ApiError(415, "unsupported_media_type", "the body is not a JPEG or PNG image")
+    try:
+        width, height = header_size(fmt, data)
+    except ContractError as exc:
+        raise ApiError(400, "invalid_image", exc.reason) from None
+    return fmt, width, height
 
 
 def decode_image(data: bytes, max_pixels: int) -> np.ndarray:

@@ -9,6 +9,7 @@ import numpy as np
 import simplejpeg
 
 from schemas.detections import DetectionsRecord
+from schemas.frame import sniff_encoding
 
 INPUT_FEATURES = ("brightness", "contrast", "sharpness")
 CLASS_MIX = "class_mix"
@@ -16,7 +17,7 @@ CLASS_MIX = "class_mix"
 
 def gray(payload: bytes, scale: int) -> np.ndarray:
     """Grayscale pixels, downscaled by `scale` in the JPEG DCT (nearly free) to keep this cheap."""
-    if payload.startswith(b"\xff\xd8"):
+    if sniff_encoding(payload) == "jpeg":
         image = simplejpeg.decode_jpeg(payload, colorspace="GRAY", min_factor=scale, strict=False)
         return image.reshape(image.shape[0], image.shape[1])
     image = cv2.imdecode(np.frombuffer(payload, np.uint8), cv2.IMREAD_GRAYSCALE)
