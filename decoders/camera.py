@@ -13,8 +13,11 @@ from confluent_kafka import KafkaException
 
 from decoders import metrics
 from decoders.errors import SourceError, StreamStalled
+from decoders.health import HealthMonitor
+from decoders.image_stats import ImageStats
 from decoders.pipeline import BATCH, EncodeAhead
 from decoders.publisher import FramePublisher, LiveQueue
+from decoders.reference import ReferenceStore
 from decoders.resume import find_last_frame
 from decoders.sampler import FpsSampler
 from decoders.settings import CameraSettings
@@ -58,6 +61,7 @@ class CameraRunner:
         max_frames: int | None = None,
         realtime: bool = False,
         rewind: bool = False,
+        references: ReferenceStore | None = None,
     ) -> None:
         self.camera = camera
         self.publisher = publisher
@@ -77,6 +81,9 @@ class CameraRunner:
         self._decoded = metrics.FRAMES_DECODED.labels(camera.id)
         self._decode_seconds = metrics.DECODE_SECONDS.labels(camera.id)
         self._heartbeat: Heartbeat | None = None  # while run() runs: /healthz watches this loop
+        # Camera health: statistics of a frame every `health.every_s`, offline records meanwhile.
+        self.health = HealthMonitor(camera.id, camera.health, references)
+        self._last_frame_at = time.monotonic()  # last frame published (or start): offline since
 
     # -- events ----------------------------------------------------------------------
     def _event(self, kind: str, reason: str | None = None, attempt: int = 0) -> None:
@@ -93,6 +100,12 @@ class CameraRunner:
                 attempt=attempt,
             )
         )
+
+    def _offline_health(self, reason: str | None) -> None:
+        """How long the source has been away, for the camera health rules (best effort)."""
+        if self.camera.health.enabled:
+            offline_s = time.monotonic() - self._last_frame_at
+            self.publisher.publish_health(self.health.offline_record(offline_s, reason))
 
     # -- main loop -------------------------------------------------------------------
     def run(self) -> CameraStats:
@@ -184,6 +197,7 @@ class CameraRunner:
                 self.camera.id, redact_url(self.camera.url), self.seq - 1,
             )  # fmt: skip
         self._event("offline", reason)
+        self._offline_health(reason)
 
     def _run_live(self) -> None:
         delays = backoff_delays(self.camera.reconnect_initial_s, self.camera.reconnect_max_s)
@@ -210,6 +224,7 @@ class CameraRunner:
             finally:
                 container.close()
         self._event("offline", "stopped")
+        self._offline_health("stopped")
 
     def _wait_reconnect(self, exc: Exception, attempt: int, delay: float) -> None:
         if self.stop.is_set():
@@ -217,12 +232,17 @@ class CameraRunner:
         reason = redact_text(str(exc), self.camera.url)
         log.warning("camera %s: %s; reconnecting in %.2fs", self.camera.id, reason, delay)
         self._event("offline", reason, attempt=attempt)
+        self._offline_health(reason)
         self._reconnects.inc()
         self.stats.reconnects += 1
         # Beat while waiting: reconnect_max_s may be longer than the liveness timeout.
         deadline = time.monotonic() + delay
+        health_at = time.monotonic() + self.camera.health.offline_every_s
         while not self.stop.wait(max(0.0, min(1.0, deadline - time.monotonic()))):
             self._beat()
+            if time.monotonic() >= health_at:
+                self._offline_health(reason)
+                health_at += self.camera.health.offline_every_s
             if time.monotonic() >= deadline:
                 break
 
@@ -263,7 +283,7 @@ class CameraRunner:
         # A live frame goes out the moment it is encoded; a file's may wait for a few more.
         ahead = EncodeAhead(
             container.decode(stream), cam.jpeg_quality, cam.resize, keep=keep, on_decoded=decoded,
-            batch=1 if live else BATCH,
+            inspect=self.health.inspect if cam.health.enabled else None, batch=1 if live else BATCH,
         )  # fmt: skip
         try:
             with ahead:
@@ -290,6 +310,11 @@ class CameraRunner:
                         self._live_queue.publish(meta, frame.jpeg)
                     elif not self._publish_blocking(meta, frame.jpeg):
                         break  # stopped while waiting for Kafka or Redis; this frame was not sent
+                    self._last_frame_at = time.monotonic()
+                    if frame.health is not None:
+                        stats = frame.health
+                        assert isinstance(stats, ImageStats)
+                        self.publisher.publish_health(self.health.stats_record(stats, self.seq, capture_ns))
                     self.seq += 1
                     self.stats.sent += 1
                     if self._done():

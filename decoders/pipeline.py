@@ -39,6 +39,7 @@ class EncodedFrame:
     height: int
     decoded_ns: int  # wall clock when it came out of the decoder: a live frame's capture time
     seconds: float  # decode + resize + encode time of this frame
+    health: object | None = None  # what `inspect` returned for it (camera health statistics)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +98,9 @@ class EncodeAhead:
     """Iterate the kept frames of `frames`, JPEG-encoded by a background thread.
 
     `keep(t)` decides per stream time whether a frame is encoded at all (sampling, resume);
-    `on_decoded` is called for every decoded frame. Decoder errors are raised by the iterator.
+    `on_decoded` is called for every decoded frame; `inspect(frame, t)` for every kept one, on
+    this thread, its result carried with the encoded frame (camera health statistics). Decoder
+    errors are raised by the iterator.
     Use it as a context manager: leaving it stops and joins the thread, which must happen
     before the container is closed (PyAV must not decode from a closed container).
     """
@@ -110,6 +113,7 @@ class EncodeAhead:
         *,
         keep: Callable[[float], bool] | None = None,
         on_decoded: Callable[[], None] | None = None,
+        inspect: Callable[[av.VideoFrame, float], object | None] | None = None,
         depth: int = DEPTH,
         batch: int = BATCH,
     ) -> None:
@@ -118,6 +122,7 @@ class EncodeAhead:
         self._size = size
         self._keep = keep
         self._on_decoded = on_decoded
+        self._inspect = inspect
         self._handoff = _Handoff(depth, batch)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._work, name="decode-encode", daemon=True)
@@ -160,10 +165,11 @@ class EncodeAhead:
                     started = time.perf_counter()
                     continue
                 decoded_ns = time.time_ns()
+                health = None if self._inspect is None else self._inspect(frame, t)
                 jpeg, width, height = encode_jpeg(frame, self._quality, self._size)
                 seconds = time.perf_counter() - started
                 if not self._handoff.put(
-                    EncodedFrame(t, jpeg, width, height, decoded_ns, seconds), self._stop
+                    EncodedFrame(t, jpeg, width, height, decoded_ns, seconds, health), self._stop
                 ):
                     return
                 started = time.perf_counter()

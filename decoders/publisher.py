@@ -25,6 +25,7 @@ from prometheus_client import Counter, Histogram
 
 from decoders import metrics
 from schemas.camera_event import CameraEvent
+from schemas.camera_health import CameraHealth
 from schemas.frame import FrameMeta
 from streams.claimcheck import ClaimCheckStore
 from streams.health import Health
@@ -182,6 +183,15 @@ class FramePublisher:
         except BufferError:
             log.warning("camera %s: producer queue full, %r event not sent", event.camera_id, event.event)
         self.producer.poll(0)
+
+    def publish_health(self, record: CameraHealth) -> None:
+        """Best effort, like events: a record lost to a full queue is followed by the next one."""
+        try:
+            self.producer.produce(
+                self.config.topics.camera_health.name, key=record.camera_id.encode(), value=record.encode()
+            )
+        except BufferError:
+            log.debug("camera %s: producer queue full, health record not sent", record.camera_id)
 
     def flush(self, timeout: float = 30.0) -> int:
         return self.producer.flush(timeout)

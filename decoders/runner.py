@@ -9,6 +9,7 @@ from typing import Any
 
 from decoders.camera import CameraRunner, CameraStats
 from decoders.publisher import FramePublisher
+from decoders.reference import ReferenceStore
 from decoders.settings import CameraSettings
 from streams.health import Health
 from streams.http_health import serve_health
@@ -65,8 +66,18 @@ def _run(
     producer_options: Mapping[str, Any] | None,
 ) -> dict[str, CameraStats]:
     publisher = FramePublisher.create(config, health=health, stop=stop, producer_options=producer_options)
+    # Reference frames of the camera health statistics, shared by the cameras (decoders/reference.py).
+    references = ReferenceStore.connect(config.redis.url) if any(c.health.enabled for c in cameras) else None
     runners = [
-        CameraRunner(cam, publisher, stop, max_frames=max_frames, realtime=realtime, rewind=rewind)
+        CameraRunner(
+            cam,
+            publisher,
+            stop,
+            max_frames=max_frames,
+            realtime=realtime,
+            rewind=rewind,
+            references=references,
+        )  # fmt: skip
         for cam in cameras
     ]
     threads = [threading.Thread(target=r.run, name=f"camera-{r.camera.id}", daemon=True) for r in runners]
@@ -81,6 +92,8 @@ def _run(
             thread.join()
         with heartbeat.waiting_on("kafka"):
             publisher.close()  # inside: a signal while it waits for Kafka cuts the wait short
+    if references is not None:
+        references.close()
     if publisher.failed:
         log.error("%d frame records failed delivery", publisher.failed)
     return {r.camera.id: r.stats for r in runners}

@@ -15,6 +15,22 @@ from streams.settings import Section
 LIVE_SCHEMES = {"rtsp", "rtsps", "http", "https", "rtmp", "udp", "tcp", "srt"}
 
 
+class HealthSettings(Section):
+    """Image statistics and offline records for the camera health rules (docs/alerts.md)."""
+
+    enabled: bool = True
+    every_s: float = Field(1.0, gt=0, description="Stream time between two measured frames.")
+    width: int = Field(160, ge=16, le=1920, description="Width of the grayscale copy measured.")
+    offline_every_s: float = Field(5.0, gt=0, description="While the source is away: a record this often.")
+    # None: the reference kept in Redis, else the first good frame (then kept in Redis).
+    reference: Path | None = Field(None, description="Image file to use as the reference frame.")
+    reference_check_s: float = Field(10.0, gt=0, description="How often Redis is asked for a new reference.")
+    # A frame becomes the reference only if it is not covered: this much contrast, and a mean
+    # grey level inside `reference_brightness`.
+    reference_min_contrast: float = Field(10.0, ge=0)
+    reference_brightness: tuple[float, float] = (16.0, 240.0)
+
+
 class CameraSettings(Section):
     id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
     url: str
@@ -33,6 +49,7 @@ class CameraSettings(Section):
     # and says so in their detections records. None: realtime for live sources, complete for files.
     freshness: Literal["complete", "realtime"] | None = None
     max_age_ms: float | None = Field(None, gt=0)
+    health: HealthSettings = Field(default_factory=HealthSettings)
 
     @field_validator("url")
     @classmethod

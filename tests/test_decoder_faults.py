@@ -247,6 +247,9 @@ class _Events:
     def publish_event(self, event: CameraEvent) -> None:
         self.events.append(event)
 
+    def publish_health(self, record: object) -> None:
+        pass
+
 
 class _Container:
     def close(self) -> None:

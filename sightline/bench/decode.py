@@ -24,12 +24,12 @@ from sightline.config import SightlineConfig
 from streams.kafka import make_admin
 from streams.topics import ensure_topics
 
-_OWN_TOPICS = ("frames", "camera_events")  # the topics the decoder writes
+_OWN_TOPICS = ("frames", "camera_events", "camera_health")  # the topics the decoder writes
 
 
 @contextmanager
 def own_topics(config: SightlineConfig, count: int) -> Iterator[list[SightlineConfig]]:
-    """`count` copies of `config`, each with fresh frames and camera-events topics.
+    """`count` copies of `config`, each with fresh frames, camera-events and camera-health topics.
 
     All are created before anything is timed and deleted at the end, so the broker's work for
     them lands in neither measurement.
