@@ -4,10 +4,11 @@ a review token (or admin) for verdicts on alerts.
 Tokens come in the `Authorization: Bearer` header, never in a URL (URLs end up in proxy logs,
 browser history and Referer headers). Browsers, whose `<img>` and `EventSource` cannot send that
 header, log in once (`POST /login`) and get a session cookie (HttpOnly, SameSite=Strict). A
-cookie rides along on any same-site request, so it never authorises an admin mutation; the one
-thing it does authorise beyond reads is a reviewer's verdict, and only from a same-origin JSON
-request (`require_reviewer`: the Origin header must be this server's, which a form on another
-site, even on the same host, cannot fake).
+cookie rides along on any same-site request, so beyond reads it authorises only two things, each
+only from a same-origin JSON request (the Origin header must be this server's, which a form on
+another site, even on the same host, cannot fake): a reviewer's verdict (`require_reviewer`) and
+an admin session's edit of the alert rules from the rules editor (`require_rules_admin`). Every
+other admin mutation takes the admin token in the header.
 """
 
 from __future__ import annotations
@@ -162,6 +163,34 @@ def _same_origin(request: Request) -> bool:
     return origin is not None and host is not None and origin == f"{request.url.scheme}://{host}"
 
 
+def _session_json(request: Request, what: str) -> None:
+    """A session cookie authorises a change only from this server's pages, as JSON."""
+    if not _same_origin(request):
+        raise ApiError(403, "forbidden", f"{what} from a session must come from this server's pages")
+    if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+        raise ApiError(415, "unsupported_media_type", f"send {what} as application/json")
+
+
+def require_rules_admin(request: Request) -> str | None:
+    """Dependency for saving and rolling back rules: the admin token in the header, or an admin
+    session on a same-origin JSON request (the rules editor page). Returns the default author:
+    None for a token (the route's own default), "admin (live view)" for a session.
+    """
+    api = _settings(request)
+    if _bearer(request) is not None or request.cookies.get(SESSION_COOKIE) is None:
+        require_admin(request)
+        return None
+    if api.admin_token is None:
+        raise _not_configured("api.admin_token")
+    found = session_principal(api, request.cookies[SESSION_COOKIE])
+    if found is None:
+        raise _unauthorized("log in at /login with the admin token")
+    if found[0] != "admin":
+        raise ApiError(403, "forbidden", f"a {found[0]} session cannot change the rules; log in as admin")
+    _session_json(request, "a rules change")
+    return "admin (live view)"
+
+
 def require_reviewer(request: Request) -> str:
     """Dependency for verdicts: who gives it (an admin or a reviewer), from the header or session.
 
@@ -179,10 +208,7 @@ def require_reviewer(request: Request) -> str:
         found = session_principal(api, cookie) if cookie else None
         if found is None:
             raise _unauthorized("log in at /login with an admin or review token")
-        if not _same_origin(request):
-            raise ApiError(403, "forbidden", "a verdict from a session must come from this server's pages")
-        if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
-            raise ApiError(415, "unsupported_media_type", "send the verdict as application/json")
+        _session_json(request, "a verdict")
     if found is None:
         raise ApiError(403, "forbidden", "invalid token")
     role, who = found

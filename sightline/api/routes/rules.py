@@ -2,7 +2,8 @@
 "what would this have raised?" on a camera's recent detections. docs/rules.md describes them.
 
 Reads and tries take the read token (or a session); saving and rolling back take the admin
-token. Coordinates are the frame's pixels (the detections' `width` x `height`), whatever size a
+token, or an admin session from the rules editor page (`auth.require_rules_admin`).
+Coordinates are the frame's pixels (the detections' `width` x `height`), whatever size a
 browser shows the frame at. Handlers are plain functions: they block on Kafka, so FastAPI runs
 them on its thread pool.
 """
@@ -30,7 +31,7 @@ from alerts.versions import (
     with_camera,
 )
 from schemas.rules_version import RulesVersionRecord
-from sightline.api.auth import require_admin, require_read
+from sightline.api.auth import require_read, require_rules_admin
 from sightline.api.errors import ApiError
 from sightline.api.rules_state import RulesState
 from sightline.evidence.record import load_record
@@ -165,17 +166,21 @@ def diff_versions(request: Request, old: int | None = None, new: int | None = No
     }
 
 
-@router.post("/v1/rules", status_code=201, dependencies=[Depends(require_admin)])
-def save_version(body: SaveBody, request: Request) -> dict[str, Any]:
+@router.post("/v1/rules", status_code=201)
+def save_version(
+    body: SaveBody, request: Request, who: str | None = Depends(require_rules_admin)
+) -> dict[str, Any]:
     """Save a whole document as the next version; the processors switch to it without a restart."""
     state = _state(request)
     rules = _validated(body.rules)
     _check_base(state.catalog(), body.base_version)
-    return _save(state, rules, body.author, body.comment)
+    return _save(state, rules, body.author or who, body.comment)
 
 
-@router.post("/v1/rules/rollback", status_code=201, dependencies=[Depends(require_admin)])
-def rollback(body: RollbackBody, request: Request) -> dict[str, Any]:
+@router.post("/v1/rules/rollback", status_code=201)
+def rollback(
+    body: RollbackBody, request: Request, who: str | None = Depends(require_rules_admin)
+) -> dict[str, Any]:
     """Put an older version back in force (saved again as the next version)."""
     state = _state(request)
     catalog = state.catalog()
@@ -186,7 +191,7 @@ def rollback(body: RollbackBody, request: Request) -> dict[str, Any]:
         raise ApiError(409, "nothing_to_roll_back", f"version {target} is already in force")
     rules = _rules(state, catalog, target)
     comment = body.comment or f"rollback to version {target}"
-    return _save(state, rules, body.author, comment, copied_from=target)
+    return _save(state, rules, body.author or who, comment, copied_from=target)
 
 
 @router.post("/v1/rules/validate", dependencies=[Depends(require_read)])
@@ -254,14 +259,16 @@ def validate_camera_rules(camera_id: str, body: DraftBody, request: Request) -> 
     return {"valid": True, "errors": []}
 
 
-@router.put("/v1/cameras/{camera_id}/rules", tags=["cameras"], dependencies=[Depends(require_admin)])
-def save_camera_rules(camera_id: str, body: CameraSaveBody, request: Request) -> dict[str, Any]:
+@router.put("/v1/cameras/{camera_id}/rules", tags=["cameras"])
+def save_camera_rules(
+    camera_id: str, body: CameraSaveBody, request: Request, who: str | None = Depends(require_rules_admin)
+) -> dict[str, Any]:
     """Save the camera's rules: the next version is the one in force with this block replaced."""
     state = _state(request)
     catalog = state.catalog()
     _check_base(catalog, body.base_version)
     rules = _camera_draft(camera_id, body.rules, _rules(state, catalog, catalog.latest))
-    return _save(state, rules, body.author, body.comment or f"edit {camera_id}")
+    return _save(state, rules, body.author or who, body.comment or f"edit {camera_id}")
 
 
 @router.post("/v1/cameras/{camera_id}/rules/try", tags=["cameras"], dependencies=[Depends(require_read)])
