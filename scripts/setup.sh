@@ -50,6 +50,11 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   touch "$stamp"
 fi
 
+# This checkout's commit-msg hook: subjects of 72 characters or less (.githooks/commit-msg).
+if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+  git config core.hooksPath .githooks
+fi
+
 # Kafka broker jars (Maven Central) and sample media (Debian/PyPI), into the cache.
 .venv/bin/sightline dev fetch
 .venv/bin/sightline assets fetch --quiet
