@@ -10,8 +10,6 @@ Targets TensorRT 10's name-based tensor API (``set_input_shape`` / ``set_tensor_
 from __future__ import annotations
 
 import ctypes
-import hashlib
-import os
 import queue
 import threading
 from collections import deque
@@ -21,14 +19,14 @@ from typing import Any
 import numpy as np
 
 from inference.engines.base import join_outputs, split_batch
-from inference.hashing import sha256_file
+from inference.engines.tensorrt_plan import PlanSpec, load_or_build_plan
+from inference.engines.tensorrt_plan import cuda_check as _check
 from inference.inspect_onnx import first_input, is_fixed_dim
 
 # Two execution contexts, each on its own CUDA stream, so one batch's copies and kernels can overlap the
 # other's. A dynamic-shape profile may serve only one context at a time, so the plan carries one identical
-# profile per context; the layout is part of the cache key so older single-profile plans are rebuilt.
+# profile per context (tensorrt_plan.py).
 CONTEXTS = 2
-_PLAN_LAYOUT = f"profiles={CONTEXTS}"
 
 
 # TensorRT keeps only the first logger it is given, process-wide, and logs through it from then on: every
@@ -65,14 +63,6 @@ def _import_trt() -> tuple[Any, Any]:
         except ImportError as exc:
             raise TensorRTUnavailable("TensorRTEngine needs 'cuda-python' for device memory") from exc
     return trt, cudart
-
-
-def _check(result: Any) -> Any:
-    """cuda-python returns ``(err, *values)``; raise on error, return the value(s)."""
-    err, *values = result if isinstance(result, tuple) else (result,)
-    if int(err) != 0:
-        raise RuntimeError(f"CUDA call failed: {err}")
-    return values[0] if len(values) == 1 else values
 
 
 def _pinned_view(ptr: int, nbytes: int, dtype: np.dtype) -> np.ndarray:
@@ -196,9 +186,18 @@ class TensorRTEngine:
         self._fp16 = fp16
 
         self._logger = _shared_logger(trt)
-        plan = self._load_or_build(
-            Path(path), device_id, opt_batch or self._max_batch, fp16, workspace_gib, cache_dir, first.name
+        spec = PlanSpec(
+            input_name=first.name,
+            feature=self._feature,
+            max_batch=self._max_batch,
+            opt_batch=opt_batch or self._max_batch,
+            fixed_batch=self._fixed,
+            profiled=self._profiled,
+            fp16=fp16,
+            workspace_gib=workspace_gib,
+            contexts=CONTEXTS,
         )
+        plan = load_or_build_plan(trt, cudart, self._logger, Path(path), device_id, spec, cache_dir)
         self._runtime = trt.Runtime(self._logger)
         self._engine = self._runtime.deserialize_cuda_engine(plan)
         if self._engine is None:
@@ -220,75 +219,6 @@ class TensorRTEngine:
         except BaseException:
             self.close()
             raise
-
-    # -- build / cache -------------------------------------------------------------------------------
-    def _cache_key(self, path: Path, device_id: int, opt: int, fp16: bool) -> str:
-        props = _check(self._cudart.cudaGetDeviceProperties(device_id))
-        gpu = f"{props.name.decode(errors='ignore') if isinstance(props.name, bytes) else props.name}"
-        parts = [
-            sha256_file(path),
-            self._trt.__version__,
-            gpu,
-            f"{props.major}.{props.minor}",
-            str(self._max_batch),
-            str(opt),
-            str(self._feature),
-            str(fp16),
-            _PLAN_LAYOUT,
-        ]
-        return hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]
-
-    def _load_or_build(
-        self,
-        path: Path,
-        device_id: int,
-        opt: int,
-        fp16: bool,
-        workspace_gib: float,
-        cache_dir: str | Path | None,
-        input_name: str,
-    ) -> bytes:
-        cache = Path(cache_dir or os.environ.get("SIGHTLINE_TRT_CACHE", ".cache/trt"))
-        plan_path = cache / f"{path.stem}-{self._cache_key(path, device_id, opt, fp16)}.plan"
-        if plan_path.exists():
-            return plan_path.read_bytes()
-        plan = self._build(path, opt, fp16, workspace_gib, input_name)
-        cache.mkdir(parents=True, exist_ok=True)
-        tmp = plan_path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_bytes(plan)
-        os.replace(tmp, plan_path)  # atomic: concurrent workers never read a half-written plan
-        return plan
-
-    def _build(self, path: Path, opt: int, fp16: bool, workspace_gib: float, input_name: str) -> bytes:
-        trt = self._trt
-        builder = trt.Builder(self._logger)
-        major = int(trt.__version__.split(".")[0])
-        flags = 0 if major >= 10 else 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
-        network = builder.create_network(flags)
-        parser = trt.OnnxParser(network, self._logger)
-        if not parser.parse_from_file(str(path)):
-            errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-            raise RuntimeError(f"TensorRT could not parse {path}: {errors}")
-        config = builder.create_builder_config()
-        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gib * (1 << 30)))
-        # platform_has_fast_fp16 is deprecated in TensorRT 10 (every supported GPU has fast fp16).
-        if fp16 and getattr(builder, "platform_has_fast_fp16", True):
-            config.set_flag(trt.BuilderFlag.FP16)
-        if self._profiled:
-            low = self._max_batch if self._fixed else 1
-            shapes = (
-                (low, *self._feature),
-                (max(low, min(opt, self._max_batch)), *self._feature),
-                (self._max_batch, *self._feature),
-            )
-            for _ in range(CONTEXTS):
-                profile = builder.create_optimization_profile()
-                profile.set_shape(input_name, *shapes)
-                config.add_optimization_profile(profile)
-        serialized = builder.build_serialized_network(network, config)
-        if serialized is None:
-            raise RuntimeError(f"TensorRT failed to build an engine for {path}")
-        return bytes(serialized)
 
     # -- contexts / memory ---------------------------------------------------------------------------
     def _make_slot(self, index: int) -> _Slot:
