@@ -24,6 +24,7 @@ from alerts.pos import PosEvent
 from alerts.rules import (
     AnomalyEvaluator,
     CameraContext,
+    CameraHealthEvaluator,
     DefectEvaluator,
     Evaluator,
     LaneEvaluator,
@@ -31,6 +32,7 @@ from alerts.rules import (
 )
 from alerts.settings import CameraRules, RulesSettings
 from schemas.alert import AlertRecord
+from schemas.camera_health import CameraHealth
 from schemas.detections import DetectionsRecord
 
 log = logging.getLogger(__name__)
@@ -42,7 +44,7 @@ def rule_digests(rules: CameraRules) -> dict[str, str]:
     a rule whose digest changed starts with fresh state after a switch."""
     camera = rules.model_dump(mode="json", include={"anchor", "lateness_s", "track_ttl_s"})
     out: dict[str, str] = {}
-    for kind in ("lanes", "defects", "anomalies", "thresholds"):
+    for kind in ("lanes", "defects", "anomalies", "thresholds", "camera_health"):
         for rule in getattr(rules, kind):
             text = json.dumps([kind, camera, rule.model_dump(mode="json")], sort_keys=True)
             out[rule.name] = hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -65,8 +67,10 @@ class CameraEngine:
             *(DefectEvaluator(c, self.ctx) for c in rules.defects),
             *(AnomalyEvaluator(c, self.ctx) for c in rules.anomalies),
             *(ThresholdEvaluator(c, self.ctx) for c in rules.thresholds),
+            *(CameraHealthEvaluator(c, self.ctx) for c in rules.camera_health),
         ]
         self.lanes = {e.name: e for e in self.evaluators if isinstance(e, LaneEvaluator)}
+        self.health = [e for e in self.evaluators if isinstance(e, CameraHealthEvaluator)]
 
     def on_frame(self, frame: Frame) -> list[AlertRecord]:
         """Apply one record; a `seq` already applied (a duplicate) changes nothing.
@@ -94,6 +98,13 @@ class CameraEngine:
 
     def on_pos(self, lane: str, event: PosEvent) -> list[AlertRecord]:
         return self.lanes[lane].on_pos(event)
+
+    def on_health(self, record: CameraHealth) -> list[AlertRecord]:
+        """A camera-health record: only the camera_health rules see it, on their own clock."""
+        alerts: list[AlertRecord] = []
+        for ev in self.health:
+            alerts += ev.on_health(record)
+        return alerts
 
     def flush(self) -> list[AlertRecord]:
         alerts: list[AlertRecord] = []
@@ -241,6 +252,13 @@ class Engine:
         if lane not in engine.lanes:  # the camera is pinned to a version without that lane
             return []
         return engine.on_pos(lane, event)
+
+    def on_health(self, record: CameraHealth) -> list[AlertRecord]:
+        """Apply a camera-health record to its camera's rules, on the version the camera is on
+        (as POS events: a camera pinned to an older version stays there)."""
+        if not self.has_camera(record.camera_id):
+            return []
+        return self.camera(record.camera_id).on_health(record)
 
     def flush(self) -> list[AlertRecord]:
         alerts: list[AlertRecord] = []

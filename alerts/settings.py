@@ -186,6 +186,50 @@ class ThresholdRule(Section):
         return self
 
 
+class CoveredCheck(Section):
+    """Covered, blacked out or washed out: a nearly uniform or extreme picture."""
+
+    # Any one of these makes the picture "covered"; None turns that one off.
+    contrast_below: float | None = Field(8.0, ge=0, description="Grey-level std under this.")
+    brightness_below: float | None = Field(12.0, ge=0, le=255, description="Mean grey under this.")
+    brightness_above: float | None = Field(245.0, ge=0, le=255, description="Mean grey over this.")
+    for_s: float = Field(10.0, ge=0, description="The condition must hold this long (event time).")
+    severity: Severity = "warning"
+
+
+class FocusCheck(Section):
+    """Out of focus (or fogged): the variance of the Laplacian drops."""
+
+    sharpness_below: float = Field(100.0, gt=0, description="Scene-dependent; see docs/alerts.md.")
+    for_s: float = Field(30.0, ge=0)
+    severity: Severity = "warning"
+
+
+class MovedCheck(Section):
+    """Moved: the picture no longer correlates with the reference frame."""
+
+    similarity_below: float = Field(0.75, gt=-1, le=1)
+    for_s: float = Field(30.0, ge=0)
+    severity: Severity = "warning"
+
+
+class CameraHealthRule(Section):
+    """Camera health from the decoder's image statistics and connection state.
+
+    Fed by the camera-health topic, not by detections; each check raises one alert per episode
+    (the condition held for `for_s`); `None` turns a check off.
+    """
+
+    name: str = Field(pattern=NAME)
+    offline_s: float | None = Field(
+        60.0, gt=0, description="No frame for this long (decoder away, or its source)."
+    )
+    offline_severity: Severity = "critical"
+    covered: CoveredCheck | None = Field(default_factory=CoveredCheck)
+    out_of_focus: FocusCheck | None = Field(default_factory=FocusCheck)
+    moved: MovedCheck | None = Field(default_factory=MovedCheck)
+
+
 class CameraRules(Section):
     camera: str = Field(pattern=NAME)
     anchor: Anchor = Field("bottom_center", description="Box point used for lines and zones.")
@@ -196,11 +240,12 @@ class CameraRules(Section):
     defects: list[DefectRule] = Field(default_factory=list)
     anomalies: list[AnomalyRule] = Field(default_factory=list)
     thresholds: list[ThresholdRule] = Field(default_factory=list)
+    camera_health: list[CameraHealthRule] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _unique_names(self) -> Self:
         seen: set[str] = set()
-        for rule in [*self.lanes, *self.defects, *self.anomalies, *self.thresholds]:
+        for rule in [*self.lanes, *self.defects, *self.anomalies, *self.thresholds, *self.camera_health]:
             if rule.name in seen:
                 raise ValueError(f"camera {self.camera!r}: rule name {rule.name!r} is used twice")
             seen.add(rule.name)
@@ -353,6 +398,9 @@ class AlertsSettings(Section):
     instance_id: str | None = Field(None, description="Consumer group.instance.id; default: the hostname.")
     run_rules: bool = Field(True, description="Run the rules agent (detections -> alerts).")
     run_webhooks: bool = Field(True, description="Run the delivery agent (alerts -> webhooks).")
+    # Ticks on the camera-health topic (wall clock) so `camera_health.offline_s` is noticed even
+    # when a camera's decoder is gone and writes nothing (docs/alerts.md, "Camera health").
+    health_tick_s: float = Field(5.0, ge=0, description="Seconds between two ticks; 0: no ticks.")
 
     @model_validator(mode="after")
     def _rules_once(self) -> Self:

@@ -94,8 +94,11 @@ class CameraContext:
         summary: str,
         evidence: dict[str, Any],
         id_parts: tuple[object, ...],
+        at_ns: int | None = None,
     ) -> AlertRecord:
-        at = max(self.trigger_ns, 0)
+        """`at_ns`: the event time the alert was raised at, for rules on another clock than the
+        detections' (camera health); default: the capture time of the record being handled."""
+        at = max(self.trigger_ns if at_ns is None else at_ns, 0)
         return AlertRecord(
             alert_id=alert_id(type, self.camera_id, rule, *id_parts),
             type=type,
