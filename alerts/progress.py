@@ -49,11 +49,14 @@ class RulesProgress:
         detections_topic: str,
         pos_topic: str,
         publish: Publish | None = None,
+        health_topic: str | None = None,
     ) -> None:
         self.engine = engine
         self.store = store
         self.detections_topic = detections_topic
-        self.runner = RulesRunner(engine, detections_topic, pos_topic, self._load_camera, self.version_of)
+        self.runner = RulesRunner(
+            engine, detections_topic, pos_topic, self._load_camera, self.version_of, health_topic
+        )
         self._publish = publish
         # Per topic:partition: the checkpointed offset the in-memory state started from (or was
         # last saved at; saves and camera loads are fenced on it), and the last applied.

@@ -23,6 +23,7 @@ from alerts.checkpoint import CheckpointFenced
 from alerts.engine import Engine
 from alerts.pos import PosEvent
 from schemas.alert import AlertRecord
+from schemas.camera_health import CameraHealth
 from schemas.detections import DetectionsRecord
 from schemas.errors import ContractError
 
@@ -76,10 +77,12 @@ class RulesRunner:
         pos_topic: str,
         load: CameraLoader,
         version_of: VersionOf | None = None,
+        health_topic: str | None = None,
     ) -> None:
         self.engine = engine
         self.detections_topic = detections_topic
         self.pos_topic = pos_topic
+        self.health_topic = health_topic
         self._load = load
         self._version_of = version_of
 
@@ -121,6 +124,8 @@ class RulesRunner:
                 return []
             touched.add(record.camera_id)
             return self.engine.on_record(record, version)
+        if raw.topic == self.health_topic:
+            return await self._health(CameraHealth.decode(raw.value or b""), touched)
         event = PosEvent.model_validate_json(raw.value or b"")
         target = self.engine.route_pos(event)
         if target is None:
@@ -129,6 +134,15 @@ class RulesRunner:
         await self._load(target[0], self.engine.version)
         touched.add(target[0])
         return self.engine.on_pos(event)
+
+    async def _health(self, record: CameraHealth, touched: set[str]) -> list[AlertRecord]:
+        """Camera health goes to the camera's `camera_health` rules (docs/alerts.md)."""
+        if not self.engine.has_camera(record.camera_id):
+            metrics.SKIPPED.labels("no rules for camera").inc()
+            return []
+        await self._load(record.camera_id, self.engine.version)
+        touched.add(record.camera_id)
+        return self.engine.on_health(record)
 
     def _duplicate(self, record: DetectionsRecord, last_seq: int) -> None:
         metrics.SKIPPED.labels("duplicate seq").inc()
