@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import html
 
+from fastapi import Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from sightline.api.auth import require_read
+from sightline.api.errors import ApiError
+
 # Pages that hold a session must not be framed (clickjacking) nor leak their URL onwards.
 PAGE_HEADERS = {
     "Content-Security-Policy": "frame-ancestors 'none'",
@@ -12,6 +18,19 @@ PAGE_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Cache-Control": "no-store",
 }
+
+
+
+def session_page(request: Request, page: str) -> Response:
+    """A page for readers; a browser without a session (or header) goes to the login page, not a 401."""
+    try:
+        require_read(request)
+    except ApiError as exc:
+        if exc.status in (401, 403):
+            return RedirectResponse("/login", status_code=303)
+        raise
+    return HTMLResponse(page, headers=PAGE_HEADERS)
+
 
 _PAGE = """<!doctype html>
 <html lang="en">

@@ -13,7 +13,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
 from sightline.api.auth import require_read
 from sightline.api.errors import ApiError
 from sightline.api.live_page import LIVE_HTML
-from sightline.api.login_page import PAGE_HEADERS
+from sightline.api.login_page import session_page
 from sightline.api.mjpeg import MEDIA_TYPE, NoFrame
 from sightline.drawing import overlays
 
@@ -31,13 +31,7 @@ async def live(request: Request) -> Response:
 
     Without a valid session (or header) a browser is sent to the login page instead of a 401.
     """
-    try:
-        require_read(request)
-    except ApiError as exc:
-        if exc.status in (401, 403):
-            return RedirectResponse("/login", status_code=303)
-        raise
-    return HTMLResponse(LIVE_HTML, headers=PAGE_HEADERS)
+    return session_page(request, LIVE_HTML)
 
 
 @router.get("/v1/cameras/{camera_id}/overlays", tags=["cameras"], dependencies=[Depends(require_read)])

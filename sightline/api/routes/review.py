@@ -13,14 +13,14 @@ from typing import Any
 
 from confluent_kafka import KafkaException, Producer
 from fastapi import APIRouter, Depends, Query, Request, Response
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict
 
 from schemas.feedback import Verdict
 from sightline.api.alert_index import AlertFilter
 from sightline.api.auth import require_read, require_reviewer
 from sightline.api.errors import ApiError
-from sightline.api.login_page import PAGE_HEADERS
+from sightline.api.login_page import session_page
 from sightline.api.review_page import REVIEW_HTML
 from sightline.api.routes.evidence import ALERT_ID, known_alert
 from sightline.review.feedback import publish, verdict_for
@@ -39,13 +39,7 @@ class VerdictBody(BaseModel):
 @router.get("/live/alerts", response_class=HTMLResponse)
 async def review_page(request: Request) -> Response:
     """Plain HTML + JS, like the live view; without a session a browser goes to the login page."""
-    try:
-        require_read(request)
-    except ApiError as exc:
-        if exc.status in (401, 403):
-            return RedirectResponse("/login", status_code=303)
-        raise
-    return HTMLResponse(REVIEW_HTML, headers=PAGE_HEADERS)
+    return session_page(request, REVIEW_HTML)
 
 
 @router.get("/v1/review/alerts", dependencies=[Depends(require_read)])
