@@ -37,6 +37,7 @@ from redis.exceptions import RedisError
 
 from alerts.checkpoint import CheckpointFenced, CheckpointStore, connect
 from alerts.engine import Engine
+from alerts.health_ticks import ticks
 from alerts.metrics import HEALTH
 from alerts.progress import RulesProgress
 from alerts.rules_watch import RulesWatch
@@ -257,8 +258,9 @@ class AlertsApp:
         self.watch = watch or RulesWatch(config.kafka, topics.rules.name, rules)
         engine = Engine(self.watch.rules(self.watch.latest), self.watch.latest, self.watch.rules)
         self.progress = RulesProgress(
-            engine, store, topics.detections.name, topics.pos_events.name, self._publish
-        )
+            engine, store, topics.detections.name, topics.pos_events.name, self._publish,
+            health_topic=topics.camera_health.name,
+        )  # fmt: skip
         self.alerts_topic = topics.alerts.name
         self.dlq_topic = topics.dead_letter.name
         # Through faust's own aiokafka producer: one Kafka client stack in this process.
@@ -272,8 +274,11 @@ class AlertsApp:
         self._failures = 0
         self._retry_at = 0.0
         if settings.run_rules:
-            source = self.app.topic(topics.detections.name, topics.pos_events.name, value_serializer="raw")
+            inputs = (topics.detections.name, topics.pos_events.name, topics.camera_health.name)
+            source = self.app.topic(*inputs, value_serializer="raw")
             self.app.agent(source, name="rules", concurrency=1)(self._rules_agent)
+            if settings.health_tick_s > 0:  # camera_health offline_s, decoder gone (alerts/health_ticks.py)
+                self.app.timer(settings.health_tick_s)(self._health_ticks)
             self.app.timer(max(settings.checkpoint_interval_ms / 1000, 0.05))(self._checkpoint_timer)
             self.app.task(self._follow_rules)
         if settings.run_webhooks and settings.webhooks:
@@ -439,6 +444,16 @@ class AlertsApp:
             sends.append(await producer.send(self.dlq_topic, None, raw.value, None, None, headers))
         if sends:
             await asyncio.gather(*sends)
+
+    async def _health_ticks(self) -> None:
+        """Best effort: a tick lost (Kafka away) only delays an offline alert to the next one."""
+        topic = self.config.topics.camera_health
+        cameras = self.progress.engine.rules.values()
+        for key, value, partition in ticks(cameras, topic.partitions, time.time_ns()):
+            try:
+                await self.app.producer.send(topic.name, key, value, partition, None, None)
+            except Exception as exc:  # noqa: BLE001 - never let a tick disturb the rules
+                log.debug("camera-health tick not sent: %s", exc)
 
     async def _produce_acked(self, topic: str, key: bytes, value: bytes, headers: Headers) -> None:
         """One record through faust's producer (acks=all); returns once the broker has it."""
