@@ -25,6 +25,7 @@ from sightline.api.routes import (
     models,
     review,
     rules,
+    rules_editor,
     session,
     stream,
 )
@@ -108,6 +109,18 @@ def create_app(
     # Set on shutdown so open SSE streams end instead of holding the server up.
     app.state.stopping = threading.Event()
     errors.install(app)
-    for module in (health, detect, models, cameras, evidence, review, stream, live, session, rules):
+    for module in (
+        health,
+        detect,
+        models,
+        cameras,
+        evidence,
+        review,
+        stream,
+        live,
+        session,
+        rules,
+        rules_editor,
+    ):
         app.include_router(module.router)
     return app

@@ -28,6 +28,7 @@ LIVE_HTML = r"""<!doctype html>
   #auth { display: none; background: #5a1d1d; color: #fff; padding: 10px 16px; }
   #auth a { color: #fc6; }
   .camera .note { color: #aaa; font-size: 12px; }
+  .camera a.rules { color: #9cf; margin-left: auto; }
 </style>
 </head>
 <body>
@@ -150,8 +151,9 @@ function card(cam) {
   el.innerHTML = '<img alt=""><div class="meta"><b class="name"></b><span class="state"></span>' +
     '<span class="view"></span><span class="fps"></span><span class="age"></span>' +
     '<span class="behind"></span><span class="skipped"></span><span class="lag"></span>' +
-    '<span class="note">waiting for frames…</span></div>';
+    '<span class="note">waiting for frames…</span><a class="rules">rules</a></div>';
   el.querySelector(".name").textContent = cam.camera_id;
+  el.querySelector(".rules").href = "/live/rules/" + encodeURIComponent(cam.camera_id);
   const img = el.querySelector("img");
   img.onload = () => { img.dataset.loaded = "1"; img.alt = "live frames of " + cam.camera_id; };
   c = { id: cam.camera_id, el, img, url: null, seq: null, times: [], shown: 0, fps: 0 };

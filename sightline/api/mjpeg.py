@@ -62,17 +62,18 @@ class FrameRenderer:
     ) -> None:
         self.state, self.fetcher, self.rules, self.quality = state, fetcher, rules, quality
 
-    def render(self, camera_id: str) -> Annotated:
+    def render(self, camera_id: str, shapes: bool = True) -> Annotated:
         """The camera's latest record; blocking (decode, draw, encode): call it from a worker thread.
 
+        `shapes=False` leaves the zones and lines out (the rules editor draws its own).
         Raises NoFrame, DependencyDown (Kafka/Redis down) or ValueError (undecodable frame).
         """
         record, _ = self.state.latest(camera_id)
         if record is None:
             raise NoFrame(f"no detections seen yet for camera {camera_id!r}")
-        return self.render_record(record)
+        return self.render_record(record, shapes)
 
-    def render_record(self, record: DetectionsRecord) -> Annotated:
+    def render_record(self, record: DetectionsRecord, shapes: bool = True) -> Annotated:
         """This record drawn on the frame it belongs to (blocking, like `render`)."""
         camera_id = record.camera_id
         payload = self.state.cached_frame(record)
@@ -83,8 +84,8 @@ class FrameRenderer:
                 raise NoFrame(str(exc)) from None
         if payload is None:
             raise NoFrame("the frame record is no longer available")
-        shapes = overlays(self.rules.get(camera_id))
-        jpeg = render_jpeg(payload, record, shapes, self.quality)
+        drawn = overlays(self.rules.get(camera_id)) if shapes else []
+        jpeg = render_jpeg(payload, record, drawn, self.quality)
         return Annotated(record.seq, record.capture_ns, len(record.detections), jpeg)
 
 
