@@ -6,7 +6,7 @@ import typer
 
 from sightline.api.cli import api, bench_api
 from sightline.commands import alerts as alerts_cli
-from sightline.commands import assets, bench, common, dev, models
+from sightline.commands import assets, bench, cameras, common, dev, models
 from sightline.commands import rules as rules_cli
 from sightline.commands.batch import batch
 from sightline.commands.decode import decode, frames_app
@@ -38,6 +38,7 @@ app.add_typer(bench.app, name="bench")
 app.add_typer(models.app, name="models")
 app.add_typer(alerts_cli.app, name="alerts")
 app.add_typer(rules_cli.app, name="rules")
+app.add_typer(cameras.app, name="cameras")
 app.add_typer(dataset_app, name="dataset")
 bench.app.command("alerts")(alerts_cli.bench)
 app.command()(decode)
