@@ -121,3 +121,11 @@ def test_a_reference_from_a_file_is_fixed(frames: list[av.VideoFrame], tmp_path:
     assert stats is not None and stats.similarity is not None and stats.similarity > 0.85
     image = load_image(path)
     assert np.array_equal(decode_png(encode_png(image)), image)
+
+
+def test_the_cost_benchmark_runs(vtest_path: Path) -> None:
+    from sightline.bench.camera_health import run
+
+    result = run(vtest_path, 12, 160, 1)
+    assert result["frames"] == 12 and result["size"] == [768, 576]
+    assert 0 < result["inspect_ms"] < result["jpeg_encode_ms"] * 5  # type: ignore[operator]
