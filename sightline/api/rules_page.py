@@ -229,7 +229,7 @@ function draw() {
     el(tag, { points: pts, class: "hit" }, g);
     el(tag, { points: pts, class: "shape " + s.kind + (sel ? " selected" : "") }, g);
     if (s.kind === "line") lineArrows(g, s.points, s.line.direction || "any");
-    const t = el("text", { x: s.points[0][0] + r, y: s.points[0][1] - r, class: "label" }, g);
+    const t = el("text", { x: s.points[0][0] + r, y: s.points[0][1] - r, class: "label name" }, g);
     t.textContent = s.name + (s.kind === "line" ? " (" + (s.line.direction || "any") + ")" : "");
     s.points.forEach((p, i) => {
       el("circle", { cx: p[0], cy: p[1], r, class: "handle", "data-index": i }, g);
