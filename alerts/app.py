@@ -49,6 +49,7 @@ from schemas.alert import AlertRecord
 from schemas.dead_letter import dead_letter_headers
 from schemas.errors import ContractError
 from streams.health import Heartbeat
+from streams.heap import freeze_startup_heap
 
 log = logging.getLogger(__name__)
 RULES_STAGE = "alerts"  # a `dlq-stage` value of schemas/dead_letter.headers.schema.json
@@ -521,6 +522,7 @@ def run(config: AlertsConfig, rules: RulesSettings, loglevel: str = "warning") -
 
     alerts_app = AlertsApp(config, rules)
     worker = _Worker(alerts_app.app, loglevel=loglevel, quiet=True)
+    freeze_startup_heap()
     worker.execute_from_commandline()
 
 
