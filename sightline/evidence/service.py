@@ -14,6 +14,7 @@ sweep runs in the same loop.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -69,7 +70,12 @@ class EvidenceService:
         self.consumer = Consumer(conf)
         # Reads frames and detections by assignment (no group): offsets_for_times, then forward.
         reader_group = f"{self.settings.group_id}-reader-{uuid.uuid4().hex[:8]}"
-        self.reader = Consumer(consumer_config(config.kafka, reader_group, "sightline-evidence"))
+        # It jumps between partitions (assign, read a span): with librdkafka's default 500 ms
+        # fetch wait each jump waited for the previous long poll, seconds per alert. Unassigned
+        # after each pass over the jobs, so the short wait costs no fetching while idle.
+        self.reader = Consumer(
+            {**consumer_config(config.kafka, reader_group, "sightline-evidence"), "fetch.wait.max.ms": 20}
+        )
         self.renderer = Renderer(self.settings, self.store, self.reader, self.claims, camera_rules(config))
         self.notifier = EvidenceNotifier(config)
         self.jobs: dict[str, Job] = {}
@@ -138,9 +144,21 @@ class EvidenceService:
                     continue
                 except ClaimCheckUnavailable:  # stopped while Redis was away: resumed after a restart
                     return
+                job.next_try = max(job.next_try, now + self._until_clip_end(job))
             if job.done and self._notified(job):
                 self._finished(alert_id, job)
+        with contextlib.suppress(KafkaException):
+            self.reader.unassign()
         PENDING.set(len(self.jobs))
+
+    @staticmethod
+    def _until_clip_end(job: Job) -> float:
+        """Seconds until the clip's last frame is captured, once only the clip is left: re-reading
+        the topic before then finds nothing it needs (with many alerts open, that reading was
+        most of the process's work)."""
+        if job.record.parts["snapshot"].status == "pending":
+            return 0.0
+        return max(0.0, (job.plan.clip_end_ns - time.time_ns()) / NS)
 
     def _notified(self, job: Job) -> bool:
         """alert.evidence_ready acknowledged (or given up on) by every endpoint that asked for it."""
