@@ -261,3 +261,45 @@ def bench_e2e(
     print_json_line(result)
     if result["lost"] or result["duplicates"] or result["findings"]:
         raise typer.Exit(1)
+
+
+@app.command("evidence")
+def bench_evidence(
+    duration: float = typer.Option(60.0, min=5, help="Seconds of alerts measured (by their created_ns)."),
+    cameras: int = typer.Option(2, min=1, help="Half RTSP (rounded down), half the file at real time."),
+    fps: float = typer.Option(5.0, min=1, help="Frames per second of every camera."),
+    cooldown: float = typer.Option(10.0, min=0, help="Rules: seconds between alerts of one grid cell."),
+    delivery: str = typer.Option("at-least-once", help="The inference worker's delivery mode."),
+    workdir: str | None = typer.Option(None, help="Logs, configs, the evidence store (default: temp dir)."),
+    as_json: bool = typer.Option(False, "--json", help="Only the JSON line on stdout."),
+) -> None:
+    """Alert created -> snapshot and clip stored, with the chain running, and CPU per clip second.
+
+    Exits 1 when evidence is missing or doubled, a target is missed, or a stage exited."""
+    import signal
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    from sightline.bench.chaos import MODES
+    from sightline.bench.evidence import EvidenceOptions, run_evidence
+
+    if delivery not in MODES:
+        typer.echo("error: --delivery must be at-least-once or exactly-once", err=True)
+        raise typer.Exit(2)
+    options = EvidenceOptions(duration, cameras, fps, cooldown, delivery)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwinds: stages and cameras stopped
+    where = Path(workdir or tempfile.mkdtemp(prefix="sightline-evidence-")).resolve()
+    result = run_evidence(config(), options, where, lambda m: typer.echo(m, err=True))
+    targets = result.pop("targets")
+    if not as_json:
+        typer.echo(
+            f"{result['alerts']} alerts: snapshot p99 {result['snapshot_p99_s']} s, clip p99 "
+            f"{result['clip_p99_s']} s, {result['cpu_ms_per_clip_second']} ms CPU per clip second; "
+            f"missing {result['missing']}, duplicates {result['duplicates']}",
+            err=True,
+        )
+    print_json_line(result)
+    slow = any(result[k] is None or result[k] > targets[k] for k in ("snapshot_p99_s", "clip_p99_s"))
+    if result["missing"] or result["duplicates"] or result["findings"] or slow or not result["alerts"]:
+        raise typer.Exit(1)
