@@ -5,7 +5,9 @@ Kept in Redis as a 64-pixel-wide grayscale PNG (a few KB) under
 finds the same reference, and `sightline cameras reference CAMERA` can replace or clear it
 without a Kafka consumer or a restart (the decoder re-reads it every `reference_check_s`). A
 compacted topic would also do, but every decoder would have to read it to its end at start-up
-for one small image per camera. A cleared reference is taken again at the next good frame.
+for one small image per camera. A cleared reference is taken again at the next good frame; a
+saved rules version that changes the camera's rules clears it (`decoders/rules_follow.py`),
+with `<prefix>:<camera>:rules` recording which rules the reference belongs to.
 """
 
 from __future__ import annotations
@@ -77,6 +79,17 @@ class ReferenceStore:
 
     def clear(self, camera: str) -> bool:
         return bool(self.client.delete(self.key(camera)))
+
+    def rules_changed(self, camera: str, digest: str, changes_only: bool = True) -> bool:
+        """Record which rules the camera's reference belongs to; when they differ from the ones
+        recorded, clear the reference (taken again at the next good frame) and return True.
+        Without `changes_only` (a decoder's first look) nothing recorded yet is no change."""
+        old = self.client.set(f"{self.key(camera)}:rules", digest, get=True)
+        previous = None if old is None else old.decode()  # type: ignore[union-attr]
+        if previous == digest or (previous is None and not changes_only):
+            return False
+        self.clear(camera)
+        return True
 
     def close(self) -> None:
         self.client.close()

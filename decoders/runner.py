@@ -10,6 +10,7 @@ from typing import Any
 from decoders.camera import CameraRunner, CameraStats
 from decoders.publisher import FramePublisher
 from decoders.reference import ReferenceStore
+from decoders.rules_follow import RulesFollower
 from decoders.settings import CameraSettings
 from streams.health import Health
 from streams.http_health import serve_health
@@ -81,6 +82,8 @@ def _run(
         for cam in cameras
     ]
     threads = [threading.Thread(target=r.run, name=f"camera-{r.camera.id}", daemon=True) for r in runners]
+    follow_done = threading.Event()
+    follower = _follow_rules(config, cameras, references, follow_done)
     # This thread serves the producer's delivery reports (and so notices Kafka coming back).
     with stop_on_signals(stop), health.loop("decoder-producer") as heartbeat:
         for thread in threads:
@@ -92,8 +95,28 @@ def _run(
             thread.join()
         with heartbeat.waiting_on("kafka"):
             publisher.close()  # inside: a signal while it waits for Kafka cuts the wait short
+    follow_done.set()
+    if follower is not None:
+        follower.join(5.0)
     if references is not None:
         references.close()
     if publisher.failed:
         log.error("%d frame records failed delivery", publisher.failed)
     return {r.camera.id: r.stats for r in runners}
+
+
+def _follow_rules(
+    config: StreamsConfig,
+    cameras: list[CameraSettings],
+    references: ReferenceStore | None,
+    done: threading.Event,
+) -> threading.Thread | None:
+    """A thread retaking the references of cameras whose rules are saved (decoders/rules_follow.py)."""
+    following = [c for c in cameras if c.health.enabled and c.health.reference is None]
+    if references is None or not following:
+        return None
+    follower = RulesFollower(config, [c.id for c in following], references)
+    every_s = min(c.health.reference_check_s for c in following)
+    thread = threading.Thread(target=follower.run, args=(done, every_s), name="decoder-rules", daemon=True)
+    thread.start()
+    return thread
