@@ -19,25 +19,21 @@ import asyncio
 import logging
 import os
 import random
-import re
 import socket
 import threading
 import time
-from collections import deque
 from collections.abc import Awaitable
-from dataclasses import dataclass, field
 from typing import Any
 
-import aiokafka
 import faust
-from faust.transport.consumer import CONSUMER_FETCHING
-from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import EventT, StreamT
 from redis.exceptions import RedisError
 
 from alerts.checkpoint import CheckpointFenced, CheckpointStore, connect
 from alerts.engine import Engine
+from alerts.faust_transport import CommittedApp, quiet_aiokafka
 from alerts.health_ticks import ticks
+from alerts.in_order_acks import InOrderAcker, Slot
 from alerts.metrics import HEALTH
 from alerts.progress import RulesProgress
 from alerts.rules_watch import RulesWatch
@@ -67,149 +63,6 @@ def broker_urls(bootstrap: str) -> list[str]:
     return [f"kafka://{host.strip()}" for host in bootstrap.split(",") if host.strip()]
 
 
-# What aiokafka says, at WARNING or above, when it cannot reach the broker.
-UNREACHABLE = re.compile(
-    r"connect|NodeNotReady|not ready|coordinator dead|Coordinator Request failed|update metadata"
-    r"|session expired|Failed fetch messages",
-    re.IGNORECASE,
-)
-
-
-class _KafkaOutageFilter(logging.Filter):
-    """aiokafka logs every failed reconnect (several a second while the broker is away): say it
-    once through HEALTH instead, and keep its warnings quiet until the broker answers again."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno < logging.WARNING:
-            return True
-        if UNREACHABLE.search(record.getMessage()):
-            HEALTH.degraded("kafka", record.getMessage())
-            return False
-        return record.levelno >= logging.ERROR or HEALTH.is_up("kafka")
-
-
-def quiet_aiokafka() -> None:
-    """The filter on every aiokafka logger (a logger's filters do not apply to its children)."""
-    flt = _KafkaOutageFilter()
-    names = [n for n in logging.root.manager.loggerDict if n == "aiokafka" or n.startswith("aiokafka.")]
-    for name in names:
-        logger = logging.getLogger(name)
-        if not any(isinstance(f, _KafkaOutageFilter) for f in logger.filters):
-            logger.addFilter(flt)
-
-
-class _CommittedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
-    """faust reads `read_committed` only in its own exactly-once mode; the rules must always:
-    a batch an exactly-once inference worker aborted is never applied."""
-
-    def _create_worker_consumer(self, transport: Any) -> aiokafka.AIOKafkaConsumer:
-        consumer = super()._create_worker_consumer(transport)
-        consumer._isolation_level = "read_committed"  # read by AIOKafkaConsumer.start()
-        return consumer
-
-
-class _CommittedConsumer(faust_aiokafka.Consumer):
-    def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
-        return _CommittedConsumerThread(self, loop=self.loop, beacon=self.beacon)
-
-    async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover (runs in the app)
-        """faust's fetch loop (`faust.transport.consumer.Consumer._drain_messages`, 0.15), racing
-        a flow stop (a rebalance) once per fetched batch instead of once per message.
-
-        faust hands each message to the conductor inside `Service.wait_first(callback(message),
-        suspend_flow.wait())`, which makes two tasks, an `asyncio.wait` and a cancellation per
-        message: in the benchmark's profile the largest single cost of faust's share of the
-        processor's one core (docs/alerts.md, "Where the processor's time goes"). Racing the
-        whole batch keeps what the race is for: a callback blocked on a full stream buffer is
-        released when a rebalance stops the flow (the rest of the batch is dropped; the fetch
-        position is reset to the committed offset after the rebalance anyway).
-        """
-        callback = self.callback
-        consumer_should_stop = self._stopped.is_set
-        fetcher_should_stop = fetcher._stopped.is_set
-        get_read_offset = self._read_offset.__getitem__
-        set_read_offset = self._read_offset.__setitem__
-        acks_enabled_for = self.app.topics.acks_enabled_for
-
-        async def deliver(batch: Any) -> None:
-            since_yield = 0
-            async for tp, message in batch:
-                since_yield += 1
-                if since_yield > 100:  # as faust: let other tasks run inside a long batch
-                    await asyncio.sleep(0)
-                    since_yield = 0
-                offset = message.offset
-                r_offset = get_read_offset(tp)
-                if r_offset is None or offset >= r_offset:
-                    gap = offset - (r_offset or 0)
-                    if gap > 1 and r_offset and acks_enabled_for(message.topic):
-                        await self._add_gap(tp, r_offset + 1, offset)
-                    if self._commit_every is not None and self._n_acked >= self._commit_every:
-                        self._n_acked = 0
-                        await self.commit()
-                    await callback(message)
-                    set_read_offset(tp, offset)
-
-        try:
-            while not (consumer_should_stop() or fetcher_should_stop()):
-                self.diag.set_flag(CONSUMER_FETCHING)
-                batch = self.getmany(timeout=1.0)
-                await self.sleep(0)
-                if not self.should_stop:
-                    await self.wait_first(deliver(batch), self.suspend_flow.wait())
-                self.diag.unset_flag(CONSUMER_FETCHING)
-        except self.consumer_stopped_errors:
-            if self.transport.app.should_stop:
-                return
-            raise
-        except asyncio.CancelledError:
-            if self.transport.app.should_stop:
-                return
-            raise
-        finally:
-            self.diag.unset_flag(CONSUMER_FETCHING)
-
-
-class _CommittedTransport(faust_aiokafka.Transport):
-    Consumer = _CommittedConsumer
-
-
-class _App(faust.App):
-    def _new_transport(self) -> Any:
-        return _CommittedTransport(self.conf.broker_consumer, self)
-
-
-@dataclass
-class _Slot:
-    event: EventT
-    done: bool = False
-
-
-@dataclass
-class InOrderAcker:
-    """Acks events per partition strictly in offset order, as their deliveries finish.
-
-    Deliveries finish out of order (a slow endpoint, retries); committing past an unfinished
-    one would lose it on a crash, so the committed offset only moves over finished prefixes.
-    Hand-written because faust's own commit stops at such a gap only once the partition has a
-    committed offset above 0 (`faust.transport.consumer.Consumer._new_offset`).
-    """
-
-    stream: StreamT
-    slots: dict[Any, deque[_Slot]] = field(default_factory=dict)
-
-    def track(self, event: EventT) -> _Slot:
-        slot = _Slot(event)
-        self.slots.setdefault(event.message.tp, deque()).append(slot)
-        return slot
-
-    async def finish(self, slot: _Slot) -> None:
-        slot.done = True
-        queue = self.slots[slot.event.message.tp]
-        while queue and queue[0].done:
-            await self.stream.ack(queue.popleft().event)
-
-
 class PublishFailed(Exception):
     """The broker did not acknowledge a batch's alerts or dead letters."""
 
@@ -231,7 +84,7 @@ class AlertsApp:
         settings = config.alerts
         topics = config.topics
         settings.data_dir.mkdir(parents=True, exist_ok=True)  # faust creates only the last level
-        self.app = _App(
+        self.app = CommittedApp(
             settings.app_id,
             broker=broker_urls(config.kafka.bootstrap_servers),
             value_serializer="raw",
@@ -495,7 +348,7 @@ class AlertsApp:
             task = asyncio.ensure_future(self.dispatcher.dispatch(alert, msg.value, source))
             task.add_done_callback(lambda t, s=slot: self._delivered(t, s, acker))
 
-    def _delivered(self, task: asyncio.Future[Any], slot: _Slot, acker: InOrderAcker) -> None:
+    def _delivered(self, task: asyncio.Future[Any], slot: Slot, acker: InOrderAcker) -> None:
         self.slots.release()
         if task.cancelled():
             return  # shutting down: not acked, so redelivered (and deduplicated) after restart

@@ -1,4 +1,4 @@
-"""alerts/app.py replaces faust's fetch loop (Consumer._drain_messages) with one that races a
+"""alerts/faust_transport.py replaces faust's fetch loop (Consumer._drain_messages) with one that races a
 rebalance once per fetched batch; it mirrors the loop of the faust version installed. This fails
 when faust's loop changes, so the override is re-read against it before anyone relies on it."""
 
@@ -9,7 +9,7 @@ import re
 
 from faust.transport.consumer import Consumer
 
-from alerts.app import _CommittedConsumer
+from alerts.faust_transport import CommittedConsumer
 
 
 def test_the_fetch_loop_override_mirrors_the_installed_faust() -> None:
@@ -27,4 +27,4 @@ def test_the_fetch_loop_override_mirrors_the_installed_faust() -> None:
         "getmany(timeout=1.0)",
     ):
         assert step in upstream, step
-    assert _CommittedConsumer._drain_messages is not Consumer._drain_messages
+    assert CommittedConsumer._drain_messages is not Consumer._drain_messages
