@@ -136,9 +136,11 @@ class RulesRunner:
         return self.engine.on_pos(event)
 
     async def _health(self, record: CameraHealth, touched: set[str]) -> list[AlertRecord]:
-        """Camera health goes to the camera's `camera_health` rules (docs/alerts.md)."""
-        if not self.engine.has_camera(record.camera_id):
-            metrics.SKIPPED.labels("no rules for camera").inc()
+        """Camera health goes to the camera's `camera_health` rules (docs/alerts.md); a camera
+        without any is neither loaded nor checkpointed for it."""
+        rules = self.engine.rules.get(record.camera_id)
+        if rules is None or not rules.camera_health:
+            metrics.SKIPPED.labels("no camera health rules").inc()
             return []
         await self._load(record.camera_id, self.engine.version)
         touched.add(record.camera_id)

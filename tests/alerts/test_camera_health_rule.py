@@ -34,7 +34,14 @@ GOOD = {"brightness": 120.0, "contrast": 50.0, "sharpness": 1100.0, "similarity"
 
 
 def engine(rule: dict | None = None) -> Engine:
-    return Engine(RulesSettings(cameras=[{"camera": "cam", "camera_health": [rule or HEALTH]}]))
+    return Engine(
+        RulesSettings(
+            cameras=[
+                {"camera": "cam", "camera_health": [rule or HEALTH]},
+                {"camera": "plain", "thresholds": [{"name": "t", "metric": "count", "value": 1}]},
+            ]
+        )
+    )
 
 
 def stats(t_s: float, seq: int = 0, **values: float | None) -> CameraHealth:
@@ -162,10 +169,11 @@ def test_the_runner_routes_health_records_and_rejects_broken_ones() -> None:
     batch = [RawRecord("health", 0, i, stats(i, i, **black).encode()) for i in range(7)]
     batch.append(RawRecord("health", 0, 7, b'{"camera_id": "cam"}'))
     batch.append(RawRecord("health", 0, 8, tick(1, camera="no-rules").encode()))
+    batch.append(RawRecord("health", 0, 9, tick(1, camera="plain").encode()))
     result = asyncio.run(runner.process(batch))
     assert [a.evidence["kind"] for a in result.alerts] == ["covered"]
     assert [r.offset for r, _ in result.rejected] == [7]
-    assert result.touched == {"cam"} and loaded
+    assert result.touched == {"cam"} and set(loaded) == {"cam"}, "no health rules: not loaded"
 
 
 @pytest.fixture(scope="module")
