@@ -156,12 +156,12 @@ class EvidenceRun(ModeRun):
         self.bench = options
 
     def finished(self, watch: Watch, start_ns: int, end_ns: int) -> bool:
-        """Each camera that alerted in the span has alerted after it (its alerts of the span are
-        all in: one camera's alerts come in order), and each of those alerts has a finished
-        record and its evidence_ready event."""
+        """An alert created after the span has come, from each camera that alerted in it (its
+        alerts of the span are all in: one camera's alerts come in order), and each alert of the
+        span has a finished record and its evidence_ready event."""
         span = [a for a in watch.alerts if start_ns <= a.created_ns < end_ns]
         after = {a.camera_id for a in watch.alerts if a.created_ns >= end_ns}
-        if not {a.camera_id for a in span} <= after:
+        if not after or not {a.camera_id for a in span} <= after:
             return False
         ids = {a.alert_id for a in span}
         records = watch.records()
