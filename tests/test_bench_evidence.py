@@ -75,6 +75,10 @@ def test_cpu_per_clip_second_counts_clips_stored_in_the_span() -> None:
     assert stats.clip_seconds_stored(records, 10 * NS, 20 * NS) == 10.0
     assert stats.cpu_ms_per_clip_second(2.5, 10.0) == 250.0
     assert stats.cpu_ms_per_clip_second(2.5, 0.0) is None
+    # The evidence process's own part: from the alert readable on Kafka (3 s late) to stored.
+    arrived = {a.alert_id: a.created_ns + 3 * NS}
+    by_id = {r.alert_id: r for r in records}
+    assert stats.after_arrival(by_id, arrived, [a.alert_id, b.alert_id], "clip") == [2.0]
 
 
 def test_evidence_ready_body_has_urls_only_for_stored_parts() -> None:

@@ -210,6 +210,9 @@ class EvidenceRun(ModeRun):
         per_alert = Counter(d.alert_id for d in events)
         arrived = [(watch.arrived[i] - a.created_ns) / stats.NS for i, a in measured.items()]
         cameras = Counter(a.camera_id for a in measured.values())
+        after = {
+            part: stats.after_arrival(records, watch.arrived, measured, part) for part in ("snapshot", "clip")
+        }
         head = ("alerts", "snapshot_p50_s", "snapshot_p99_s", "clip_p50_s", "clip_p99_s")
         return {
             **{k: result[k] for k in head},
@@ -219,6 +222,11 @@ class EvidenceRun(ModeRun):
             "missing_ids": result["missing_ids"],
             "alert_p50_s": stats.percentile(arrived, 50),  # created_ns -> the alert readable on Kafka
             "alert_p99_s": stats.percentile(arrived, 99),
+            # The evidence process's own part: from the alert readable on Kafka to the part stored.
+            "snapshot_after_alert_p50_s": stats.percentile(after["snapshot"], 50),
+            "snapshot_after_alert_p99_s": stats.percentile(after["snapshot"], 99),
+            "clip_after_alert_p50_s": stats.percentile(after["clip"], 50),
+            "clip_after_alert_p99_s": stats.percentile(after["clip"], 99),
             "alerts_by_camera": dict(sorted(cameras.items())),
             "cpu_s": round(cpu_s, 1),
             "clip_s": round(clip_s, 1),

@@ -80,6 +80,23 @@ def summarize(
     }
 
 
+def after_arrival(
+    records: Mapping[str, EvidenceRecord | None],
+    arrived: Mapping[str, int],
+    alerts: Iterable[str],
+    part: str,
+) -> list[float]:
+    """Seconds from each alert readable on the alerts topic to its part stored: the evidence
+    process's own delay, without the chain's before it (the alert's lateness)."""
+    out = []
+    for alert_id in alerts:
+        record = records.get(alert_id)
+        stored = record.parts[part].stored_ns if record is not None else None  # type: ignore[index]
+        if stored is not None and alert_id in arrived:
+            out.append((stored - arrived[alert_id]) / NS)
+    return out
+
+
 def clip_seconds_stored(records: Iterable[EvidenceRecord], start_ns: int, end_ns: int) -> float:
     """Seconds of clip stored in [start_ns, end_ns), whichever alert they belong to."""
     total = 0.0
