@@ -117,21 +117,36 @@ def editor_chain(stack: Stack, model_registry: Path, bus_jpg: Path, tmp_path: Pa
             processor.stop()
 
 
-def _drag(page: Any, selector: str, to: list[int], frame: tuple[int, int]) -> None:
-    """Press on an element of the canvas and release at a point given in frame pixels."""
-    handle = page.locator(selector).bounding_box()
+FRAME = (810, 1080)
+
+
+def _screen(page: Any, point: list[int]) -> tuple[float, float]:
+    """Where a point given in frame pixels is on the screen (the canvas spans the frame)."""
     box = page.locator("#canvas").bounding_box()
-    x = box["x"] + to[0] * box["width"] / frame[0]
-    y = box["y"] + to[1] * box["height"] / frame[1]
-    page.mouse.move(handle["x"] + handle["width"] / 2, handle["y"] + handle["height"] / 2)
+    return box["x"] + point[0] * box["width"] / FRAME[0], box["y"] + point[1] * box["height"] / FRAME[1]
+
+
+def _drag(page: Any, selector: str | None, to: list[int], start: list[int] | None = None) -> None:
+    """Press on an element of the canvas (or at a frame point) and release at a frame point."""
+    if selector is not None:
+        handle = page.locator(selector).bounding_box()
+        x0, y0 = handle["x"] + handle["width"] / 2, handle["y"] + handle["height"] / 2
+    else:
+        assert start is not None
+        x0, y0 = _screen(page, start)
+    x, y = _screen(page, to)
+    page.mouse.move(x0, y0)
     page.mouse.down()
     for step in range(1, 11):  # in steps, as a hand drags
-        t = step / 10
-        page.mouse.move(
-            handle["x"] + handle["width"] / 2 + t * (x - handle["x"] - handle["width"] / 2),
-            handle["y"] + handle["height"] / 2 + t * (y - handle["y"] - handle["height"] / 2),
-        )
+        page.mouse.move(x0 + step / 10 * (x - x0), y0 + step / 10 * (y - y0))
     page.mouse.up()
+
+
+def _near(got: list[list[float]], want: list[list[int]]) -> bool:
+    """Frame points equal within the rounding of one screen pixel."""
+    return len(got) == len(want) and all(
+        abs(g[0] - w[0]) <= 3 and abs(g[1] - w[1]) <= 3 for g, w in zip(got, want, strict=True)
+    )
 
 
 def _live_line(live: Any, line: list[list[int]], present: bool, what: str) -> None:
@@ -189,12 +204,31 @@ def test_drag_a_line_try_it_save_it_see_it_live_and_roll_back(editor_chain: tupl
 
             # Drag both ends of the counting line; what is stored is frame pixels.
             door = 'g[data-name="door"][data-kind="line"]'
-            _drag(page, f'{door} circle[data-index="0"]', NEW[0], (810, 1080))
-            _drag(page, f'{door} circle[data-index="1"]', NEW[1], (810, 1080))
+            _drag(page, f'{door} circle[data-index="0"]', NEW[0])
+            _drag(page, f'{door} circle[data-index="1"]', NEW[1])
             line = page.evaluate("editor.block.lanes[0].line")
-            for got, want in zip([line["start"], line["end"]], NEW, strict=True):
-                assert abs(got[0] - want[0]) <= 3 and abs(got[1] - want[1]) <= 3, (line, NEW)
+            assert _near([line["start"], line["end"]], NEW), (line, NEW)
             assert page.locator(f"{door} text.name").text_content() == "door (any)"
+
+            # A polygon: drawn corner by corner, moved whole, named, its shape then its rule deleted.
+            corners = [[50, 100], [300, 100], [300, 300], [50, 300]]
+            page.select_option("#add-kind", "thresholds|zone|polygon")
+            page.click("#add")
+            for corner in corners:
+                page.mouse.click(*_screen(page, corner))
+            page.click("#finish")
+            page.wait_for_selector('g[data-kind="polygon"][data-name="threshold-1"]', timeout=5_000)
+            assert _near(page.evaluate("editor.block.thresholds[0].zone"), corners)
+            _drag(page, None, [275, 250], start=[175, 200])
+            moved = [[x + 100, y + 50] for x, y in corners]
+            assert _near(page.evaluate("editor.block.thresholds[0].zone"), moved)
+            page.fill('input[data-path="thresholds.0.name"]', "desk-crowd")
+            assert page.locator('g[data-name="desk-crowd"] text.name').text_content() == "desk-crowd"
+            page.click("#delete-shape")
+            assert page.evaluate("editor.block.thresholds[0].zone") is None
+            assert page.locator('g[data-kind="polygon"]').count() == 0
+            page.click('fieldset.rule[data-path="thresholds.0"] button.delete-rule')
+            assert page.evaluate("editor.block.thresholds.length") == 0
 
             # A field the validator refuses: its message next to the field, and no saving.
             band = '[data-path="lanes.0.line.band_px"]'

@@ -635,15 +635,21 @@ function showErrors() {
 }
 
 // -- try ------------------------------------------------------------------------------------
-function alertItem(a, otherIds) {
+function alertItem(a, otherIds, i) {
   const li = document.createElement("li");
   li.dataset.alertId = a.alert_id;
   li.dataset.rule = a.rule;
   if (!otherIds.has(a.alert_id)) li.className = "only";
-  const snap = a.evidence_urls && a.evidence_urls.snapshot;
+  // The signed snapshot URL when the evidence stage stored one; without URL signing configured,
+  // the session's own snapshot URL for the first few (an alert without evidence drops its <img>).
+  const snap = a.evidence_urls ? a.evidence_urls.snapshot
+    : i < 40 ? "/v1/alerts/" + a.alert_id + "/snapshot.jpg" : null;
   if (snap) {
     const im = document.createElement("img");
-    im.className = "thumb"; im.alt = "snapshot"; im.src = snap;
+    im.className = "thumb"; im.alt = "snapshot of " + a.type;
+    im.onload = () => { im.dataset.loaded = "1"; };
+    im.onerror = () => im.remove();
+    im.src = snap;
     li.appendChild(im);
   }
   const text = document.createElement("div");
@@ -670,8 +676,8 @@ async function tryDraft() {
   }
   const { draft, live } = r.data;
   const draftIds = new Set(draft.alerts.map(a => a.alert_id)), liveIds = new Set(live.alerts.map(a => a.alert_id));
-  $("draft-alerts").replaceChildren(...draft.alerts.map(a => alertItem(a, liveIds)));
-  $("live-alerts").replaceChildren(...live.alerts.map(a => alertItem(a, draftIds)));
+  $("draft-alerts").replaceChildren(...draft.alerts.map((a, i) => alertItem(a, liveIds, i)));
+  $("live-alerts").replaceChildren(...live.alerts.map((a, i) => alertItem(a, draftIds, i)));
   $("draft-count").textContent = draft.count;
   $("live-count").textContent = live.count + " · version " + r.data.live_version;
   $("try-status").textContent = r.data.records + " detection records of the last " + minutes + " min";
