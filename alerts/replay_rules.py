@@ -22,6 +22,7 @@ from alerts.engine import Engine
 from alerts.pos import PosEvent
 from alerts.settings import RulesSettings
 from schemas.alert import AlertRecord
+from schemas.camera_health import CameraHealth
 from schemas.detections import DetectionsRecord
 from schemas.errors import ContractError
 from streams import topic_reader
@@ -154,8 +155,10 @@ def evaluate(
     *,
     version: int = 0,
     switches: Iterable[Switch] = (),
+    health: list[CameraHealth] | None = None,
 ) -> list[AlertRecord]:
-    """Records in their given order; each POS event goes in before the first later record.
+    """Records in their given order; each POS event goes in before the first later record, and
+    so do camera-health records (`health`, in their given order).
 
     `version` labels the alerts of `rules`. With `switches` (records must then be `Located`), a
     record goes in under the last switch due at its position, its camera converted as the
@@ -168,8 +171,9 @@ def evaluate(
     last: dict[int, Located] = {}  # per partition, the last record read
     partition_of: dict[str, int] = {}
     pending = list(pos or [])
+    healths = list(health or [])
     alerts: list[AlertRecord] = []
-    i = 0
+    i = h = 0
     for item in records:
         want: int | None = None
         if isinstance(item, Located):
@@ -188,9 +192,14 @@ def evaluate(
         while i < len(pending) and pending[i].at_ns <= record.capture_ns:
             alerts += engine.on_pos(pending[i])
             i += 1
+        while h < len(healths) and healths[h].at_ns <= record.capture_ns:
+            alerts += engine.on_health(healths[h])
+            h += 1
         alerts += engine.on_record(record, want)
     for event in pending[i:]:
         alerts += engine.on_pos(event)
+    for rest in healths[h:]:
+        alerts += engine.on_health(rest)
     if flush:
         for camera_id, partition in sorted(partition_of.items()):  # switched since its last record
             k = _due(todo, last[partition])

@@ -129,6 +129,10 @@ def test_rules(
     ],
     config: ConfigOpt = None,
     pos: Annotated[Path | None, typer.Option("--pos", help="JSONL file of POS events to merge in.")] = None,
+    health: Annotated[
+        str | None,
+        typer.Option("--health", help="Camera-health records: JSONL file or TOPIC[:PARTITION[:FIRST-LAST]]."),
+    ] = None,
     flush: Annotated[bool, typer.Option(help="Close open windows/sessions at the end of input.")] = True,
     switch: Annotated[
         list[str] | None,
@@ -160,6 +164,11 @@ def test_rules(
     errors: list[str] = []
     try:
         records = open_source(source, cfg.kafka, errors)
+        health_records = None
+        if health:
+            from alerts.replay_health import read_health
+
+            health_records = read_health(health, cfg.kafka, errors)
         alerts = evaluate(
             rules_settings,
             records,
@@ -167,6 +176,7 @@ def test_rules(
             flush=flush,
             version=version,
             switches=switches,
+            health=health_records,
         )
     except (ValueError, TimeoutError) as exc:
         typer.echo(f"error: {exc}", err=True)

@@ -219,3 +219,29 @@ def test_real_frames_through_the_decoder_statistics_raise_the_right_alert(
         assert measured is not None
         alerts += eng.on_health(monitor.stats_record(measured, i, T0 + i * S))
     assert [a.evidence["kind"] for a in alerts] == [kind]
+
+
+def test_test_rules_replays_camera_health_records(tmp_path: Path) -> None:
+    """`sightline alerts test-rules --health FILE`: the same alerts as the live processors."""
+    import json
+
+    import yaml
+    from typer.testing import CliRunner
+
+    from sightline.cli import app
+
+    black = {"brightness": 3.0, "contrast": 0.5}
+    records = [stats(t, t, **black) for t in range(0, 12)] + [tick(45)]
+    health = tmp_path / "health.jsonl"
+    health.write_text("".join(r.encode().decode() + "\n" for r in records))
+    rules = tmp_path / "rules.yaml"
+    document = {"version": 1, "cameras": [{"camera": "cam", "camera_health": [HEALTH]}]}
+    rules.write_text(yaml.safe_dump(document))
+    detections = tmp_path / "detections.jsonl"
+    detections.write_text("")
+    args = ["alerts", "test-rules", "--from", str(detections), "--rules", str(rules), "--health", str(health)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    alerts = [json.loads(line) for line in result.output.splitlines() if line.startswith("{")]
+    assert [a["evidence"]["kind"] for a in alerts] == ["covered", "offline"]
+    assert [a["alert_id"] for a in alerts] == [a.alert_id for a in run(engine(), records)]
