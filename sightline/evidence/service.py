@@ -131,11 +131,20 @@ class EvidenceService:
 
     # -- jobs ----------------------------------------------------------------------------------
     def _work(self) -> None:
+        """One pass: snapshots first, and at most one clip, so a new alert's snapshot never
+        waits behind the clips of the alerts before it (the loop reads new alerts between)."""
         now = time.monotonic()
-        for alert_id, job in list(self.jobs.items()):
+        order = sorted(
+            self.jobs.items(), key=lambda item: item[1].record.parts["snapshot"].status != "pending"
+        )
+        clips = 0
+        for alert_id, job in order:
             if self.stop.is_set():
                 continue
-            if not job.done and job.next_try <= now:
+            parts = job.record.parts
+            clip_pending = parts["clip"].status == "pending"
+            later = clips and parts["snapshot"].status != "pending"  # only a clip left: next pass
+            if not job.done and job.next_try <= now and not later:
                 job.next_try = now + RETRY_EVERY_S
                 try:
                     self.renderer.work(job, now)
@@ -145,6 +154,7 @@ class EvidenceService:
                 except ClaimCheckUnavailable:  # stopped while Redis was away: resumed after a restart
                     return
                 job.next_try = max(job.next_try, now + self._until_clip_end(job))
+                clips += clip_pending and parts["clip"].status != "pending"
             if job.done and self._notified(job):
                 self._finished(alert_id, job)
         with contextlib.suppress(KafkaException):
