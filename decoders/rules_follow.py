@@ -76,6 +76,9 @@ class RulesFollower:
             log.info("camera %s: rules saved; its reference frame is taken again", camera)
         return cleared
 
+    def close(self) -> None:
+        self._consumer.close()
+
     def run(self, stop: threading.Event, every_s: float) -> None:
         """Until `stop`: a lost Kafka or Redis only delays a retake to the next round."""
         try:
@@ -87,4 +90,4 @@ class RulesFollower:
                 if stop.wait(every_s):
                     return
         finally:
-            self._consumer.close()
+            self.close()

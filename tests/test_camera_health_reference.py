@@ -41,9 +41,12 @@ def test_saving_a_cameras_rules_retakes_its_reference(stack: Stack) -> None:
         store.put(cam, image)
         rules.save(_rules({cam: 30, other: 60}), "test", "another camera only")
         assert follower.poll_once() == [] and store.get(cam) is not None
+        follower.close()
         # A decoder that was down while the camera's rules were saved retakes it at start.
         rules.save(_rules({cam: 45, other: 60}), "test", "while the decoder was down")
-        assert RulesFollower(config, [cam], store).poll_once() == [cam]
+        restarted = RulesFollower(config, [cam], store)
+        assert restarted.poll_once() == [cam]
+        restarted.close()
     finally:
         store.clear(cam)
         store.client.delete(f"{store.key(cam)}:rules")
