@@ -8,13 +8,16 @@ worker that otherwise has no use for it. Imported lazily: CPU installs never loa
 
 from __future__ import annotations
 
+import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
 from inference.engines.cuda_probe import cuda_devices
+
+log = logging.getLogger(__name__)
 
 _INSTALL_HINT = "install the 'gpu' extra (pip install 'sightline[gpu]'), which brings nvidia-nvimgcodec-cu12"
 # libjpeg-turbo (simplejpeg, OpenCV) upsamples chroma smoothly by default; nvJPEG's default is nearest,
@@ -115,3 +118,25 @@ def decode_jpegs(payloads: Sequence[bytes], device_id: int = 0) -> list[np.ndarr
             if failed:
                 raise JpegDecodeError(failed)
         return [_to_bgr(image) for image in images]
+
+
+def batch_jpeg_decoder(
+    choice: str, device_id: int
+) -> Callable[[list[bytes]], list[np.ndarray] | None] | None:
+    """The batch JPEG decoder for ``jpeg_decoder: nvjpeg``, or None for libjpeg-turbo (also when
+    nvJPEG is unusable here: said once in the log). The decoder answers None for a batch it
+    cannot decode, which then goes to the CPU."""
+    if choice != "nvjpeg":
+        return None
+    usable, why = available()
+    if not usable:
+        log.warning("nvJPEG unavailable (%s); decoding JPEG on the CPU", why)
+        return None
+
+    def decode(payloads: list[bytes]) -> list[np.ndarray] | None:
+        try:
+            return decode_jpegs(payloads, device_id)
+        except JpegDecodeError:
+            return None
+
+    return decode

@@ -18,22 +18,23 @@ import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
-import numpy as np
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
 
 from inference import metrics
-from inference.at_least_once import AtLeastOnce, DeliveryFailed
+from inference.at_least_once import DeliveryFailed
 from inference.batching import Batch, FrameJob, Rejected, SkippedFrame
 from inference.commits import OffsetCommits
+from inference.delivery_setup import make_delivery
 from inference.detector import Detector
 from inference.detector_source import DetectorSource
-from inference.exactly_once import ExactlyOnce, TransactionsUnavailable
+from inference.exactly_once import TransactionsUnavailable
 from inference.frames import accept_frame_record, frame_payload, load_image
 from inference.freshness import FreshnessPolicy
+from inference.gpu_jpeg import batch_jpeg_decoder
 from inference.kafka_health import KafkaWatch
 from inference.outbox import Outbox
 from inference.parts import WorkerParts, WorkerStats
-from inference.pipeline import GpuDecode, StagedPipeline
+from inference.pipeline import StagedPipeline
 from inference.preprocess import BufferPool
 from inference.settings import WorkerConfig
 from inference.tracker_state import TrackerStateStore
@@ -42,8 +43,6 @@ from schemas.errors import ContractError
 from streams.claimcheck import ClaimCheckStore
 from streams.health import Health
 from streams.kafka import (
-    at_least_once_producer_config,
-    transactional_producer_config,
     worker_consumer_config,
 )
 
@@ -61,6 +60,10 @@ class WorkerError(RuntimeError):
 
 
 class InferenceWorker:
+    """One consumer-group member: owns the consumer, the open batch, the batches in flight and the
+    delivery strategy, all on the thread that calls ``run``; the pipeline's stages, the JPEG pool
+    and librdkafka run on their own threads and hand results back to it."""
+
     def __init__(
         self,
         config: WorkerConfig,
@@ -127,34 +130,14 @@ class InferenceWorker:
             dead_letter_topic=config.topics.dead_letter.name,
             message_max_bytes=config.kafka.message_max_bytes,
         )
-        self.delivery: AtLeastOnce | ExactlyOnce
-        if self.exactly_once:
-            # transactional.id must be unique per live process: a named worker (--worker-id, e.g. a
-            # StatefulSet ordinal) keeps its id across restarts, so the restarted twin fences the
-            # dead one and aborts its open transaction at once; an unnamed one adds its pid, and the
-            # short transaction timeout bounds how long a dead twin's transaction blocks readers.
-            txn_id = f"{inf.group_id}-{named or f'{self.worker_id}-{os.getpid()}'}"
-            pconf = transactional_producer_config(
-                config.kafka, client, txn_id, compression="lz4", linger_ms=2
+        try:
+            self.delivery = make_delivery(
+                config, parts, self.outbox, self.kafka, commits, client, named, self.worker_id, self._rewind
             )
-            pconf["error_cb"] = self.kafka.on_producer_error
-            try:
-                self.delivery = ExactlyOnce(
-                    parts,
-                    self.outbox,
-                    pconf,
-                    interval_s=inf.transaction_interval_ms / 1e3,
-                    max_pending=max(1, inf.max_in_flight_batches // 2),
-                    rewind=self._rewind,
-                )
-            except TransactionsUnavailable as exc:
-                raise WorkerError(str(exc)) from exc
-        else:
-            pconf = at_least_once_producer_config(config.kafka, client, compression="lz4", linger_ms=2)
-            pconf["error_cb"] = self.kafka.on_producer_error
-            self.delivery = AtLeastOnce(parts, self.outbox, Producer(pconf), commits)
+        except TransactionsUnavailable as exc:
+            raise WorkerError(str(exc)) from exc
         self.frame_pool = BufferPool(keep=4 * inf.max_batch)
-        self.gpu_decode = _nvjpeg_decoder(inf.jpeg_decoder, inf.device_id)
+        self.gpu_decode = batch_jpeg_decoder(inf.jpeg_decoder, inf.device_id)
         self.pipeline = StagedPipeline(
             self.detectors.current,
             self.stop,
@@ -455,26 +438,6 @@ class InferenceWorker:
             self._last_activity = time.monotonic()
             if self.stats.first_fetch is None:
                 self.stats.first_fetch = self._last_activity
-
-
-def _nvjpeg_decoder(choice: str, device_id: int) -> GpuDecode | None:
-    """The batch JPEG decoder for ``jpeg_decoder: nvjpeg``, or None for libjpeg-turbo."""
-    if choice != "nvjpeg":
-        return None
-    from inference import gpu_jpeg
-
-    usable, why = gpu_jpeg.available()
-    if not usable:
-        log.warning("nvJPEG unavailable (%s); decoding JPEG on the CPU", why)
-        return None
-
-    def decode(payloads: list[bytes]) -> list[np.ndarray] | None:
-        try:
-            return gpu_jpeg.decode_jpegs(payloads, device_id)
-        except gpu_jpeg.JpegDecodeError:
-            return None
-
-    return decode
 
 
 def _camera_label(msg: Message) -> str:
