@@ -20,7 +20,6 @@ PAGE_HEADERS = {
 }
 
 
-
 def session_page(request: Request, page: str) -> Response:
     """A page for readers; a browser without a session (or header) goes to the login page, not a 401."""
     try:
