@@ -61,3 +61,15 @@ def test_retention_deletes_old_evidence_and_keeps_the_rest(tmp_path: Path) -> No
     assert not (tmp_path / "old").exists() and store.get("new/snapshot.jpg") == b"jpeg"
     with pytest.raises(ValueError, match="invalid evidence key"):
         store.get("../../etc/passwd")
+
+
+def test_camera_health_alerts_show_the_measured_frame_or_the_last_before_the_silence() -> None:
+    settings = EvidenceSettings()
+    covered = _alert("camera_health", 0, 10, 10, {"kind": "covered", "seq": 412, "brightness": 3.0})
+    plan = plan_for(covered, settings)
+    assert plan.key_seq == 412, "the frame whose statistics said covered"
+    # offline: the alert is stamped when the silence was noticed; its key frame is the last one
+    # captured before that, and the clip ends with the silence.
+    offline = plan_for(_alert("camera_health", 0, 30, 30, {"kind": "offline", "silent_s": 30.0}), settings)
+    assert offline.key_seq is None and offline.key_ns == T0 + 30 * NS
+    assert offline.clip_start_ns < T0 + 30 * NS <= offline.clip_end_ns
