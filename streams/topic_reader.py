@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
-from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from streams.kafka import is_fatal_error
 
@@ -44,6 +44,26 @@ def partitions_of(consumer: Consumer, topic: str, timeout_s: float = METADATA_TI
     return sorted(meta.partitions)
 
 
+# Errors of a partition whose leader is not known yet (librdkafka does not flag all as retriable).
+_LEADERLESS = frozenset({KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE})
+
+
+def _watermarks(consumer: Consumer, tp: TopicPartition, timeout_s: float) -> tuple[int, int]:
+    """`get_watermark_offsets`, retried while the partition has no leader yet (a topic created a
+    moment ago, a leader moving): those errors are retriable and pass within the timeout."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return consumer.get_watermark_offsets(tp, timeout=timeout_s)
+        except KafkaException as exc:
+            error = exc.args[0] if exc.args else None
+            retriable = isinstance(error, KafkaError) and error.retriable()
+            leaderless = isinstance(error, KafkaError) and error.code() in _LEADERLESS
+            if not (retriable or leaderless) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.1)
+
+
 def spans(
     consumer: Consumer,
     topic: str,
@@ -61,7 +81,7 @@ def spans(
     for p in known if partitions is None else partitions:
         if p not in known:
             raise TopicReadError(f"topic {topic!r} has no partition {p}")
-        low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s)
+        low, high = _watermarks(consumer, TopicPartition(topic, p), timeout_s)
         first = start.get(p) if isinstance(start, Mapping) else start
         first = low if first is None or first < 0 else max(low, first)
         last = high if end is None else min(high, end)

@@ -98,7 +98,7 @@ def test_bench_evidence_smoke(stack: Stack, own_registry: Path, tmp_path: Path) 
     one signed alert.evidence_ready with both URLs."""
     config = write_config(stack.config, tmp_path / "sightline.yaml")
     command = [sys.executable, "-m", "sightline.cli", "-c", str(config), "bench", "evidence", "--json",
-               "--duration", "10", "--cooldown", "3", "--workdir", str(tmp_path / "bench")]  # fmt: skip
+               "--duration", "10", "--cooldown", "10", "--workdir", str(tmp_path / "bench")]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True, timeout=540)
     assert done.stdout.strip(), f"no JSON line (rc={done.returncode}):\n{done.stderr[-4000:]}"
     result = json.loads(done.stdout.strip().splitlines()[-1])
