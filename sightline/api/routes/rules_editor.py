@@ -9,12 +9,12 @@ import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import HTMLResponse
 
 from alerts.settings import CameraRules
 from sightline.api.auth import require_read
 from sightline.api.errors import ApiError
-from sightline.api.login_page import PAGE_HEADERS
+from sightline.api.login_page import session_page
 from sightline.api.mjpeg import NoFrame
 from sightline.api.rules_page import RULES_HTML
 
@@ -25,13 +25,7 @@ router = APIRouter(tags=["rules"])
 async def rules_page(camera_id: str, request: Request) -> Response:
     """Plain HTML + JS; without a session a browser goes to the login page. Anyone who may read
     sees the rules; saving needs an admin session (the page says so)."""
-    try:
-        require_read(request)
-    except ApiError as exc:
-        if exc.status in (401, 403):
-            return RedirectResponse("/login", status_code=303)
-        raise
-    return HTMLResponse(RULES_HTML, headers=PAGE_HEADERS)
+    return session_page(request, RULES_HTML)
 
 
 @router.get("/v1/rules/schema", dependencies=[Depends(require_read)])
